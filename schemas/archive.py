@@ -1,0 +1,403 @@
+"""The raw archive: the contract between extract (the only writer) and load (the only reader).
+
+Layout under the archive root (version 1)::
+
+    archive.json                                   {"archive_version": 1, ...}
+    {series}/{event}/p{period}/{policy}/{start_ts}.json.gz          event-level pages
+    {series}/{event}/p{period}/{policy}/markets/{market}/{start_ts}.json.gz
+                                                   per-market pages (historical tier)
+    {series}/{event}/p{period}/{policy}/manifest.json   written LAST: the window is complete
+    _quarantine/...                                corrupt files moved aside by load
+
+``policy`` is ``full`` (FULL_MARKET_WINDOW) or ``trade`` (TRADE_WINDOW_ONLY), so the two
+policies' windows never overwrite each other's pages. Every page is a gzipped JSON
+:class:`PageEnvelope`: the request, the HTTP status, when it was retrieved and the body
+exactly as the API sent it. Every file is written atomically (temporary file, fsync,
+rename), so a reader sees a whole file or none, whatever moment a writer is killed at.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import secrets
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import orjson
+
+from schemas.errors import ArchiveError, CorruptArchiveError
+from schemas.tables import WindowPolicy
+from schemas.tickers import validate_event_ticker, validate_market_ticker, validate_series_ticker
+
+ARCHIVE_VERSION = 1
+ARCHIVE_FORMAT = "kalshi-candles-raw-archive"
+ROOT_FILE = "archive.json"
+MANIFEST_FILE = "manifest.json"
+QUARANTINE_DIR = "_quarantine"
+TEMP_MARKER = ".tmp-"
+PAGE_SUFFIX = ".json.gz"
+
+KIND_EVENT_CANDLES = "event_candlesticks"
+KIND_HISTORICAL_MARKET_CANDLES = "historical_market_candlesticks"
+PAGE_KINDS = (KIND_EVENT_CANDLES, KIND_HISTORICAL_MARKET_CANDLES)
+
+_POLICY_SLUG = {WindowPolicy.FULL_MARKET_WINDOW: "full", WindowPolicy.TRADE_WINDOW_ONLY: "trade"}
+
+
+def utc_iso(ts: datetime) -> str:
+    """ISO-8601 with a ``Z``, microseconds kept: the archive's one time format."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_utc_iso(value: str) -> datetime:
+    """Inverse of :func:`utc_iso` (accepts any ISO-8601 string with an offset or Z)."""
+    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+@dataclass(frozen=True, order=True)
+class WindowKey:
+    """Identifies one event window: the unit extract completes and load loads."""
+
+    series_ticker: str
+    event_ticker: str
+    period_interval: int
+    window_policy: WindowPolicy
+
+    def __post_init__(self) -> None:
+        validate_series_ticker(self.series_ticker)
+        validate_event_ticker(self.event_ticker)
+        object.__setattr__(self, "window_policy", WindowPolicy(self.window_policy))
+
+    @property
+    def dir(self) -> str:
+        """The window's folder, relative to the archive root (POSIX separators)."""
+        slug = _POLICY_SLUG[self.window_policy]
+        return f"{self.series_ticker}/{self.event_ticker}/p{self.period_interval}/{slug}"
+
+    @property
+    def manifest_path(self) -> str:
+        return f"{self.dir}/{MANIFEST_FILE}"
+
+    def page_path(self, start_ts: int, market_ticker: str | None = None) -> str:
+        """Where the page requested at ``start_ts`` lives (per market for market routes)."""
+        if market_ticker is None:
+            return f"{self.dir}/{int(start_ts)}{PAGE_SUFFIX}"
+        validate_market_ticker(market_ticker)
+        return f"{self.dir}/markets/{market_ticker}/{int(start_ts)}{PAGE_SUFFIX}"
+
+    def __str__(self) -> str:
+        return f"{self.event_ticker} p{self.period_interval} {self.window_policy.value}"
+
+
+@dataclass(frozen=True)
+class PageEnvelope:
+    """One raw API response as archived: what was asked, what came back, and when."""
+
+    kind: str
+    series_ticker: str
+    event_ticker: str
+    market_ticker: str | None
+    period_interval: int
+    window_policy: WindowPolicy
+    path: str
+    params: dict[str, Any]
+    status: int
+    retrieved_at_utc: datetime
+    body: Any
+
+    @property
+    def start_ts(self) -> int:
+        return int(self.params["start_ts"])
+
+    @property
+    def end_ts(self) -> int:
+        return int(self.params["end_ts"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "archive_version": ARCHIVE_VERSION,
+            "kind": self.kind,
+            "series_ticker": self.series_ticker,
+            "event_ticker": self.event_ticker,
+            "market_ticker": self.market_ticker,
+            "period_interval": self.period_interval,
+            "window_policy": self.window_policy.value,
+            "request": {"method": "GET", "path": self.path, "params": self.params},
+            "status": self.status,
+            "retrieved_at_utc": utc_iso(self.retrieved_at_utc),
+            "body": self.body,
+        }
+
+    def to_bytes(self) -> bytes:
+        """Gzipped JSON (level 6: the archive is written once and read many times)."""
+        return gzip.compress(orjson.dumps(self.to_json()), compresslevel=6, mtime=0)
+
+    @classmethod
+    def from_json(cls, doc: Any, where: str) -> PageEnvelope:
+        try:
+            if doc["archive_version"] != ARCHIVE_VERSION:
+                raise CorruptArchiveError(
+                    f"{where}: archive_version {doc['archive_version']!r}, "
+                    f"this program reads {ARCHIVE_VERSION}"
+                )
+            if doc["kind"] not in PAGE_KINDS:
+                raise CorruptArchiveError(f"{where}: unknown page kind {doc['kind']!r}")
+            req = doc["request"]
+            return cls(
+                kind=doc["kind"],
+                series_ticker=doc["series_ticker"],
+                event_ticker=doc["event_ticker"],
+                market_ticker=doc.get("market_ticker"),
+                period_interval=int(doc["period_interval"]),
+                window_policy=WindowPolicy(doc["window_policy"]),
+                path=req["path"],
+                params=dict(req["params"]),
+                status=int(doc["status"]),
+                retrieved_at_utc=parse_utc_iso(doc["retrieved_at_utc"]),
+                body=doc["body"],
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptArchiveError(f"{where}: not a page envelope ({e!r})") from e
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> PageEnvelope:
+        return cls.from_json(decode_gzip_json(data, where), where)
+
+
+@dataclass(frozen=True)
+class ManifestMarket:
+    """A market of the window, with the bounds its missing-minute grid is computed on."""
+
+    market_ticker: str
+    open_ts: int
+    close_ts: int
+    route: str = "live"  # "live" (event endpoint) or "historical" (per-market endpoint)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Written last into a window's folder: the window's archive is complete.
+
+    ``pages`` lists the page files (relative to the window folder) in fetch order; load
+    reads exactly these. ``is_final`` is false for a still-open event whose window ended
+    at the time of the run: a later extract extends it and rewrites the manifest.
+    """
+
+    key: WindowKey
+    window_start_ts: int
+    window_end_ts: int
+    is_final: bool
+    markets: tuple[ManifestMarket, ...]
+    pages: tuple[str, ...]
+    completed_at_utc: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "archive_version": ARCHIVE_VERSION,
+                "series_ticker": self.key.series_ticker,
+                "event_ticker": self.key.event_ticker,
+                "period_interval": self.key.period_interval,
+                "window_policy": self.key.window_policy.value,
+                "window_start_ts": self.window_start_ts,
+                "window_end_ts": self.window_end_ts,
+                "is_final": self.is_final,
+                "markets": [m.__dict__ for m in self.markets],
+                "pages": list(self.pages),
+                "completed_at_utc": utc_iso(self.completed_at_utc),
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> Manifest:
+        try:
+            doc = orjson.loads(data)
+            if doc["archive_version"] != ARCHIVE_VERSION:
+                raise CorruptArchiveError(f"{where}: archive_version {doc['archive_version']!r}")
+            key = WindowKey(
+                doc["series_ticker"],
+                doc["event_ticker"],
+                int(doc["period_interval"]),
+                WindowPolicy(doc["window_policy"]),
+            )
+            pages = tuple(str(p) for p in doc["pages"])
+            for p in pages:
+                if p.startswith("/") or ".." in PurePosixPath(p).parts:
+                    raise CorruptArchiveError(f"{where}: page path {p!r} leaves the window")
+            return cls(
+                key=key,
+                window_start_ts=int(doc["window_start_ts"]),
+                window_end_ts=int(doc["window_end_ts"]),
+                is_final=bool(doc["is_final"]),
+                markets=tuple(ManifestMarket(**m) for m in doc["markets"]),
+                pages=pages,
+                completed_at_utc=parse_utc_iso(doc["completed_at_utc"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise CorruptArchiveError(f"{where}: not a valid manifest ({e!r})") from e
+
+
+def decode_gzip_json(data: bytes, where: str) -> Any:
+    """Gunzip and parse, turning every failure into CorruptArchiveError naming the file."""
+    try:
+        raw = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise CorruptArchiveError(f"{where}: not a valid gzip file ({e})") from e
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise CorruptArchiveError(f"{where}: invalid JSON ({e})") from e
+
+
+class LocalArchive:
+    """The archive on a local filesystem. All paths given to it are relative POSIX paths."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def _abs(self, rel: str) -> Path:
+        parts = PurePosixPath(rel).parts
+        if rel.startswith("/") or ".." in parts:
+            raise ArchiveError(f"archive path {rel!r} leaves the archive")
+        return self.root.joinpath(*parts)
+
+    def ensure_writable(self) -> None:
+        """Create the root (and its version file) or fail with one clear line."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f"{TEMP_MARKER}probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise ArchiveError(f"archive folder {self.root} is not writable: {e.strerror}") from e
+        self.check_version(create=True)
+
+    def check_version(self, *, create: bool = False) -> None:
+        """Refuse an archive written in another format version instead of misreading it."""
+        f = self.root / ROOT_FILE
+        if f.exists():
+            try:
+                doc = orjson.loads(f.read_bytes())
+                version = doc["archive_version"]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                raise CorruptArchiveError(f"{f}: unreadable archive version file") from e
+            if version != ARCHIVE_VERSION:
+                raise ArchiveError(
+                    f"archive {self.root} has format version {version}; "
+                    f"this program reads version {ARCHIVE_VERSION}"
+                )
+        elif create:
+            self.write_atomic(
+                ROOT_FILE,
+                orjson.dumps({"archive_version": ARCHIVE_VERSION, "format": ARCHIVE_FORMAT}),
+            )
+
+    def exists(self, rel: str) -> bool:
+        return self._abs(rel).is_file()
+
+    def read_bytes(self, rel: str) -> bytes:
+        try:
+            return self._abs(rel).read_bytes()
+        except FileNotFoundError as e:
+            raise ArchiveError(f"archive file missing: {self._abs(rel)}") from e
+        except OSError as e:
+            raise ArchiveError(f"cannot read {self._abs(rel)}: {e.strerror}") from e
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        """Temporary file in the same folder, fsync, rename, fsync the folder."""
+        dest = self._abs(rel)
+        tmp = dest.with_name(f"{TEMP_MARKER}{dest.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+            dir_fd = os.open(dest.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise ArchiveError(f"cannot write {dest}: {e.strerror}") from e
+
+    def delete(self, rel: str) -> None:
+        self._abs(rel).unlink(missing_ok=True)
+
+    def move_to_quarantine(self, rel: str) -> str:
+        """Move a corrupt file aside (never delete what the API sent); returns its new path."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        target = f"{QUARANTINE_DIR}/{rel}.{stamp}"
+        dest = self._abs(target)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._abs(rel), dest)
+        return target
+
+    def list_files(self, rel_dir: str, suffix: str = "") -> list[str]:
+        """Relative paths of the files directly in ``rel_dir`` (no temporary files)."""
+        d = self._abs(rel_dir)
+        if not d.is_dir():
+            return []
+        return sorted(
+            f"{rel_dir}/{p.name}"
+            for p in d.iterdir()
+            if p.is_file() and TEMP_MARKER not in p.name and p.name.endswith(suffix)
+        )
+
+    def iter_manifests(self, series_ticker: str | None = None) -> Iterator[str]:
+        """Relative paths of every window manifest, optionally of one series, sorted."""
+        base = self.root / series_ticker if series_ticker else self.root
+        if not base.is_dir():
+            return
+        pattern = f"*/p*/*/{MANIFEST_FILE}" if series_ticker else f"*/*/p*/*/{MANIFEST_FILE}"
+        for p in sorted(base.glob(pattern)):
+            rel = p.relative_to(self.root).as_posix()
+            if not rel.startswith(QUARANTINE_DIR):
+                yield rel
+
+    def remove_stray_temp_files(self, rel_dir: str = "") -> int:
+        """Delete temporary files a killed writer left behind; returns how many."""
+        d = self._abs(rel_dir) if rel_dir else self.root
+        if not d.is_dir():
+            return 0
+        removed = 0
+        for p in d.rglob(f"{TEMP_MARKER}*"):
+            p.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    # --- typed helpers on top of the raw file operations ---
+
+    def write_page(self, rel: str, page: PageEnvelope) -> None:
+        self.write_atomic(rel, page.to_bytes())
+
+    def read_page(self, rel: str) -> PageEnvelope:
+        return PageEnvelope.from_bytes(self.read_bytes(rel), str(self._abs(rel)))
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        self.write_atomic(manifest.key.manifest_path, manifest.to_bytes())
+
+    def read_manifest(self, rel: str) -> Manifest:
+        return Manifest.from_bytes(self.read_bytes(rel), str(self._abs(rel)))
+
+    def manifest_for(self, key: WindowKey) -> Manifest | None:
+        """The window's manifest, or None when the window is not complete."""
+        if not self.exists(key.manifest_path):
+            return None
+        return self.read_manifest(key.manifest_path)
+
+
+Archive = LocalArchive
+"""The archive type the stages accept (an fsspec-backed store implements the same methods)."""

@@ -1,0 +1,114 @@
+"""Opening the database: one place that builds engines, creates tables and redacts URLs.
+
+SQLite is the quick-start default; MySQL/MariaDB is the production target. Errors from
+the driver are translated to :class:`DatabaseError` with the password removed, so a
+wrong password or an unreachable server gives one clear line and never leaks secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from schemas.errors import ConfigError, DatabaseError
+from schemas.tables import metadata
+
+DEFAULT_DATABASE_URL = "sqlite:///data/kalshi.db"
+
+_MYSQL_SESSION = (
+    "SET SESSION sql_mode='STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
+    "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone='+00:00'"
+)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe for logs and errors)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def redact_text(message: str, *secrets: str | None) -> str:
+    """``message`` with each non-empty secret replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return message
+
+
+def is_mysql(engine: Engine) -> bool:
+    """True for MySQL, MariaDB (and TiDB, which speaks the MySQL dialect)."""
+    return engine.dialect.name in ("mysql", "mariadb")
+
+
+def make_engine(url: str, *, create_tables: bool = True) -> Engine:
+    """An engine for ``url``, checked by connecting once, with every table created.
+
+    Raises ConfigError for a URL we cannot use and DatabaseError when the server cannot
+    be reached or refuses the login; neither message contains the password.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise ConfigError(f"invalid database URL {redact_url(url)!r}") from e
+    password = parsed.password if isinstance(parsed.password, str) else None
+    connect_args: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:" and not db.startswith("file:"):
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        connect_args["timeout"] = 30
+    elif backend in ("mysql", "mariadb"):
+        if parsed.get_driver_name() in ("pymysql", ""):
+            connect_args.update(local_infile=True, charset="utf8mb4", init_command=_MYSQL_SESSION)
+            connect_args.setdefault("connect_timeout", 10)
+        kwargs["pool_recycle"] = 3600
+    else:
+        raise ConfigError(
+            f"unsupported database {backend!r} in {redact_url(url)}: use sqlite:/// or mysql+pymysql://"
+        )
+    try:
+        engine = create_engine(parsed, connect_args=connect_args, **kwargs)
+    except (ArgumentError, ImportError) as e:
+        raise ConfigError(f"cannot use database URL {redact_url(url)}: {e}") from e
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SELECT 1"))
+            if create_tables:
+                metadata.create_all(conn)
+    except SQLAlchemyError as e:
+        engine.dispose()
+        raise DatabaseError(
+            f"cannot open database {redact_url(url)}: "
+            f"{redact_text(str(e.orig if hasattr(e, 'orig') and e.orig else e), password)}"
+        ) from None
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """WAL lets a reader (status, query) run while a load writes; the busy timeout waits."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def translate_db_error(e: SQLAlchemyError, url: str, what: str) -> DatabaseError:
+    """A DatabaseError for a failed statement, with the URL's password kept out of it."""
+    password = make_url(url).password if url else None
+    orig = getattr(e, "orig", None) or e
+    return DatabaseError(
+        f"{what} failed on {redact_url(url)}: "
+        f"{redact_text(str(orig), password if isinstance(password, str) else None)}"
+    )

@@ -1,0 +1,60 @@
+"""One exception root for the whole project, grouped by what the caller does next.
+
+Library code raises these; the CLIs turn them into one clear line and a non-zero exit.
+aiohttp, SQLAlchemy and OS errors are translated at the boundary (``raise X(...) from e``)
+so callers never need to know which library failed.
+"""
+
+from __future__ import annotations
+
+
+class KalshiBackfillError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+# --- the user asked for something that cannot be done: fix the input and run again ---
+
+
+class InputError(KalshiBackfillError):
+    """Bad user input: an unknown series or event, an invalid ticker, date or period."""
+
+
+class ConfigError(KalshiBackfillError):
+    """Bad configuration: an unusable URL, archive folder or database URL."""
+
+
+# --- the API ---
+
+
+class ApiError(KalshiBackfillError):
+    """The Kalshi API answered something we cannot use."""
+
+
+class RetriableApiError(ApiError):
+    """A transient failure (429, 5xx, timeout, reset, unparseable body): try again later."""
+
+
+class FatalApiError(ApiError):
+    """A failure that retrying will not fix (other 4xx, a page that breaks the contract)."""
+
+
+class RetriesExhaustedError(ApiError):
+    """A retriable failure that kept failing until the retry budget ran out."""
+
+
+# --- the archive ---
+
+
+class ArchiveError(KalshiBackfillError):
+    """The raw archive cannot be read or written."""
+
+
+class CorruptArchiveError(ArchiveError):
+    """An archive file is not valid gzip/JSON or breaks the envelope format: quarantine it."""
+
+
+# --- the database ---
+
+
+class DatabaseError(KalshiBackfillError):
+    """The database is unreachable, refused our credentials, or rejected a statement."""
