@@ -8,10 +8,13 @@ wrong password or an unreachable server gives one clear line and never leaks sec
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -112,3 +115,39 @@ def translate_db_error(e: SQLAlchemyError, url: str, what: str) -> DatabaseError
         f"{what} failed on {redact_url(url)}: "
         f"{redact_text(str(orig), password if isinstance(password, str) else None)}"
     )
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    update: Sequence[str] | None = None,
+) -> None:
+    """Insert ``rows``, updating ``update`` columns (default: all non-key) on a key clash.
+
+    The one portable upsert for small row counts (events, markets, checkpoints, stats):
+    ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB/TiDB, ``ON CONFLICT DO UPDATE`` on SQLite.
+    Bulk candle loads use the staged path in ``load/`` instead.
+    """
+    if not rows:
+        return
+    keys = [c.name for c in table.primary_key.columns]
+    cols = list(update) if update is not None else [c for c in rows[0] if c not in keys]
+    if conn.dialect.name in ("mysql", "mariadb"):
+        ins = mysql_insert(table)
+        stmt: Any = (
+            ins.on_duplicate_key_update({c: ins.inserted[c] for c in cols})
+            if cols
+            else ins.prefix_with("IGNORE")
+        )
+    else:
+        sins = sqlite_insert(table)
+        stmt = (
+            sins.on_conflict_do_update(
+                index_elements=keys, set_={c: sins.excluded[c] for c in cols}
+            )
+            if cols
+            else sins.on_conflict_do_nothing(index_elements=keys)
+        )
+    conn.execute(stmt, list(rows))

@@ -1,0 +1,154 @@
+"""Checkpoint rows: the stored truth about each event window's progress.
+
+Both stages move a window through RUNNING → EXTRACTED → SUCCESS (or FAILED). Every
+function takes a Connection so the caller decides the transaction: load marks SUCCESS in
+the same transaction as the window's rows, so SUCCESS never exists without them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, select, update
+
+from schemas.archive import WindowKey
+from schemas.db import upsert
+from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_backfill_checkpoint
+
+_cp = kalshi_backfill_checkpoint
+MAX_ERROR_CHARS = 2000
+
+
+def ts_to_dt(ts: int) -> datetime:
+    """Unix seconds to an aware UTC datetime."""
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def dt_to_ts(dt: datetime) -> int:
+    """Aware datetime to unix seconds."""
+    return int(dt.timestamp())
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint row, typed."""
+
+    key: WindowKey
+    window_start_ts: int
+    window_end_ts: int
+    is_final: bool
+    status: CheckpointStatus
+    resume_cursor_ts: int | None
+    pages_archived: int
+    requests: int
+    retries: int
+    candles_archived: int
+    rows_loaded: int
+    last_error: str | None
+    lease_owner: str | None
+    lease_expires_utc: datetime | None
+    updated_at_utc: datetime
+
+
+def _where(key: WindowKey) -> Any:
+    return and_(
+        _cp.c.event_ticker == key.event_ticker,
+        _cp.c.period_interval_minutes == key.period_interval,
+        _cp.c.window_policy == key.window_policy.value,
+    )
+
+
+def _from_row(r: Any) -> Checkpoint:
+    return Checkpoint(
+        key=WindowKey(
+            r.series_ticker,
+            r.event_ticker,
+            int(r.period_interval_minutes),
+            WindowPolicy(r.window_policy),
+        ),
+        window_start_ts=dt_to_ts(r.window_start_utc),
+        window_end_ts=dt_to_ts(r.window_end_utc),
+        is_final=bool(r.is_final),
+        status=CheckpointStatus(r.status),
+        resume_cursor_ts=r.resume_cursor_ts,
+        pages_archived=r.pages_archived,
+        requests=r.requests,
+        retries=r.retries,
+        candles_archived=r.candles_archived,
+        rows_loaded=r.rows_loaded,
+        last_error=r.last_error,
+        lease_owner=r.lease_owner,
+        lease_expires_utc=r.lease_expires_utc,
+        updated_at_utc=r.updated_at_utc,
+    )
+
+
+def get_checkpoint(conn: Connection, key: WindowKey) -> Checkpoint | None:
+    row = conn.execute(select(_cp).where(_where(key))).one_or_none()
+    return _from_row(row) if row is not None else None
+
+
+def list_checkpoints(conn: Connection, series_ticker: str | None = None) -> list[Checkpoint]:
+    stmt = select(_cp).order_by(_cp.c.series_ticker, _cp.c.event_ticker)
+    if series_ticker:
+        stmt = stmt.where(_cp.c.series_ticker == series_ticker)
+    return [_from_row(r) for r in conn.execute(stmt)]
+
+
+def save_checkpoint(
+    conn: Connection,
+    key: WindowKey,
+    *,
+    status: CheckpointStatus,
+    window_start_ts: int,
+    window_end_ts: int,
+    is_final: bool,
+    **fields: Any,
+) -> None:
+    """Create or update the window's row with ``status`` and any other columns given.
+
+    ``fields`` are column names of ``kalshi_backfill_checkpoint`` (counters, last_error,
+    resume_cursor_ts, extracted_at_utc, loaded_at_utc, ...). Columns not given keep their
+    stored value on update.
+    """
+    now = datetime.now(UTC)
+    if "last_error" in fields and fields["last_error"] is not None:
+        fields["last_error"] = str(fields["last_error"])[:MAX_ERROR_CHARS]
+    row: dict[str, Any] = {
+        "event_ticker": key.event_ticker,
+        "period_interval_minutes": key.period_interval,
+        "window_policy": key.window_policy.value,
+        "series_ticker": key.series_ticker,
+        "window_start_utc": ts_to_dt(window_start_ts),
+        "window_end_utc": ts_to_dt(window_end_ts),
+        "is_final": is_final,
+        "status": status.value,
+        "updated_at_utc": now,
+        **fields,
+    }
+    update_cols = [
+        c for c in row if c not in ("event_ticker", "period_interval_minutes", "window_policy")
+    ]
+    full = {
+        "pages_archived": 0,
+        "requests": 0,
+        "retries": 0,
+        "candles_archived": 0,
+        "rows_loaded": 0,
+        "created_at_utc": now,
+        **row,
+    }
+    upsert(conn, _cp, [full], update=update_cols)
+
+
+def set_status(conn: Connection, key: WindowKey, status: CheckpointStatus, **fields: Any) -> None:
+    """Change an existing row's status (and other columns) without touching its window."""
+    if "last_error" in fields and fields["last_error"] is not None:
+        fields["last_error"] = str(fields["last_error"])[:MAX_ERROR_CHARS]
+    conn.execute(
+        update(_cp)
+        .where(_where(key))
+        .values(status=status.value, updated_at_utc=datetime.now(UTC), **fields)
+    )

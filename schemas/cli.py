@@ -1,0 +1,104 @@
+"""What both command lines share: option groups, logging set-up and the error boundary.
+
+Each stage's ``cli.py`` builds its typed config from these options; library code raises
+:class:`KalshiBackfillError` subclasses and :func:`run_command` turns them into one clear
+line on stderr and a non-zero exit (no traceback for problems the user can fix).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from schemas.db import DEFAULT_DATABASE_URL
+from schemas.errors import InputError, KalshiBackfillError
+
+DEFAULT_ARCHIVE_DIR = "data/raw"
+PERIODS = (1, 60, 1440)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def db_option(f: F) -> F:
+    """``--db`` / ``DATABASE_URL``."""
+    return click.option(
+        "--db",
+        "db_url",
+        envvar="DATABASE_URL",
+        default=DEFAULT_DATABASE_URL,
+        show_default=True,
+        help="SQLAlchemy database URL (sqlite:///... or mysql+pymysql://user:pw@host/db).",
+    )(f)
+
+
+def archive_option(f: F) -> F:
+    """``--archive`` / ``KALSHI_ARCHIVE_DIR``."""
+    return click.option(
+        "--archive",
+        "archive_dir",
+        envvar="KALSHI_ARCHIVE_DIR",
+        default=DEFAULT_ARCHIVE_DIR,
+        show_default=True,
+        help="Root folder of the raw page archive.",
+    )(f)
+
+
+def verbosity_options(f: F) -> F:
+    """``-v`` / ``-q``."""
+    f = click.option("-v", "--verbose", count=True, help="More log lines (-vv: debug).")(f)
+    return click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")(f)
+
+
+def period_option(f: F) -> F:
+    """``--period`` in minutes; refuses anything the API would refuse, before any request."""
+
+    def check(_ctx: click.Context, _param: click.Parameter, value: int) -> int:
+        if value not in PERIODS:
+            raise click.BadParameter(
+                f"{value} is not a candle period the API serves: use 1, 60 or 1440"
+            )
+        return value
+
+    return click.option(
+        "--period",
+        type=int,
+        default=1,
+        show_default=True,
+        callback=check,
+        help="Candle period in minutes (1, 60 or 1440).",
+    )(f)
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Plain timestamped lines on stderr; secrets never reach a log (see redact helpers)."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    # Third-party chatter stays at WARNING unless -vv.
+    for name in ("aiohttp", "sqlalchemy", "asyncio"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+
+
+def run_command(fn: Callable[[], int | None]) -> None:
+    """Run a command body; our errors become one line and exit 1 (2 for bad input)."""
+    try:
+        code = fn()
+    except InputError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KalshiBackfillError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted: rerun the same command to resume", err=True)
+        sys.exit(130)
+    sys.exit(code or 0)
