@@ -1,0 +1,626 @@
+"""The simulated world: series, events, markets and their candles, as ground truth.
+
+Pure and deterministic from ``SimConfig``: the only state is the simulated ``now``
+and an optional cutoff override, which tests move with ``set_now``/``set_cutoff``.
+Nothing is built eagerly: events and markets are derived from their ticker on
+demand, candles are generated per market on first use and kept in small LRU
+caches, so a 12-month world costs only what a test actually reads.
+
+Decisions where the spec and notes leave room (see also ``server.py``):
+- A market is *historical* when it is settled (``settlement_ts <= now``) and its
+  ``settlement_ts`` is before the cutoff. Markets of one event settle a few
+  minutes apart, so a cutoff can split an event.
+- Market summary prices (``yes_bid_dollars``, ``volume_fp``, ...) are synthetic
+  and not derived from the candles: the backfill does not keep them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from .candles import (
+    MICRO,
+    Candle,
+    CandleParams,
+    Series,
+    aggregate,
+    fmt_count,
+    fmt_dollars,
+    generate_minutes,
+    live_candles,
+    period_end,
+    synthetic_before,
+    to_historical,
+)
+from .config import SeriesSpec, SimConfig
+
+PERIODS = (1, 60, 1440)
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+EventStatus = Literal["unopened", "open", "closed", "settled"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Lru(Generic[K, V]):
+    """A small thread-safe LRU (the server thread and a test thread share a world)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = make()
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+        return value
+
+
+def iso(ts: int) -> str:
+    """Unix seconds to the API's ISO-8601 UTC form, ``2025-11-21T04:59:00Z``."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def event_ticker_for(series: str, day: date) -> str:
+    """``KXHIGHNY`` + 2025-11-20 -> ``KXHIGHNY-25NOV20``."""
+    return f"{series}-{day.year % 100:02d}{MONTHS[day.month - 1]}{day.day:02d}"
+
+
+def _parse_day(code: str) -> date | None:
+    if len(code) != 7 or code[2:5] not in MONTHS or not (code[:2] + code[5:]).isdigit():
+        return None
+    try:
+        return date(2000 + int(code[:2]), MONTHS.index(code[2:5]) + 1, int(code[5:]))
+    except ValueError:
+        return None
+
+
+def _num(v: float) -> str:
+    """Strike for a ticker: 52 -> ``52``, 50.5 -> ``50.5``, 0.25 -> ``0.25``."""
+    return f"{v:g}"
+
+
+# Climate of each city's daily high (annual mean, seasonal amplitude), in F.
+_CLIMATE = {
+    "New York City": (62.0, 19.0),
+    "Chicago": (59.0, 24.0),
+    "Miami": (84.0, 6.0),
+    "Austin": (81.0, 15.0),
+    "Denver": (64.0, 22.0),
+    "Los Angeles": (74.0, 6.0),
+}
+_RAIN_THRESHOLDS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0)
+
+
+class _Strike(NamedTuple):
+    suffix: str
+    strike_type: str
+    floor: float | None
+    cap: float | None
+    yes_sub_title: str
+    result_yes: bool
+    expiration_value: str
+
+
+@dataclass(frozen=True)
+class MarketInfo:
+    """Static facts of one market (timestamps are unix seconds)."""
+
+    ticker: str
+    event_ticker: str
+    series_ticker: str
+    open_ts: int
+    close_ts: int
+    settlement_ts: int
+    latest_expiration_ts: int
+    strike_type: str
+    floor_strike: float | None
+    cap_strike: float | None
+    yes_sub_title: str
+    result_yes: bool
+    expiration_value: str
+    tick: int
+    start_prob: float
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """Static facts of one event and its markets."""
+
+    event_ticker: str
+    series: SeriesSpec
+    day: date
+    close_ts: int
+    markets: tuple[MarketInfo, ...]
+
+    @property
+    def open_ts(self) -> int:
+        return min(m.open_ts for m in self.markets)
+
+    @property
+    def settlement_ts(self) -> int:
+        return max(m.settlement_ts for m in self.markets)
+
+
+@dataclass(frozen=True)
+class EventCandles:
+    """What the event candlesticks route answers (before serialization)."""
+
+    market_tickers: list[str]
+    market_candlesticks: list[list[Candle]]
+    adjusted_end_ts: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "market_tickers": self.market_tickers,
+            "market_candlesticks": self.market_candlesticks,
+            "adjusted_end_ts": self.adjusted_end_ts,
+        }
+
+
+def cut_by_cap(per_market: list[list[Candle]], cap: int) -> tuple[list[list[Candle]], int | None]:
+    """Keep whole timestamps while the total stays <= ``cap``.
+
+    Returns the kept lists and the last kept timestamp, or None when nothing had
+    to be cut. At least the first timestamp is always kept, so a page always has
+    data when the range has any.
+    """
+    total = sum(len(c) for c in per_market)
+    if total <= cap:
+        return per_market, None
+    ts = np.array([c["end_period_ts"] for cs in per_market for c in cs], dtype=np.int64)
+    uniq, counts = np.unique(ts, return_counts=True)
+    fits = np.flatnonzero(np.cumsum(counts) <= cap)
+    last = int(uniq[fits[-1]] if fits.size else uniq[0])
+    return [[c for c in cs if c["end_period_ts"] <= last] for cs in per_market], last
+
+
+class World:
+    """Ground truth for one ``SimConfig``; see the module docstring."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self._now = config.now
+        self._cutoff: datetime | None = None
+        self._events = _Lru[str, EventInfo | None](4096)
+        self._minutes = _Lru[str, Series](512)
+        self._candles = _Lru[tuple[str, int, int], tuple[list[int], list[Candle]]](96)
+        self._series = {s.ticker: s for s in config.series}
+
+    # --- time --------------------------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        """The simulated present (UTC)."""
+        return self._now
+
+    @property
+    def now_ts(self) -> int:
+        return int(self._now.timestamp())
+
+    def set_now(self, now: datetime) -> None:
+        """Move the simulated present (tz-aware). A default cutoff moves with it."""
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        self._now = now.astimezone(UTC)
+
+    @property
+    def cutoff(self) -> datetime:
+        """``market_settled_ts``: the override, else ``now - historical_cutoff_days``."""
+        if self._cutoff is not None:
+            return self._cutoff
+        return self._now - timedelta(days=self.config.historical_cutoff_days)
+
+    @property
+    def cutoff_ts(self) -> int:
+        return int(self.cutoff.timestamp())
+
+    def set_cutoff(self, cutoff: datetime | None) -> None:
+        """Pin the cutoff (tz-aware), or None to go back to ``now - days``."""
+        if cutoff is not None and cutoff.tzinfo is None:
+            raise ValueError("cutoff must be timezone-aware")
+        self._cutoff = None if cutoff is None else cutoff.astimezone(UTC)
+
+    # --- structure ---------------------------------------------------------------
+
+    @property
+    def series_tickers(self) -> list[str]:
+        return list(self._series)
+
+    def series_spec(self, ticker: str) -> SeriesSpec | None:
+        return self._series.get(ticker)
+
+    @cached_property
+    def _days(self) -> list[date]:
+        first, last = self.config.dates
+        return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+    def event_tickers(self, series: str | None = None) -> list[str]:
+        """Event tickers, newest first (then by series), optionally of one series."""
+        specs = list(self._series.values()) if series is None else [self._series[series]]
+        return [event_ticker_for(s.ticker, d) for d in reversed(self._days) for s in specs]
+
+    def event_info(self, event_ticker: str) -> EventInfo | None:
+        """The event, or None when the ticker is not in this world."""
+        return self._events.get(event_ticker, lambda: self._build_event(event_ticker))
+
+    def market_info(self, ticker: str) -> MarketInfo | None:
+        parts = ticker.split("-")
+        if len(parts) != 3:
+            return None
+        ev = self.event_info(f"{parts[0]}-{parts[1]}")
+        if ev is None:
+            return None
+        return next((m for m in ev.markets if m.ticker == ticker), None)
+
+    def _build_event(self, event_ticker: str) -> EventInfo | None:
+        series_t, _, code = event_ticker.partition("-")
+        spec = self._series.get(series_t)
+        day = _parse_day(code)
+        first, last = self.config.dates
+        if spec is None or day is None or not first <= day <= last:
+            return None
+        if event_ticker_for(series_t, day) != event_ticker:
+            return None
+        rng = random.Random(f"{self.config.seed}:event:{event_ticker}")
+        tz = ZoneInfo(spec.tz)
+        before = day - timedelta(days=1)
+        open_base = int(datetime(before.year, before.month, before.day, 10, tzinfo=tz).timestamp())
+        close_ts = int(datetime(day.year, day.month, day.day, 23, 59, tzinfo=tz).timestamp())
+        nxt = day + timedelta(days=1)
+        settle_base = int(datetime(nxt.year, nxt.month, nxt.day, 10, tzinfo=tz).timestamp())
+        strikes = self._strikes(spec, day, rng)
+        n = len(strikes)
+        cfg = self.config
+        markets = []
+        for i, (suffix, stype, floor, cap, sub, yes, value) in enumerate(strikes):
+            jitter = rng.randint(1, 7) if rng.random() < cfg.open_jitter_rate else 0
+            roll = rng.random()
+            tick = 10_000
+            if roll < cfg.subcent_market_rate:
+                tick = 100 if roll < cfg.subcent_market_rate / 2 else 1
+            base_p = 0.5 if yes else 1.0 / n
+            markets.append(
+                MarketInfo(
+                    ticker=f"{event_ticker}-{suffix}",
+                    event_ticker=event_ticker,
+                    series_ticker=series_t,
+                    open_ts=open_base + 60 * jitter,
+                    close_ts=close_ts,
+                    settlement_ts=settle_base + 60 * (3 * i + rng.randint(0, 2)),
+                    latest_expiration_ts=close_ts + 7 * 86400,
+                    strike_type=stype,
+                    floor_strike=None if floor is None else float(floor),
+                    cap_strike=None if cap is None else float(cap),
+                    yes_sub_title=sub,
+                    result_yes=yes,
+                    expiration_value=value,
+                    tick=tick,
+                    start_prob=min(0.95, max(0.05, base_p + rng.gauss(0, 0.1))),
+                )
+            )
+        return EventInfo(event_ticker, spec, day, close_ts, tuple(markets))
+
+    def _strikes(self, spec: SeriesSpec, day: date, rng: random.Random) -> list[_Strike]:
+        """The event's strike ladder and outcome, from the seeded event RNG."""
+        n = self.config.markets_per_event
+        if spec.kind == "rain":
+            rain = 0.0 if rng.random() < 0.6 else round(rng.expovariate(2.0), 2)
+            ths = list(_RAIN_THRESHOLDS)
+            while len(ths) < n:
+                ths.append(ths[-1] + 1.0)
+            return [
+                _Strike(
+                    f"T{_num(t)}", "greater", t, None, f"Above {t:g} in", rain > t, f"{rain:.2f}"
+                )
+                for t in ths[:n]
+            ]
+        mean, amp = _CLIMATE.get(spec.city, (65.0, 15.0))
+        seasonal = mean + amp * math.cos(2 * math.pi * (day.timetuple().tm_yday - 200) / 365)
+        actual = round(seasonal + rng.gauss(0, 5))
+        value = str(actual)
+        lo = round(seasonal + rng.gauss(0, 2)) - (n - 2)
+        top = lo + 2 * (n - 2)  # first temperature above the last bracket
+        out = [_Strike(f"T{lo}", "less", None, lo, f"{lo - 1}° or below", actual < lo, value)]
+        for f in range(lo, top, 2):
+            yes = f <= actual <= f + 1
+            out.append(
+                _Strike(f"B{_num(f + 0.5)}", "between", f, f + 1, f"{f}° to {f + 1}°", yes, value)
+            )
+        up = top - 1
+        out.append(_Strike(f"T{up}", "greater", up, None, f"{top}° or above", actual > up, value))
+        return out
+
+    # --- status ------------------------------------------------------------------
+
+    def market_status(self, m: MarketInfo) -> str:
+        """Spec enum: initialized -> active -> closed -> determined -> finalized."""
+        now = self.now_ts
+        if now < m.open_ts:
+            return "initialized"
+        if now < m.close_ts:
+            return "active"
+        if now < m.settlement_ts - 3600:
+            return "closed"
+        if now < m.settlement_ts:
+            return "determined"
+        return "finalized"
+
+    def is_historical(self, m: MarketInfo) -> bool:
+        """Settled before the cutoff: served only by the /historical routes."""
+        return m.settlement_ts <= self.now_ts and m.settlement_ts < self.cutoff_ts
+
+    def event_status(self, ev: EventInfo) -> EventStatus:
+        now = self.now_ts
+        if now < ev.open_ts:
+            return "unopened"
+        if now < ev.close_ts:
+            return "open"
+        if now < ev.settlement_ts:
+            return "closed"
+        return "settled"
+
+    def live_markets(self, event_ticker: str) -> list[MarketInfo]:
+        ev = self.event_info(event_ticker)
+        return [] if ev is None else [m for m in ev.markets if not self.is_historical(m)]
+
+    def historical_market_infos(
+        self, event_ticker: str | None = None, series: str | None = None
+    ) -> list[MarketInfo]:
+        """Historical markets (oldest event first), optionally of one event or series."""
+        if event_ticker is not None:
+            ev = self.event_info(event_ticker)
+            events = [] if ev is None else [ev]
+        else:
+            if series is not None and series not in self._series:
+                return []
+            tickers = reversed(self.event_tickers(series))
+            events = [e for e in (self.event_info(t) for t in tickers) if e is not None]
+        out: list[MarketInfo] = []
+        for ev in events:
+            if ev.markets[0].settlement_ts >= self.cutoff_ts:
+                if event_ticker is None and ev.day > self.cutoff.date():
+                    break  # later events settle later still
+                continue
+            out.extend(m for m in ev.markets if self.is_historical(m))
+        return out
+
+    # --- API-shaped objects ------------------------------------------------------
+
+    def series(self, ticker: str) -> dict[str, Any] | None:
+        """``Series`` object of ``GET /series/{ticker}``."""
+        spec = self._series.get(ticker)
+        if spec is None:
+            return None
+        what = "Rain" if spec.kind == "rain" else "Highest temperature"
+        return {
+            "ticker": ticker,
+            "frequency": "daily",
+            "title": f"{what} in {spec.city}",
+            "category": "Climate and Weather",
+            "tags": ["Weather"],
+            "settlement_sources": [
+                {"name": "National Weather Service", "url": "https://www.weather.gov/"}
+            ],
+            "contract_url": f"https://kalshi.example/contracts/{ticker}.pdf",
+            "contract_terms_url": f"https://kalshi.example/terms/{ticker}.pdf",
+            "fee_type": "quadratic",
+            "fee_multiplier": 1.0,
+            "additional_prohibitions": [],
+            "last_updated_ts": iso(int(datetime(2025, 1, 1, tzinfo=UTC).timestamp())),
+        }
+
+    def event(self, event_ticker: str) -> dict[str, Any] | None:
+        """``EventData`` (without ``markets``), or None if unknown."""
+        ev = self.event_info(event_ticker)
+        if ev is None:
+            return None
+        spec = ev.series
+        when = f"{MONTHS[ev.day.month - 1].title()} {ev.day.day}, {ev.day.year}"
+        what = "Rain" if spec.kind == "rain" else "Highest temperature"
+        return {
+            "event_ticker": ev.event_ticker,
+            "series_ticker": spec.ticker,
+            "title": f"{what} in {spec.city} on {when}?",
+            "sub_title": f"On {when}",
+            "collateral_return_type": "binary",
+            "mutually_exclusive": spec.kind == "high",
+            "category": "Climate and Weather",
+            "strike_date": iso(ev.close_ts),
+            "available_on_brokers": False,
+            "settlement_sources": [
+                {"name": "National Weather Service", "url": "https://www.weather.gov/"}
+            ],
+            "last_updated_ts": iso(ev.open_ts - 86400),
+        }
+
+    def series_events(self, series: str) -> list[dict[str, Any]]:
+        """All events of a series (newest first), without markets."""
+        if series not in self._series:
+            return []
+        return [e for e in (self.event(t) for t in self.event_tickers(series)) if e is not None]
+
+    def market(self, ticker: str) -> dict[str, Any] | None:
+        """``Market`` object of the live and historical routes, or None if unknown."""
+        m = self.market_info(ticker)
+        return None if m is None else self._market_json(m)
+
+    def markets(self, event_ticker: str, include_historical: bool = True) -> list[dict[str, Any]]:
+        """The event's ``Market`` objects (the live routes use include_historical=False)."""
+        ev = self.event_info(event_ticker)
+        if ev is None:
+            return []
+        return [
+            self._market_json(m)
+            for m in ev.markets
+            if include_historical or not self.is_historical(m)
+        ]
+
+    def _market_json(self, m: MarketInfo) -> dict[str, Any]:
+        status = self.market_status(m)
+        rng = random.Random(f"{self.config.seed}:summary:{m.ticker}")
+        known = status in ("determined", "finalized")
+        bid = rng.randrange(1, 90) * 10_000
+        ask = bid + rng.randrange(1, 5) * 10_000
+        vol = rng.randrange(0, 500_000)
+        step = {10_000: "linear_cent", 100: "deci_cent"}.get(m.tick, "micro_cent")
+        out: dict[str, Any] = {
+            "ticker": m.ticker,
+            "event_ticker": m.event_ticker,
+            "market_type": "binary",
+            "title": m.yes_sub_title,
+            "subtitle": m.yes_sub_title,
+            "yes_sub_title": m.yes_sub_title,
+            "no_sub_title": m.yes_sub_title,
+            "created_time": iso(m.open_ts - 2 * 86400),
+            "updated_time": iso(m.open_ts - 2 * 86400),
+            "open_time": iso(m.open_ts),
+            "close_time": iso(m.close_ts),
+            "expected_expiration_time": iso(m.settlement_ts - 3600),
+            "expiration_time": iso(m.latest_expiration_ts),
+            "latest_expiration_time": iso(m.latest_expiration_ts),
+            "settlement_timer_seconds": 3600,
+            "status": status,
+            "notional_value_dollars": "1.0000",
+            "yes_bid_dollars": fmt_dollars(bid),
+            "yes_ask_dollars": fmt_dollars(ask),
+            "no_bid_dollars": fmt_dollars(MICRO - ask),
+            "no_ask_dollars": fmt_dollars(MICRO - bid),
+            "yes_bid_size_fp": fmt_count(rng.randrange(0, 100_000)),
+            "yes_ask_size_fp": fmt_count(rng.randrange(0, 100_000)),
+            "last_price_dollars": fmt_dollars(bid),
+            "previous_yes_bid_dollars": fmt_dollars(bid),
+            "previous_yes_ask_dollars": fmt_dollars(ask),
+            "previous_price_dollars": fmt_dollars(bid),
+            "volume_fp": fmt_count(vol),
+            "volume_24h_fp": fmt_count(vol // 3),
+            "open_interest_fp": fmt_count(vol // 2),
+            "liquidity_dollars": "0.0000",
+            "result": ("yes" if m.result_yes else "no") if known else "",
+            "can_close_early": True,
+            "expiration_value": m.expiration_value if known else "",
+            "rules_primary": f"If {m.yes_sub_title}, then the market resolves to Yes.",
+            "rules_secondary": "Settles on the National Weather Service climate report.",
+            "price_level_structure": step,
+            "price_ranges": [{"start": "0.0000", "end": "1.0000", "step": fmt_dollars(m.tick)}],
+            "strike_type": m.strike_type,
+        }
+        if m.floor_strike is not None:
+            out["floor_strike"] = m.floor_strike
+        if m.cap_strike is not None:
+            out["cap_strike"] = m.cap_strike
+        if known:
+            out["settlement_value_dollars"] = "1.0000" if m.result_yes else "0.0000"
+        if status == "finalized":
+            out["settlement_ts"] = iso(m.settlement_ts)
+        return out
+
+    # --- candles -----------------------------------------------------------------
+
+    def minutes(self, ticker: str) -> Series:
+        """The market's whole-life 1-minute columns (not cut at ``now``)."""
+        m = self.market_info(ticker)
+        if m is None:
+            raise KeyError(ticker)
+        cfg = self.config
+        params = CandleParams(
+            ticker=m.ticker,
+            open_ts=m.open_ts,
+            close_ts=m.close_ts,
+            tick=m.tick,
+            result_yes=m.result_yes,
+            start_prob=m.start_prob,
+            seed=cfg.seed,
+            missing_minute_rate=cfg.missing_minute_rate,
+            no_trade_rate=cfg.no_trade_rate,
+            null_book_rate=cfg.null_book_rate,
+        )
+        return self._minutes.get(ticker, lambda: generate_minutes(params))
+
+    def _served(self, ticker: str, period: int) -> tuple[list[int], list[Candle]]:
+        """(end_period_ts list, candle list) as served now; shared, do not mutate."""
+        if period not in PERIODS:
+            raise ValueError(f"period must be one of {PERIODS}")
+        full = self.minutes(ticker)
+        n_now = int(np.searchsorted(full.ts, self.now_ts, side="right"))
+
+        def build() -> tuple[list[int], list[Candle]]:
+            series = aggregate(full.take(np.arange(n_now)), period)
+            return series.ts.tolist(), live_candles(series, self.config.legacy_fields)
+
+        return self._candles.get((ticker, period, n_now), build)
+
+    def candles_in(
+        self, ticker: str, period: int, start_ts: int | None = None, end_ts: int | None = None
+    ) -> list[Candle]:
+        """Live-shape candles with end_period_ts in [start_ts, end_ts] (shared objects)."""
+        import bisect
+
+        ts, candles = self._served(ticker, period)
+        lo = 0 if start_ts is None else bisect.bisect_left(ts, start_ts)
+        hi = len(ts) if end_ts is None else bisect.bisect_right(ts, end_ts)
+        return candles[lo:hi]
+
+    def candles(
+        self, ticker: str, period: int = 1, start_ts: int | None = None, end_ts: int | None = None
+    ) -> list[Candle]:
+        """Ground truth: the market's candles exactly as the live routes serve them.
+
+        Regardless of whether the market is historical now; cut at ``now``. A copy:
+        callers may mutate it.
+        """
+        return _copy(self.candles_in(ticker, period, start_ts, end_ts))
+
+    def historical_candles(
+        self, ticker: str, period: int = 1, start_ts: int | None = None, end_ts: int | None = None
+    ) -> list[Candle]:
+        """Ground truth in the ``MarketCandlestickHistorical`` shape."""
+        return [to_historical(c) for c in self.candles_in(ticker, period, start_ts, end_ts)]
+
+    def latest_before(self, ticker: str, period: int, start_ts: int) -> Candle | None:
+        """Synthetic ``include_latest_before_start`` candle, or None without history.
+
+        Projected to the first period boundary at or after ``start_ts``.
+        """
+        before = self.candles_in(ticker, period, None, start_ts - 1)
+        if not before:
+            return None
+        p = period * 60
+        boundary = -(-start_ts // p) * p
+        return synthetic_before(before[-1], boundary, self.config.legacy_fields)
+
+    def event_candles(
+        self, event_ticker: str, start_ts: int, end_ts: int, period: int, cap: int | None = None
+    ) -> EventCandles:
+        """Ground truth of the event candlesticks route (live markets only, capped)."""
+        cap = self.config.candle_cap if cap is None else cap
+        markets = self.live_markets(event_ticker)
+        lists = [self.candles_in(m.ticker, period, start_ts, end_ts) for m in markets]
+        kept, last = cut_by_cap(lists, cap)
+        return EventCandles([m.ticker for m in markets], kept, end_ts if last is None else last)
+
+    def period_end(self, ts: int, period: int) -> int:
+        """End of the UTC-aligned period of ``period`` minutes holding minute ``ts``."""
+        return int(period_end(np.array([ts], dtype=np.int64), period * 60)[0])
+
+
+def _copy(candles: Iterable[Candle]) -> list[Candle]:
+    return [{k: (dict(v) if isinstance(v, dict) else v) for k, v in c.items()} for c in candles]
