@@ -40,6 +40,10 @@ from .throttle import TokenBucket
 
 PREFIX = "/trade-api/v2"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: The fault drawn for a request, for the handlers that shape it (wrong_event, stuck_end).
+FAULT = web.RequestKey("kalshi_sim_fault", str)
+#: Set by a handler that actually applied FAULT (else the request is served normally).
+APPLIED = web.RequestKey("kalshi_sim_fault_applied", bool)
 
 
 class BadRequest(Exception):
@@ -250,14 +254,15 @@ class SimServer:
             raise asyncio.CancelledError  # nothing more is written on a dead socket
         if fault == "slow":
             await asyncio.sleep(self.faults.config.slow_seconds)
-        request["fault"] = fault
+        if fault is not None:
+            request[FAULT] = fault
         try:
             response = await handler(request)
         except BadRequest as e:
             response = _error(400, str(e))
         except web.HTTPNotFound:
             response = _error(404, "not found")
-        if fault in ("wrong_event", "stuck_end") and not request.get("fault_applied"):
+        if fault in ("wrong_event", "stuck_end") and not request.get(APPLIED):
             fault = None  # drawn for a route where it has no meaning: served normally
         if isinstance(response, web.Response) and response.status == 200:
             if fault == "truncated" and response.body is not None:
@@ -324,16 +329,16 @@ class SimServer:
         if info is None or info.series.ticker != series:
             return _error(404, "event not found")
         start, end, period = _range_params(request)
-        fault = request.get("fault")
+        fault = request.get(FAULT)
         if fault == "wrong_event":
             _, last = self.config.dates
             other_day = info.day + timedelta(days=1 if info.day < last else -1)
             ticker = event_ticker_for(series, other_day)
-            request["fault_applied"] = True
+            request[APPLIED] = True
         page = self.world.event_candles(ticker, start, end, period).as_json()
         if fault == "stuck_end":
             page["adjusted_end_ts"] = start
-            request["fault_applied"] = True
+            request[APPLIED] = True
         return _json(page)
 
     def _live_market(self, ticker: str, series: str | None = None) -> bool:
@@ -347,12 +352,12 @@ class SimServer:
         if not self._live_market(ticker, request.match_info["series_ticker"]):
             return _error(404, "market not found")
         start, end, period = _range_params(request)
-        if request.get("fault") == "wrong_event":
+        if request.get(FAULT) == "wrong_event":
             others = [m.ticker for m in self.world.live_markets(ticker.rsplit("-", 1)[0])]
             others = [t for t in others if t != ticker]
             if others:
                 ticker = others[0]
-                request["fault_applied"] = True
+                request[APPLIED] = True
         candles = list(self.world.candles_in(ticker, period, start, end))
         if _bool_param(request, "include_latest_before_start"):
             synthetic = self.world.latest_before(ticker, period, start)
