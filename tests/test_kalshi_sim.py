@@ -161,7 +161,7 @@ async def test_every_route_validates_against_the_spec(
 ) -> None:
     start, end = event_window(sim.world, LIVE_EVENT)
     market = sim.world.live_markets(LIVE_EVENT)[0].ticker
-    hist_market = sim.world.event_info(HIST_EVENT).markets[0].ticker  # type: ignore[union-attr]
+    hist_market = sim.world.market_infos(HIST_EVENT)[0].ticker
     cases: list[tuple[str, str, dict[str, Any]]] = [
         ("get-series.yaml", "/series/KXHIGHNY", {}),
         ("get-events.yaml", "/events", {"series_ticker": "KXHIGHCHI", "limit": 5}),
@@ -270,16 +270,16 @@ def test_market_times_and_tickers() -> None:
     assert market is not None
     assert market["close_time"] == "2025-11-21T04:59:00Z"  # 23:59 New York on Nov 20
     assert market["status"] == "active" and market["result"] == ""
-    opens = {m.open_ts for e in world.event_tickers() for m in world.event_info(e).markets}  # type: ignore[union-attr]
+    opens = {m.open_ts for e in world.event_tickers() for m in world.market_infos(e)}
     assert len(opens) > len(world.event_tickers())  # some markets open a few minutes late
     settled = world.market(world.live_markets(LIVE_EVENT)[0].ticker)
     assert settled is not None and settled["status"] == "finalized"
     assert settled["result"] in ("yes", "no") and "settlement_ts" in settled
     ev = world.event(OPEN_EVENT)
     assert ev is not None and ev["category"] == "Climate and Weather"
-    results = [world.market(t)["result"] for t in tickers]  # type: ignore[index]
+    results = [m["result"] for m in world.markets(OPEN_EVENT)]
     assert results == [""] * 6
-    done = [world.market(m.ticker)["result"] for m in world.event_info(LIVE_EVENT).markets]  # type: ignore[index,union-attr]
+    done = [m["result"] for m in world.markets(LIVE_EVENT)]
     assert done.count("yes") == 1  # a temperature ladder is mutually exclusive
 
 
@@ -287,7 +287,7 @@ def test_candle_invariants() -> None:
     world = World(BASE)
     seen_subcent = seen_fraction = seen_no_trade = seen_trade = False
     for event in (LIVE_EVENT, "KXHIGHMIA-25NOV12", "KXRAINNYC-25OCT30", OPEN_EVENT):
-        for m in world.event_info(event).markets:  # type: ignore[union-attr]
+        for m in world.market_infos(event):
             candles = world.candles(m.ticker)
             stamps = [c["end_period_ts"] for c in candles]
             assert stamps == sorted(set(stamps))
@@ -340,7 +340,7 @@ def test_same_seed_same_world_other_seed_other_world() -> None:
 
 def test_moving_now_only_reveals_more_of_the_same_candles() -> None:
     world = World(BASE)
-    market = world.event_info(OPEN_EVENT).markets[0].ticker  # type: ignore[union-attr]
+    market = world.market_infos(OPEN_EVENT)[0].ticker
     before = world.candles(market)
     assert before[-1]["end_period_ts"] <= ts(NOW)
     world.set_now(NOW + timedelta(hours=3))
@@ -369,7 +369,7 @@ def _dec(v: str | None) -> Decimal | None:
 @pytest.mark.parametrize("period", [60, 1440])
 def test_aggregates_roll_up_the_minutes(period: int) -> None:
     world = World(BASE)
-    for m in world.event_info(LIVE_EVENT).markets[:3]:  # type: ignore[union-attr]
+    for m in world.market_infos(LIVE_EVENT)[:3]:
         minutes = world.candles(m.ticker, 1)
         groups: dict[int, list[dict[str, Any]]] = {}
         for c in minutes:
@@ -448,7 +448,7 @@ async def test_event_pages_follow_adjusted_end_ts_to_the_ground_truth(
                 if any(c["end_period_ts"] == cut for c in sim.world.candles(t)):
                     assert cs[-1]["end_period_ts"] == cut
         assert pages[-1]["adjusted_end_ts"] == end
-        for m in sim.world.event_info(LIVE_EVENT).markets:  # type: ignore[union-attr]
+        for m in sim.world.market_infos(LIVE_EVENT):
             assert list(got[m.ticker].values()) == sim.world.candles(m.ticker)
 
 
@@ -528,10 +528,8 @@ async def test_events_paginate_and_nest_only_live_markets(
         for e in body["events"]:
             seen.append(e["event_ticker"])
             hist = [
-                m
-                for m in sim.world.event_info(e["event_ticker"]).markets
-                if sim.world.is_historical(m)
-            ]  # type: ignore[union-attr]
+                m for m in sim.world.market_infos(e["event_ticker"]) if sim.world.is_historical(m)
+            ]
             assert len(e["markets"]) == 6 - len(hist)
         cursor = body["cursor"]
         if not cursor:
@@ -560,7 +558,7 @@ async def test_historical_tier_mirrors_live_candles(
     assert event["markets"] == [] and event["event"]["markets"] == []
     _, listed = await get(http, sim, "/historical/markets", event_ticker=HIST_EVENT)
     tickers = [m["ticker"] for m in listed["markets"]]
-    assert tickers == [m.ticker for m in sim.world.event_info(HIST_EVENT).markets]  # type: ignore[union-attr]
+    assert tickers == [m.ticker for m in sim.world.market_infos(HIST_EVENT)]
     live_path = f"/series/KXHIGHNY/events/{HIST_EVENT}/candlesticks"
     _, page = await get(http, sim, live_path, start_ts=0, end_ts=ts(NOW), period_interval=1)
     assert page == {"market_tickers": [], "market_candlesticks": [], "adjusted_end_ts": ts(NOW)}
@@ -600,7 +598,7 @@ async def test_historical_tier_mirrors_live_candles(
 async def test_moving_the_cutoff_mid_run_moves_markets_between_tiers(
     sim: SimServer, http: aiohttp.ClientSession
 ) -> None:
-    markets = sim.world.event_info(LIVE_EVENT).markets  # type: ignore[union-attr]
+    markets = sim.world.market_infos(LIVE_EVENT)
     # Between the first and the last market's settlement: the event is split.
     sim.set_cutoff(datetime.fromtimestamp(markets[2].settlement_ts + 1, UTC))
     rng = {"start_ts": 0, "end_ts": ts(NOW), "period_interval": 60}
@@ -627,7 +625,7 @@ async def test_batch_cap_and_latest_before_start(
         for e in ("KXHIGHNY-25NOV10", "KXHIGHCHI-25NOV10")
         for m in sim.world.live_markets(e)
     ]
-    hist = sim.world.event_info(HIST_EVENT).markets[0].ticker  # type: ignore[union-attr]
+    hist = sim.world.market_infos(HIST_EVENT)[0].ticker
     _, body = await get(
         http,
         sim,

@@ -262,6 +262,13 @@ class World:
         """The event, or None when the ticker is not in this world."""
         return self._events.get(event_ticker, lambda: self._build_event(event_ticker))
 
+    def market_infos(self, event_ticker: str) -> tuple[MarketInfo, ...]:
+        """All markets of an event (live and historical); KeyError if unknown."""
+        ev = self.event_info(event_ticker)
+        if ev is None:
+            raise KeyError(event_ticker)
+        return ev.markets
+
     def market_info(self, ticker: str) -> MarketInfo | None:
         parts = ticker.split("-")
         if len(parts) != 3:
