@@ -246,6 +246,24 @@ async def test_legacy_fields_validate_and_match_dollars(http: aiohttp.ClientSess
         assert isinstance(c["open_interest"], int)
 
 
+def test_legacy_twins_are_extra_keys_only() -> None:
+    """Legacy output minus the legacy keys is exactly the modern output."""
+    modern, legacy = World(BASE), World(replace(BASE, legacy_fields=True))
+    legacy_keys = {"open", "low", "high", "close", "mean", "previous"}
+    for m in modern.market_infos("KXHIGHLAX-25NOV12"):
+        for period in (1, 60, 1440):
+            stripped = [
+                {
+                    k: ({kk: vv for kk, vv in v.items() if kk not in legacy_keys}
+                        if isinstance(v, dict) else v)
+                    for k, v in c.items()
+                    if k not in ("volume", "open_interest")
+                }
+                for c in legacy.candles(m.ticker, period)
+            ]  # fmt: skip
+            assert stripped == modern.candles(m.ticker, period)
+
+
 def test_null_book_knob_breaks_the_spec_on_purpose() -> None:
     world = World(replace(BASE, null_book_rate=0.5))
     market = world.live_markets(LIVE_EVENT)[0].ticker

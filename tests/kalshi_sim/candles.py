@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -262,14 +263,20 @@ def aggregate(m: Series, period_minutes: int) -> Series:
 # --- formatting -----------------------------------------------------------------
 
 
+@lru_cache(maxsize=1 << 16)
 def fmt_dollars(v: int) -> str:
-    """Micro-dollars to the API string: 4 decimals on the 0.0001 grid, else 6."""
+    """Micro-dollars to the API string: 4 decimals on the 0.0001 grid, else 6.
+
+    Memoized: a market has a few hundred distinct prices and formatting dominated
+    the cost of serving pages.
+    """
     whole, frac = divmod(v, MICRO)
     if frac % 100 == 0:
         return f"{whole}.{frac // 100:04d}"
     return f"{whole}.{frac:06d}"
 
 
+@lru_cache(maxsize=1 << 16)
 def fmt_count(c: int) -> str:
     """Hundredths of a contract to the API's 2-decimal string."""
     return f"{c // 100}.{c % 100:02d}"
@@ -308,6 +315,8 @@ def live_candles(s: Series, legacy: bool = False) -> list[Candle]:
     keys absent (what the live API sends); ``previous_dollars`` is null when the
     market never traded before.
     """
+    if not legacy and not s.null_book.any():
+        return _live_candles_fast(s)
     cols = {f.name: getattr(s, f.name).tolist() for f in fields(s)}
     out: list[Candle] = []
     for i in range(len(s)):
@@ -356,6 +365,61 @@ def live_candles(s: Series, legacy: bool = False) -> list[Candle]:
             candle["volume"] = vol // 100
             candle["open_interest"] = oi // 100
         out.append(candle)
+    return out
+
+
+def _live_candles_fast(s: Series) -> list[Candle]:
+    """``live_candles`` without legacy twins or null books: column-wise formatting.
+
+    Serving is dominated by building these dicts; formatting whole columns first
+    (memoized) and zipping them halves the cost. Same output as the general path.
+    """
+
+    def dollars(a: IntArray) -> list[str]:
+        return [fmt_dollars(v) if v >= 0 else "" for v in a.tolist()]
+
+    b = [dollars(a) for a in (s.bid_o, s.bid_l, s.bid_h, s.bid_c)]
+    a = [dollars(x) for x in (s.ask_o, s.ask_l, s.ask_h, s.ask_c)]
+    p = [dollars(x) for x in (s.p_o, s.p_l, s.p_h, s.p_c, s.p_mean)]
+    prev = [fmt_dollars(v) if v >= 0 else None for v in s.prev.tolist()]
+    vol = [fmt_count(v) for v in s.vol.tolist()]
+    oi = [fmt_count(v) for v in s.oi.tolist()]
+    out: list[Candle] = []
+    for i, (t, traded) in enumerate(zip(s.ts.tolist(), s.traded.tolist(), strict=True)):
+        if traded:
+            lo, hi = p[1][i], p[2][i]
+            price: dict[str, Any] = {
+                "open_dollars": p[0][i],
+                "low_dollars": lo,
+                "high_dollars": hi,
+                "close_dollars": p[3][i],
+                "mean_dollars": p[4][i],
+                "previous_dollars": prev[i],
+                "min_dollars": lo,
+                "max_dollars": hi,
+            }
+        else:
+            price = {"previous_dollars": prev[i]}
+        out.append(
+            {
+                "end_period_ts": t,
+                "yes_bid": {
+                    "open_dollars": b[0][i],
+                    "low_dollars": b[1][i],
+                    "high_dollars": b[2][i],
+                    "close_dollars": b[3][i],
+                },
+                "yes_ask": {
+                    "open_dollars": a[0][i],
+                    "low_dollars": a[1][i],
+                    "high_dollars": a[2][i],
+                    "close_dollars": a[3][i],
+                },
+                "price": price,
+                "volume_fp": vol[i],
+                "open_interest_fp": oi[i],
+            }
+        )
     return out
 
 
