@@ -687,7 +687,7 @@ async def test_batch_cap_and_latest_before_start(
 async def test_rate_limit_answers_bare_429s(http: aiohttp.ClientSession) -> None:
     async with SimServer(replace(BASE, rate_limit_rps=5, burst_seconds=2.0)) as sim:
         statuses = []
-        for _ in range(14):
+        for _ in range(30):
             async with http.get(sim.base_url + "/series/KXHIGHNY") as resp:
                 statuses.append(resp.status)
                 if resp.status == 429:
