@@ -16,6 +16,7 @@ Decisions where the spec and notes leave room (see also ``server.py``):
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import threading
@@ -579,8 +580,6 @@ class World:
         self, ticker: str, period: int, start_ts: int | None = None, end_ts: int | None = None
     ) -> list[Candle]:
         """Live-shape candles with end_period_ts in [start_ts, end_ts] (shared objects)."""
-        import bisect
-
         ts, candles = self._served(ticker, period)
         lo = 0 if start_ts is None else bisect.bisect_left(ts, start_ts)
         hi = len(ts) if end_ts is None else bisect.bisect_right(ts, end_ts)
