@@ -8,10 +8,10 @@ the same transaction as the window's rows, so SUCCESS never exists without them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 
 from schemas.archive import WindowKey
 from schemas.db import upsert
@@ -151,4 +151,90 @@ def set_status(conn: Connection, key: WindowKey, status: CheckpointStatus, **fie
         update(_cp)
         .where(_where(key))
         .values(status=status.value, updated_at_utc=datetime.now(UTC), **fields)
+    )
+
+
+# --- leases: several workers sharing one backfill through the checkpoint table ---
+#
+# A worker claims a window with ONE conditional UPDATE that only matches a row that is
+# unclaimed, whose lease expired, or that it already holds. The database serializes
+# concurrent UPDATEs of a row, so exactly one worker sees rowcount 1. This needs no
+# SELECT ... FOR UPDATE SKIP LOCKED, so it works the same on MariaDB 10.11, MySQL 8,
+# TiDB (optimistic or pessimistic) and SQLite. Run each call in its own short
+# transaction (``engine.begin()``) so the lease is visible to others at once.
+
+
+def ensure_checkpoint(
+    conn: Connection,
+    key: WindowKey,
+    *,
+    window_start_ts: int,
+    window_end_ts: int,
+    is_final: bool,
+    status: CheckpointStatus = CheckpointStatus.RUNNING,
+) -> None:
+    """Create the window's row if it does not exist; never touch an existing one."""
+    now = datetime.now(UTC)
+    upsert(
+        conn,
+        _cp,
+        [
+            {
+                "event_ticker": key.event_ticker,
+                "period_interval_minutes": key.period_interval,
+                "window_policy": key.window_policy.value,
+                "series_ticker": key.series_ticker,
+                "window_start_utc": ts_to_dt(window_start_ts),
+                "window_end_utc": ts_to_dt(window_end_ts),
+                "is_final": is_final,
+                "status": status.value,
+                "pages_archived": 0,
+                "requests": 0,
+                "retries": 0,
+                "candles_archived": 0,
+                "rows_loaded": 0,
+                "created_at_utc": now,
+                "updated_at_utc": now,
+            }
+        ],
+        update=[],
+    )
+
+
+def claim_window(
+    conn: Connection,
+    key: WindowKey,
+    owner: str,
+    lease_seconds: float,
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Take (or renew) the window's lease for ``owner``; False if another live worker has it.
+
+    The row must exist (:func:`ensure_checkpoint`).
+    """
+    now = now or datetime.now(UTC)
+    result = conn.execute(
+        update(_cp)
+        .where(_where(key))
+        .where(
+            or_(
+                _cp.c.lease_owner.is_(None),
+                _cp.c.lease_owner == owner,
+                _cp.c.lease_expires_utc.is_(None),
+                _cp.c.lease_expires_utc < now,
+            )
+        )
+        .values(lease_owner=owner, lease_expires_utc=now + timedelta(seconds=lease_seconds))
+    )
+    return result.rowcount == 1
+
+
+def release_window(conn: Connection, key: WindowKey, owner: str) -> None:
+    """Give the lease back (only if ``owner`` still holds it)."""
+    conn.execute(
+        update(_cp)
+        .where(_where(key))
+        .where(_cp.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_utc=None)
     )
