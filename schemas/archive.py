@@ -18,6 +18,7 @@ rename), so a reader sees a whole file or none, whatever moment a writer is kill
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import secrets
@@ -256,23 +257,135 @@ def decode_gzip_json(data: bytes, where: str) -> Any:
         raise CorruptArchiveError(f"{where}: invalid JSON ({e})") from e
 
 
-class LocalArchive:
-    """The archive on a local filesystem. All paths given to it are relative POSIX paths."""
+class ArchiveStore:
+    """Typed archive operations on top of a handful of raw file operations.
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    Subclasses store files on a local disk (:class:`LocalArchive`) or on any filesystem
+    fsspec supports, such as S3 (:class:`FsspecArchive`). All paths are relative POSIX
+    paths below the archive root; :meth:`_check_rel` refuses any that would leave it.
+    """
+
+    location: str
 
     def __str__(self) -> str:
-        return str(self.root)
+        return self.location
 
-    def _abs(self, rel: str) -> Path:
-        parts = PurePosixPath(rel).parts
-        if rel.startswith("/") or ".." in parts:
+    @staticmethod
+    def _check_rel(rel: str) -> str:
+        if rel.startswith("/") or ".." in PurePosixPath(rel).parts or "\\" in rel:
             raise ArchiveError(f"archive path {rel!r} leaves the archive")
-        return self.root.joinpath(*parts)
+        return rel
+
+    # --- raw operations each store implements ---
+
+    def exists(self, rel: str) -> bool:
+        raise NotImplementedError
+
+    def read_bytes(self, rel: str) -> bytes:
+        raise NotImplementedError
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        """Readers see the whole new content or the old one, never a part."""
+        raise NotImplementedError
+
+    def delete(self, rel: str) -> None:
+        raise NotImplementedError
+
+    def move(self, src: str, dst: str) -> None:
+        raise NotImplementedError
+
+    def list_files(self, rel_dir: str, suffix: str = "") -> list[str]:
+        """Relative paths of the files directly in ``rel_dir`` (no temporary files)."""
+        raise NotImplementedError
+
+    def glob(self, pattern: str) -> list[str]:
+        """Relative paths matching a glob pattern below the root, sorted."""
+        raise NotImplementedError
+
+    def remove_stray_temp_files(self, rel_dir: str = "") -> int:
+        """Delete temporary files a killed writer left behind; returns how many."""
+        raise NotImplementedError
 
     def ensure_writable(self) -> None:
         """Create the root (and its version file) or fail with one clear line."""
+        raise NotImplementedError
+
+    # --- shared logic ---
+
+    def check_version(self, *, create: bool = False) -> None:
+        """Refuse an archive written in another format version instead of misreading it."""
+        if self.exists(ROOT_FILE):
+            where = f"{self.location}/{ROOT_FILE}"
+            try:
+                version = orjson.loads(self.read_bytes(ROOT_FILE))["archive_version"]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                raise CorruptArchiveError(f"{where}: unreadable archive version file") from e
+            if version != ARCHIVE_VERSION:
+                raise ArchiveError(
+                    f"archive {self.location} has format version {version}; "
+                    f"this program reads version {ARCHIVE_VERSION}"
+                )
+        elif create:
+            self.write_atomic(
+                ROOT_FILE,
+                orjson.dumps({"archive_version": ARCHIVE_VERSION, "format": ARCHIVE_FORMAT}),
+            )
+
+    def move_to_quarantine(self, rel: str) -> str:
+        """Move a corrupt file aside (never delete what the API sent); returns its new path."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        target = f"{QUARANTINE_DIR}/{self._check_rel(rel)}.{stamp}"
+        self.move(rel, target)
+        return target
+
+    def iter_manifests(self, series_ticker: str | None = None) -> Iterator[str]:
+        """Relative paths of every window manifest, optionally of one series, sorted."""
+        if series_ticker:
+            validate_series_ticker(series_ticker)
+            pattern = f"{series_ticker}/*/p*/*/{MANIFEST_FILE}"
+        else:
+            pattern = f"*/*/p*/*/{MANIFEST_FILE}"
+        for rel in self.glob(pattern):
+            if not rel.startswith(QUARANTINE_DIR):
+                yield rel
+
+    def where(self, rel: str) -> str:
+        """A human-readable full location of ``rel`` for error messages."""
+        return f"{self.location.rstrip('/')}/{rel}"
+
+    def write_page(self, rel: str, page: PageEnvelope) -> None:
+        self.write_atomic(rel, page.to_bytes())
+
+    def read_page(self, rel: str) -> PageEnvelope:
+        return PageEnvelope.from_bytes(self.read_bytes(rel), self.where(rel))
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        self.write_atomic(manifest.key.manifest_path, manifest.to_bytes())
+
+    def read_manifest(self, rel: str) -> Manifest:
+        return Manifest.from_bytes(self.read_bytes(rel), self.where(rel))
+
+    def manifest_for(self, key: WindowKey) -> Manifest | None:
+        """The window's manifest, or None when the window is not complete."""
+        if not self.exists(key.manifest_path):
+            return None
+        return self.read_manifest(key.manifest_path)
+
+
+class LocalArchive(ArchiveStore):
+    """The archive on a local filesystem: atomic by temp file, fsync and rename."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.location = str(self.root)
+
+    def _abs(self, rel: str) -> Path:
+        return self.root.joinpath(*PurePosixPath(self._check_rel(rel)).parts)
+
+    def where(self, rel: str) -> str:
+        return str(self._abs(rel))
+
+    def ensure_writable(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f"{TEMP_MARKER}probe-{os.getpid()}"
@@ -281,26 +394,6 @@ class LocalArchive:
         except OSError as e:
             raise ArchiveError(f"archive folder {self.root} is not writable: {e.strerror}") from e
         self.check_version(create=True)
-
-    def check_version(self, *, create: bool = False) -> None:
-        """Refuse an archive written in another format version instead of misreading it."""
-        f = self.root / ROOT_FILE
-        if f.exists():
-            try:
-                doc = orjson.loads(f.read_bytes())
-                version = doc["archive_version"]
-            except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-                raise CorruptArchiveError(f"{f}: unreadable archive version file") from e
-            if version != ARCHIVE_VERSION:
-                raise ArchiveError(
-                    f"archive {self.root} has format version {version}; "
-                    f"this program reads version {ARCHIVE_VERSION}"
-                )
-        elif create:
-            self.write_atomic(
-                ROOT_FILE,
-                orjson.dumps({"archive_version": ARCHIVE_VERSION, "format": ARCHIVE_FORMAT}),
-            )
 
     def exists(self, rel: str) -> bool:
         return self._abs(rel).is_file()
@@ -336,17 +429,12 @@ class LocalArchive:
     def delete(self, rel: str) -> None:
         self._abs(rel).unlink(missing_ok=True)
 
-    def move_to_quarantine(self, rel: str) -> str:
-        """Move a corrupt file aside (never delete what the API sent); returns its new path."""
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        target = f"{QUARANTINE_DIR}/{rel}.{stamp}"
-        dest = self._abs(target)
+    def move(self, src: str, dst: str) -> None:
+        dest = self._abs(dst)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._abs(rel), dest)
-        return target
+        os.replace(self._abs(src), dest)
 
     def list_files(self, rel_dir: str, suffix: str = "") -> list[str]:
-        """Relative paths of the files directly in ``rel_dir`` (no temporary files)."""
         d = self._abs(rel_dir)
         if not d.is_dir():
             return []
@@ -356,19 +444,12 @@ class LocalArchive:
             if p.is_file() and TEMP_MARKER not in p.name and p.name.endswith(suffix)
         )
 
-    def iter_manifests(self, series_ticker: str | None = None) -> Iterator[str]:
-        """Relative paths of every window manifest, optionally of one series, sorted."""
-        base = self.root / series_ticker if series_ticker else self.root
-        if not base.is_dir():
-            return
-        pattern = f"*/p*/*/{MANIFEST_FILE}" if series_ticker else f"*/*/p*/*/{MANIFEST_FILE}"
-        for p in sorted(base.glob(pattern)):
-            rel = p.relative_to(self.root).as_posix()
-            if not rel.startswith(QUARANTINE_DIR):
-                yield rel
+    def glob(self, pattern: str) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in self.root.glob(pattern))
 
     def remove_stray_temp_files(self, rel_dir: str = "") -> int:
-        """Delete temporary files a killed writer left behind; returns how many."""
         d = self._abs(rel_dir) if rel_dir else self.root
         if not d.is_dir():
             return 0
@@ -378,26 +459,97 @@ class LocalArchive:
             removed += 1
         return removed
 
-    # --- typed helpers on top of the raw file operations ---
 
-    def write_page(self, rel: str, page: PageEnvelope) -> None:
-        self.write_atomic(rel, page.to_bytes())
+class FsspecArchive(ArchiveStore):
+    """The archive on any fsspec filesystem (``s3://bucket/prefix``, ``memory://``, ...).
 
-    def read_page(self, rel: str) -> PageEnvelope:
-        return PageEnvelope.from_bytes(self.read_bytes(rel), str(self._abs(rel)))
+    Object stores make a single PUT atomic (a reader sees the old object or the new one),
+    so no temporary file is needed; the manifest written last still marks completeness.
+    """
 
-    def write_manifest(self, manifest: Manifest) -> None:
-        self.write_atomic(manifest.key.manifest_path, manifest.to_bytes())
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        import fsspec  # imported here: only remote archives need it
 
-    def read_manifest(self, rel: str) -> Manifest:
-        return Manifest.from_bytes(self.read_bytes(rel), str(self._abs(rel)))
+        self.location = url.rstrip("/")
+        self.fs, self._root = fsspec.core.url_to_fs(self.location, **(storage_options or {}))
+        self._root = self._root.rstrip("/")
 
-    def manifest_for(self, key: WindowKey) -> Manifest | None:
-        """The window's manifest, or None when the window is not complete."""
-        if not self.exists(key.manifest_path):
-            return None
-        return self.read_manifest(key.manifest_path)
+    def _abs(self, rel: str) -> str:
+        return f"{self._root}/{self._check_rel(rel)}"
+
+    def _rel(self, path: str) -> str:
+        return path[len(self._root) + 1 :] if path.startswith(self._root + "/") else path
+
+    def _fail(self, what: str, rel: str, e: Exception) -> ArchiveError:
+        return ArchiveError(f"cannot {what} {self.where(rel)}: {e}")
+
+    def ensure_writable(self) -> None:
+        try:
+            self.fs.makedirs(self._root, exist_ok=True)
+        except Exception as e:
+            raise ArchiveError(f"archive {self.location} is not writable: {e}") from e
+        self.check_version(create=True)
+
+    def exists(self, rel: str) -> bool:
+        try:
+            return bool(self.fs.isfile(self._abs(rel)))
+        except FileNotFoundError:
+            return False
+
+    def read_bytes(self, rel: str) -> bytes:
+        try:
+            return bytes(self.fs.cat_file(self._abs(rel)))
+        except FileNotFoundError as e:
+            raise ArchiveError(f"archive file missing: {self.where(rel)}") from e
+        except Exception as e:
+            raise self._fail("read", rel, e) from e
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        try:
+            self.fs.pipe_file(self._abs(rel), data)
+        except Exception as e:
+            raise self._fail("write", rel, e) from e
+        self.fs.invalidate_cache()
+
+    def delete(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._abs(rel))
+        self.fs.invalidate_cache()
+
+    def move(self, src: str, dst: str) -> None:
+        self.fs.copy(self._abs(src), self._abs(dst))
+        self.delete(src)
+
+    def list_files(self, rel_dir: str, suffix: str = "") -> list[str]:
+        try:
+            entries = self.fs.ls(self._abs(rel_dir), detail=True, refresh=True)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            self._rel(e["name"])
+            for e in entries
+            if e.get("type") == "file"
+            and TEMP_MARKER not in e["name"].rsplit("/", 1)[-1]
+            and e["name"].endswith(suffix)
+        )
+
+    def glob(self, pattern: str) -> list[str]:
+        self.fs.invalidate_cache()
+        return sorted(self._rel(p) for p in self.fs.glob(f"{self._root}/{pattern}"))
+
+    def remove_stray_temp_files(self, rel_dir: str = "") -> int:
+        return 0  # single PUTs leave no temporary objects behind
 
 
-Archive = LocalArchive
-"""The archive type the stages accept (an fsspec-backed store implements the same methods)."""
+def open_archive(
+    location: str | Path, storage_options: dict[str, Any] | None = None
+) -> ArchiveStore:
+    """The archive at a local path (default) or an fsspec URL such as ``s3://bucket/raw``."""
+    text = str(location)
+    if "://" in text and not text.startswith("file://"):
+        return FsspecArchive(text, storage_options)
+    return LocalArchive(text.removeprefix("file://"))
+
+
+Archive = ArchiveStore
+"""The archive type the stages accept: any store, local or fsspec."""
