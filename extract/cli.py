@@ -1,0 +1,269 @@
+"""``kalshi-extract`` / ``python -m extract``: click builds an ExtractConfig, the library runs.
+
+Commands: ``init-db``, ``events`` (sync kalshi_event/kalshi_market), ``candles`` (archive
+candlestick pages). Every library error becomes one line on stderr via
+:func:`schemas.cli.run_command` (exit 2 for bad input, 1 otherwise); a run in which some
+windows FAILED prints its summary and exits 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from extract.candles import run_candles
+from extract.config import (
+    DEFAULT_API_BASE,
+    TIERS,
+    ApiConfig,
+    AsOfPolicy,
+    Credentials,
+    DayOffset,
+    ExtractConfig,
+    choose_rate,
+)
+from extract.events import sync_events
+from schemas.cli import (
+    archive_option,
+    db_option,
+    period_option,
+    run_command,
+    setup_logging,
+    verbosity_options,
+)
+from schemas.db import make_engine
+from schemas.errors import ConfigError
+from schemas.tables import WindowPolicy
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def api_options(f: F) -> F:
+    """``--api-base``, rate (``--rps``/``--tier``), ``--timeout``, ``--max-retries``."""
+    options = [
+        click.option(
+            "--api-base",
+            envvar="KALSHI_API_BASE",
+            default=DEFAULT_API_BASE,
+            show_default=True,
+            help="Kalshi API base URL (up to /trade-api/v2).",
+        ),
+        click.option(
+            "--rps", type=float, default=None, help="Requests per second (overrides --tier)."
+        ),
+        click.option(
+            "--tier",
+            type=click.Choice(list(TIERS), case_sensitive=False),
+            default=None,
+            help="Kalshi API tier to pace reads by (default: 10 req/s unsigned, basic signed).",
+        ),
+        click.option(
+            "--timeout", type=float, default=30.0, show_default=True, help="Seconds per request."
+        ),
+        click.option(
+            "--max-retries",
+            type=int,
+            default=6,
+            show_default=True,
+            help="Retries of a request after a 429, 5xx, timeout or bad body.",
+        ),
+        click.option(
+            "--backoff-base",
+            type=float,
+            default=0.5,
+            show_default=True,
+            hidden=True,
+            help="First backoff ceiling in seconds (doubles per retry, full jitter).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def as_of_options(f: F) -> F:
+    """``--trade-start``, ``--trade-end``, ``--series-tz``."""
+    f = click.option(
+        "--series-tz",
+        default=None,
+        help="IANA time zone of the series (default: built-in table, else America/New_York).",
+    )(f)
+    f = click.option(
+        "--trade-end",
+        default="0d16:00",
+        show_default=True,
+        help="As-of trade window end: days from the event date and local time.",
+    )(f)
+    return click.option(
+        "--trade-start",
+        default="-1d10:00",
+        show_default=True,
+        help="As-of trade window start: days from the event date and local time.",
+    )(f)
+
+
+def build_api(
+    api_base: str,
+    rps: float | None,
+    tier: str | None,
+    timeout: float,
+    max_retries: int,
+    backoff_base: float,
+) -> ApiConfig:
+    """The ApiConfig from the options and the KALSHI_API_KEY_ID/KALSHI_PRIVATE_KEY_PATH env."""
+    key_id = os.environ.get("KALSHI_API_KEY_ID") or None
+    key_path = os.environ.get("KALSHI_PRIVATE_KEY_PATH") or None
+    if bool(key_id) != bool(key_path):
+        raise ConfigError("set both KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH, or neither")
+    credentials = Credentials(key_id, Path(key_path)) if key_id and key_path else None
+    return ApiConfig(
+        base_url=api_base,
+        rate=choose_rate(rps, tier, signed=credentials is not None),
+        timeout_s=timeout,
+        max_retries=max_retries,
+        backoff_base_s=backoff_base,
+        backoff_max_s=max(30.0, backoff_base),
+        credentials=credentials,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Extract Kalshi weather events and 1-minute candlesticks into the raw archive."""
+
+
+@main.command("init-db")
+@db_option
+@verbosity_options
+def init_db(db_url: str, verbose: int, quiet: bool) -> None:
+    """Create every table (idempotent)."""
+    setup_logging(verbose, quiet)
+
+    def body() -> None:
+        make_engine(db_url).dispose()
+        click.echo("database ready")
+
+    run_command(body)
+
+
+@main.command()
+@click.option("--series", required=True, help="Series ticker, e.g. KXHIGHNY.")
+@db_option
+@api_options
+@as_of_options
+@verbosity_options
+def events(
+    series: str,
+    db_url: str,
+    api_base: str,
+    rps: float | None,
+    tier: str | None,
+    timeout: float,
+    max_retries: int,
+    backoff_base: float,
+    trade_start: str,
+    trade_end: str,
+    series_tz: str | None,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Sync a series' events and markets into kalshi_event and kalshi_market."""
+    setup_logging(verbose, quiet)
+
+    def body() -> None:
+        config = ExtractConfig(
+            series=series,
+            db_url=db_url,
+            api=build_api(api_base, rps, tier, timeout, max_retries, backoff_base),
+            as_of=AsOfPolicy(DayOffset.parse(trade_start), DayOffset.parse(trade_end)),
+            series_tz=series_tz,
+        )
+        summary = asyncio.run(sync_events(config))
+        click.echo(f"{summary.series}: {summary.events} events, {summary.markets} markets synced")
+
+    run_command(body)
+
+
+@main.command()
+@click.option("--series", required=True, help="Series ticker, e.g. KXHIGHNY.")
+@click.option("--event", default=None, help="Only this event ticker.")
+@click.option(
+    "--from", "date_from", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First event date."
+)
+@click.option(
+    "--to", "date_to", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last event date."
+)
+@click.option(
+    "--window-policy",
+    type=click.Choice([p.value for p in WindowPolicy], case_sensitive=False),
+    default=WindowPolicy.FULL_MARKET_WINDOW.value,
+    show_default=True,
+    help="Market open..close, or the as-of trade window only.",
+)
+@period_option
+@click.option(
+    "--concurrency", type=int, default=4, show_default=True, help="Event windows at once."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the plan and expected requests; fetch nothing."
+)
+@db_option
+@archive_option
+@api_options
+@verbosity_options
+def candles(
+    series: str,
+    event: str | None,
+    date_from: datetime | None,
+    date_to: datetime | None,
+    window_policy: str,
+    period: int,
+    concurrency: int,
+    dry_run: bool,
+    db_url: str,
+    archive_dir: str,
+    api_base: str,
+    rps: float | None,
+    tier: str | None,
+    timeout: float,
+    max_retries: int,
+    backoff_base: float,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Archive the candlestick pages of a series' event windows."""
+    setup_logging(verbose, quiet)
+
+    def body() -> int:
+        config = ExtractConfig(
+            series=series,
+            event=event,
+            date_from=date_from.date() if date_from else None,
+            date_to=date_to.date() if date_to else None,
+            window_policy=WindowPolicy(window_policy.upper()),
+            period=period,
+            concurrency=concurrency,
+            dry_run=dry_run,
+            db_url=db_url,
+            archive_dir=archive_dir,
+            api=build_api(api_base, rps, tier, timeout, max_retries, backoff_base),
+        )
+        summary = asyncio.run(run_candles(config))
+        for line in summary.plan or summary.lines():
+            click.echo(line)
+        if not summary.ok:
+            click.echo(
+                f"error: {summary.failed} event windows FAILED (see above); "
+                "rerun the same command to retry them",
+                err=True,
+            )
+            return 1
+        return 0
+
+    run_command(body)
