@@ -1,0 +1,474 @@
+"""Backtest-access commands: ``query``, ``asof``, ``export``, ``status``, ``inspect``,
+``verify``, ``coverage``.
+
+Standalone click commands (``load/cli.py`` adds them to the ``load`` group) built on the
+shared options of :mod:`schemas.cli`. Each parses its options, calls one library function
+and prints; library errors become one line on stderr through
+:func:`schemas.cli.run_command` (exit 2 for bad input, 1 otherwise). ``verify`` exits 1
+when the archive and the database differ.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+import polars as pl
+from sqlalchemy import Engine
+
+from load.coverage import build_coverage, render_coverage
+from load.export import export_series, write_parquet_atomic
+from load.query import asof_snapshots, parse_time, query_candles
+from load.report import (
+    SeriesStatus,
+    VerifyReport,
+    WindowPages,
+    inspect_event,
+    series_status,
+    verify_event,
+)
+from schemas.archive import open_archive
+from schemas.cli import (
+    archive_option,
+    db_option,
+    period_option,
+    run_command,
+    setup_logging,
+    verbosity_options,
+)
+from schemas.db import make_engine
+from schemas.errors import InputError
+
+F = TypeVar("F", bound=Callable[..., Any])
+FRAME_FORMATS = ("table", "csv", "json", "parquet")
+
+
+# --- shared helpers -----------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    """Decimals as their exact string (never a float); dates as ISO-8601."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def to_json(doc: Any) -> str:
+    return orjson.dumps(doc, default=_json_default, option=orjson.OPT_INDENT_2).decode()
+
+
+def frame_to_json(frame: pl.DataFrame) -> str:
+    """A JSON array of row objects; Decimal columns as strings so no digit is lost."""
+    decimals = [n for n, t in frame.schema.items() if isinstance(t, pl.Decimal)]
+    rows = frame.with_columns(pl.col(decimals).cast(pl.String)).to_dicts()
+    return to_json(rows)
+
+
+def emit_frame(frame: pl.DataFrame, fmt: str, out: str | None) -> None:
+    """Print or write ``frame``: table/csv/json to stdout (or --out), parquet to --out."""
+    if fmt == "parquet":
+        if not out:
+            raise InputError("--format parquet needs --out FILE")
+        write_parquet_atomic(frame, Path(out))
+        click.echo(f"wrote {frame.height} rows to {out}", err=True)
+        return
+    if fmt == "csv":
+        text = frame.write_csv()
+    elif fmt == "json":
+        text = frame_to_json(frame) + "\n"
+    else:
+        with pl.Config(
+            tbl_rows=-1,
+            tbl_cols=-1,
+            tbl_width_chars=10_000,
+            fmt_str_lengths=200,
+            tbl_hide_dataframe_shape=True,
+            tbl_hide_column_data_types=True,
+        ):
+            text = f"{frame}\n({frame.height} rows)\n"
+    if out:
+        Path(out).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def format_options(choices: tuple[str, ...], default: str = "table") -> Callable[[F], F]:
+    """``--format`` among ``choices`` and ``--out FILE``."""
+
+    def deco(f: F) -> F:
+        f = click.option("--out", default=None, help="Write to this file instead of stdout.")(f)
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(choices),
+            default=default,
+            show_default=True,
+            help="Output format.",
+        )(f)
+
+    return deco
+
+
+def _date(value: str | None, what: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as e:
+        raise InputError(f"{what} {value!r} is not a date (YYYY-MM-DD)") from e
+
+
+@contextmanager
+def _engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _run(verbose: int, quiet: bool, body: Callable[[], int | None]) -> None:
+    setup_logging(verbose, quiet)
+    run_command(body)
+
+
+# --- query / asof / export ----------------------------------------------------------------
+
+
+@click.command("query")
+@click.option("--market", required=True, help="Market ticker, e.g. KXHIGHNY-25NOV20-B50.5.")
+@click.option(
+    "--from", "start", required=True, help="ISO-8601 start (inclusive, UTC if no offset)."
+)
+@click.option("--to", "end", required=True, help="ISO-8601 end (inclusive).")
+@period_option
+@format_options(FRAME_FORMATS)
+@db_option
+@verbosity_options
+def query_cmd(
+    market: str,
+    start: str,
+    end: str,
+    period: int,
+    fmt: str,
+    out: str | None,
+    db_url: str,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Candles of one market whose period ends in [--from, --to]."""
+
+    def body() -> None:
+        lo, hi = parse_time(start, "--from"), parse_time(end, "--to")
+        with _engine(db_url) as engine:
+            frame = query_candles(engine, market, lo, hi, period)
+        emit_frame(frame, fmt, out)
+
+    _run(verbose, quiet, body)
+
+
+@click.command("asof")
+@click.option("--event", required=True, help="Event ticker, e.g. KXHIGHNY-25NOV20.")
+@click.option("--at", "at", multiple=True, required=True, help="ISO-8601 time; repeatable.")
+@click.option(
+    "--lookback-minutes",
+    type=click.IntRange(min=1),
+    default=24 * 60,
+    show_default=True,
+    help="A market with no candle this long before --at gets empty quotes.",
+)
+@period_option
+@format_options(FRAME_FORMATS)
+@db_option
+@verbosity_options
+def asof_cmd(
+    event: str,
+    at: tuple[str, ...],
+    lookback_minutes: int,
+    period: int,
+    fmt: str,
+    out: str | None,
+    db_url: str,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Yes bid/ask of every market of an event at each --at (close of the last candle ending
+    at or before it: no look-ahead)."""
+
+    def body() -> None:
+        times = [parse_time(t, "--at") for t in at]
+        with _engine(db_url) as engine:
+            frame = asof_snapshots(
+                engine, event, times, period, lookback=timedelta(minutes=lookback_minutes)
+            )
+        emit_frame(frame, fmt, out)
+
+    _run(verbose, quiet, body)
+
+
+@click.command("export")
+@click.option("--series", required=True, help="Series ticker, e.g. KXHIGHNY.")
+@click.option("--from", "date_from", required=True, help="First event date, YYYY-MM-DD.")
+@click.option("--to", "date_to", required=True, help="Last event date, YYYY-MM-DD.")
+@click.option("--out", "out_dir", required=True, help="Folder for series=/date= partitions.")
+@period_option
+@db_option
+@verbosity_options
+def export_cmd(
+    series: str,
+    date_from: str,
+    date_to: str,
+    out_dir: str,
+    period: int,
+    db_url: str,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Parquet files partitioned by series and event date, one day at a time."""
+
+    def body() -> None:
+        lo, hi = _date(date_from, "--from"), _date(date_to, "--to")
+        assert lo is not None and hi is not None
+        with _engine(db_url) as engine:
+            parts = export_series(engine, series, lo, hi, out_dir, period)
+        for p in parts:
+            click.echo(f"{p.path}\t{p.rows} rows\t{','.join(p.events)}")
+        click.echo(f"{len(parts)} files, {sum(p.rows for p in parts)} rows", err=True)
+
+    _run(verbose, quiet, body)
+
+
+# --- status / inspect / verify ------------------------------------------------------------
+
+
+def format_status(statuses: list[SeriesStatus]) -> str:
+    """The human status table, then failed windows and leases under it."""
+    if not statuses:
+        return "no windows, statistics or candles yet\n"
+    states = list(statuses[0].windows)
+    head = ["series", "period", *[s.lower() for s in states], "rows", "missing%", "maint."]
+    rows = [
+        [
+            s.series_ticker,
+            f"{s.period_interval}m",
+            *[str(s.windows.get(k, 0)) for k in states],
+            str(s.rows_stored),
+            "-" if s.missing_pct is None else f"{s.missing_pct}%",
+            str(s.missing_in_maintenance),
+        ]
+        for s in statuses
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *rows]]
+    for s in statuses:
+        for n in s.failed:
+            lines.append(
+                f"FAILED {n.event_ticker} p{n.period_interval} {n.window_policy}: {n.last_error}"
+            )
+        for n in s.leased:
+            expires = n.lease_expires_utc.isoformat() if n.lease_expires_utc else "?"
+            lines.append(
+                f"LEASED {n.event_ticker} p{n.period_interval} {n.window_policy} ({n.status}) "
+                f"by {n.lease_owner} until {expires}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+@click.command("status")
+@click.option("--series", default=None, help="Only this series.")
+@format_options(("table", "json"))
+@db_option
+@verbosity_options
+def status_cmd(
+    series: str | None, fmt: str, out: str | None, db_url: str, verbose: int, quiet: bool
+) -> None:
+    """Per series: windows by status, rows stored, missing minutes, failures, leases."""
+
+    def body() -> None:
+        with _engine(db_url) as engine:
+            statuses = series_status(engine, series)
+        text = (
+            to_json([s.to_json() for s in statuses]) + "\n"
+            if fmt == "json"
+            else format_status(statuses)
+        )
+        _write(text, out)
+
+    _run(verbose, quiet, body)
+
+
+def _write(text: str, out: str | None) -> None:
+    if out:
+        Path(out).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def format_inspect(windows: list[WindowPages]) -> str:
+    """One block per window, one line per page (and its body when asked)."""
+    lines: list[str] = []
+    for w in windows:
+        m = w.manifest
+        state = (
+            f"complete, {m.window_start_ts}..{m.window_end_ts}, final={m.is_final}"
+            if m
+            else "INCOMPLETE (no manifest)"
+        )
+        lines.append(f"== {w.dir}  [{state}]  {len(w.pages)} pages")
+        for p in w.pages:
+            if p.error is not None:
+                lines.append(f"  {p.file}: ERROR {p.error}")
+                continue
+            params = "&".join(f"{k}={v}" for k, v in p.params.items())
+            counts = " ".join(f"{k}={v}" for k, v in p.candles.items())
+            flag = "" if p.in_manifest else "  (not in manifest)"
+            retrieved = p.retrieved_at_utc.isoformat() if p.retrieved_at_utc else "?"
+            lines.append(
+                f"  {p.file}{flag}\n    GET {p.path}?{params} -> {p.status} at {retrieved}"
+                f"  adjusted_end_ts={p.adjusted_end_ts}\n"
+                f"    candles: {sum(p.candles.values())} ({counts})"
+            )
+            if p.body is not None:
+                lines.append(to_json(p.body))
+    return "\n".join(lines) + "\n"
+
+
+@click.command("inspect")
+@click.option("--event", required=True, help="Event ticker.")
+@click.option("--start-ts", type=int, default=None, help="Only the page requested from this ts.")
+@click.option("--body", "with_body", is_flag=True, help="Also print each page's raw body.")
+@format_options(("table", "json"))
+@archive_option
+@verbosity_options
+def inspect_cmd(
+    event: str,
+    start_ts: int | None,
+    with_body: bool,
+    fmt: str,
+    out: str | None,
+    archive_dir: str,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """The archived raw pages of an event: request, status, time, candles per market."""
+
+    def body() -> None:
+        windows = inspect_event(open_archive(archive_dir), event, start_ts, with_body)
+        text = (
+            to_json([w.to_json() for w in windows]) + "\n"
+            if fmt == "json"
+            else format_inspect(windows)
+        )
+        _write(text, out)
+
+    _run(verbose, quiet, body)
+
+
+def format_verify(report: VerifyReport, limit: int = 200) -> str:
+    c = report.counts()
+    lines = [
+        f"{report.event_ticker}: {len(report.windows_checked)} complete windows, "
+        f"{report.archive_rows} archived rows, {report.db_rows} stored rows",
+        *[f"  incomplete (not compared): {d}" for d in report.windows_incomplete],
+    ]
+    for d in report.differences[:limit]:
+        where = f"{d.market_ticker} {d.end_period_ts_utc.isoformat()} p{d.period_interval}"
+        if d.kind == "differs":
+            lines.append(f"  DIFFERS {where} {d.column}: archive={d.archive_value} db={d.db_value}")
+        else:
+            lines.append(f"  {d.kind.upper()} {where}")
+    if len(report.differences) > limit:
+        lines.append(f"  ... {len(report.differences) - limit} more (use --format json)")
+    verdict = (
+        "OK: archive and database agree"
+        if report.ok
+        else f"DIFFERENT: {c['missing']} missing, {c['extra']} extra, {c['differs']} values"
+    )
+    lines.append(verdict)
+    return "\n".join(lines) + "\n"
+
+
+@click.command("verify")
+@click.option("--event", required=True, help="Event ticker.")
+@format_options(("table", "json"))
+@db_option
+@archive_option
+@verbosity_options
+def verify_cmd(
+    event: str,
+    fmt: str,
+    out: str | None,
+    db_url: str,
+    archive_dir: str,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Compare an event's archive with the database; exit 1 on any difference."""
+
+    def body() -> int:
+        with _engine(db_url) as engine:
+            report = verify_event(engine, open_archive(archive_dir), event)
+        text = to_json(report.to_json()) + "\n" if fmt == "json" else format_verify(report)
+        _write(text, out)
+        return 0 if report.ok else 1
+
+    _run(verbose, quiet, body)
+
+
+# --- coverage -----------------------------------------------------------------------------
+
+
+@click.command("coverage")
+@click.option("--series", required=True, help="Series ticker.")
+@click.option("--from", "date_from", default=None, help="First event date, YYYY-MM-DD.")
+@click.option("--to", "date_to", default=None, help="Last event date, YYYY-MM-DD.")
+@click.option("--out", required=True, help="PNG file to write.")
+@period_option
+@db_option
+@verbosity_options
+def coverage_cmd(
+    series: str,
+    date_from: str | None,
+    date_to: str | None,
+    out: str,
+    period: int,
+    db_url: str,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """A PNG of completeness: one row an event, holes and maintenance pauses coloured."""
+
+    def body() -> None:
+        lo, hi = _date(date_from, "--from"), _date(date_to, "--to")
+        with _engine(db_url) as engine:
+            matrix = build_coverage(engine, series, lo, hi, period)
+        path = render_coverage(matrix, out)
+        click.echo(f"wrote {path} ({len(matrix.events)} events)", err=True)
+
+    _run(verbose, quiet, body)
+
+
+ACCESS_COMMANDS: tuple[click.Command, ...] = (
+    query_cmd,
+    asof_cmd,
+    export_cmd,
+    status_cmd,
+    inspect_cmd,
+    verify_cmd,
+    coverage_cmd,
+)
+"""Every command of this module, for ``load/cli.py`` to register."""
+
+
+if __name__ == "__main__":  # pragma: no cover - handy while load/cli.py is not there
+    group = click.Group("access", commands={c.name or "": c for c in ACCESS_COMMANDS})
+    group(sys.argv[1:])
