@@ -1,0 +1,92 @@
+"""``python -m load`` / ``kalshi-load``: click options build a frozen LoadConfig, nothing more.
+
+Other command groups (query, status, export) attach themselves with
+``cli.add_command(...)``: keep the group named ``cli`` and ``main()`` the entry point.
+"""
+
+from __future__ import annotations
+
+import click
+
+from load.config import LoadConfig, StagingMethod
+from load.loader import load_windows
+from schemas.cli import (
+    archive_option,
+    db_option,
+    run_command,
+    setup_logging,
+    verbosity_options,
+)
+from schemas.db import make_engine, redact_url
+from schemas.tickers import validate_series_ticker
+
+
+@click.group()
+def cli() -> None:
+    """Load the raw archive into the database (never calls the Kalshi API)."""
+
+
+@cli.command("run")
+@click.option("--series", default=None, help="Only this series (default: every series).")
+@db_option
+@archive_option
+@click.option(
+    "--batch-windows",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Windows per staged upsert and transaction (more is faster, uses more memory).",
+)
+@click.option(
+    "--staging",
+    type=click.Choice(["load_data", "insert"]),
+    default="load_data",
+    show_default=True,
+    help="MySQL: fill the staging table by LOAD DATA LOCAL INFILE or by multi-row INSERT.",
+)
+@verbosity_options
+def run(
+    series: str | None,
+    db_url: str,
+    archive_dir: str,
+    batch_windows: int,
+    staging: StagingMethod,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Load every completely extracted window that is not loaded yet."""
+    setup_logging(verbose, quiet)
+
+    def body() -> int:
+        config = LoadConfig(
+            db_url=db_url,
+            archive_dir=archive_dir,
+            series=validate_series_ticker(series) if series else None,
+            batch_windows=batch_windows,
+            staging_method=staging,
+        )
+        summary = load_windows(config)
+        click.echo(summary.line(), err=True)
+        return 0
+
+    run_command(body)
+
+
+@cli.command("init-db")
+@db_option
+@verbosity_options
+def init_db(db_url: str, verbose: int, quiet: bool) -> None:
+    """Create every table (harmless when they exist)."""
+    setup_logging(verbose, quiet)
+
+    def body() -> int:
+        make_engine(db_url).dispose()
+        click.echo(f"tables ready in {redact_url(db_url)}", err=True)
+        return 0
+
+    run_command(body)
+
+
+def main() -> None:
+    """Console entry point (``kalshi-load``)."""
+    cli()

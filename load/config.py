@@ -1,0 +1,45 @@
+"""The load stage's configuration: one frozen dataclass, built by ``cli.py`` or by tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from schemas.cli import DEFAULT_ARCHIVE_DIR
+from schemas.db import DEFAULT_DATABASE_URL
+from schemas.errors import ConfigError
+
+StagingMethod = Literal["load_data", "insert"]
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """Everything one ``load run`` needs; nothing here reaches the network."""
+
+    db_url: str = DEFAULT_DATABASE_URL
+    """SQLAlchemy URL of the target database (SQLite or MySQL/MariaDB/TiDB)."""
+    archive_dir: str | Path = DEFAULT_ARCHIVE_DIR
+    """Root of the raw archive that extract wrote (a folder, or an fsspec URL)."""
+    series: str | None = None
+    """Only this series' windows (None: every series in the archive)."""
+    batch_windows: int = 1
+    """Windows per staged upsert and transaction (more is faster; memory grows with it)."""
+    db_attempts: int = 4
+    """Tries of one batch when the connection drops (the transaction rolled back each time)."""
+    retry_backoff_s: float = 1.0
+    """First wait between tries; doubles each time."""
+    staging_method: StagingMethod = "load_data"
+    """MySQL only: fill the staging table with LOAD DATA LOCAL (measured faster) or INSERT."""
+    prefetch: bool = True
+    """Read and normalize the next batch in a thread while the current one is written."""
+
+    def __post_init__(self) -> None:
+        if self.batch_windows < 1:
+            raise ConfigError(f"batch_windows must be at least 1, not {self.batch_windows}")
+        if self.db_attempts < 1:
+            raise ConfigError(f"db_attempts must be at least 1, not {self.db_attempts}")
+        if self.retry_backoff_s < 0:
+            raise ConfigError("retry_backoff_s cannot be negative")
+        if self.staging_method not in ("load_data", "insert"):
+            raise ConfigError(f"unknown staging method {self.staging_method!r}")

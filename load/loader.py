@@ -1,0 +1,439 @@
+"""The load stage: discover → read → normalize → stats → write + SUCCESS, one batch at a time.
+
+A window is loaded when its manifest exists (extract writes it last) and its checkpoint
+is not SUCCESS for that same window: a SUCCESS whose ``window_end`` is older than the
+manifest's (an open event that a later extract extended) is loaded again. The rows, the
+window stats and the checkpoint SUCCESS are written in ONE transaction, so killing the
+loader at any moment leaves either all of a batch or none of it, and a rerun completes
+it: the upsert makes replaying a window harmless.
+
+Failures are grouped by what happens next:
+- a corrupt page (gzip, JSON, envelope or a value): the file goes to quarantine, the
+  window's manifest is deleted (a later extract refetches the page), its checkpoint is
+  FAILED naming the file, and the other windows load; the run ends non-zero;
+- a lost connection (MariaDB restarted, network cut): the transaction rolled back, the
+  batch is retried with backoff; when the retries run out its windows are FAILED;
+- any other database error in a batch of several windows: each window is retried alone,
+  so one bad window cannot sink its neighbours.
+
+Memory stays flat: one batch is written while (at most) the next one is read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from load.config import LoadConfig
+from load.errors import CorruptPageError, LoadFailedError
+from load.normalize import RawPage, dedupe_candles, normalize_json
+from load.stats import stats_rows, window_stats
+from load.writer import write_candles
+from schemas.archive import (
+    MANIFEST_FILE,
+    ArchiveStore,
+    LocalArchive,
+    Manifest,
+    WindowKey,
+    open_archive,
+)
+from schemas.checkpoints import Checkpoint, list_checkpoints, save_checkpoint, set_status
+from schemas.db import make_engine, translate_db_error, upsert
+from schemas.errors import ArchiveError, ConfigError, CorruptArchiveError, DatabaseError, InputError
+from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_window_stats
+
+log = logging.getLogger(__name__)
+
+#: MySQL/MariaDB client and server codes that mean "the connection is gone or the server
+#: is busy": the transaction was rolled back and the same statements can simply be rerun.
+RETRIABLE_MYSQL_CODES = frozenset(
+    {
+        1040,  # too many connections
+        1053,  # server shutdown in progress
+        1205,  # lock wait timeout
+        1213,  # deadlock
+        1927,  # connection was killed (MariaDB)
+        2002,  # can't connect (socket)
+        2003,  # can't connect (TCP)
+        2006,  # server has gone away
+        2013,  # lost connection during query
+        2055,  # lost connection (system error)
+        4031,  # disconnected by the server (MySQL 8 idle timeout)
+    }
+)
+_POLICY_BY_SLUG = {"full": WindowPolicy.FULL_MARKET_WINDOW, "trade": WindowPolicy.TRADE_WINDOW_ONLY}
+
+
+@dataclass(frozen=True)
+class PreparedWindow:
+    """A window read and normalized, ready to write."""
+
+    manifest_path: str
+    manifest: Manifest
+    candles: pl.DataFrame
+    stats: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class WindowFailure:
+    """A window that could not be read: why, and which file to quarantine (if any)."""
+
+    manifest_path: str
+    manifest: Manifest | None
+    key: WindowKey | None
+    error: str
+    bad_file: str | None
+
+
+@dataclass
+class LoadSummary:
+    """What one run did; ``failures`` holds one line per failed window."""
+
+    windows_loaded: int = 0
+    windows_skipped: int = 0
+    windows_failed: int = 0
+    rows: int = 0
+    elapsed_s: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_s(self) -> int:
+        return int(self.rows / self.elapsed_s) if self.elapsed_s > 0 else 0
+
+    def line(self) -> str:
+        return (
+            f"load: {self.windows_loaded} windows loaded, {self.windows_skipped} skipped, "
+            f"{self.windows_failed} failed; {self.rows:,} rows in {self.elapsed_s:.1f} s "
+            f"({self.rows_per_s:,} rows/s)"
+        )
+
+
+def load_windows(config: LoadConfig, *, engine: Engine | None = None) -> LoadSummary:
+    """Load every pending window of the archive; see the module docstring.
+
+    Returns the summary; raises LoadFailedError (after loading everything it could) when
+    any window failed, and DatabaseError when the database cannot be used at all.
+    """
+    started = time.perf_counter()
+    archive = _open_archive(config.archive_dir)
+    own_engine = engine is None
+    eng = make_engine(config.db_url) if engine is None else engine
+    summary = LoadSummary()
+    work_dir = Path(tempfile.mkdtemp(prefix="kalshi-load-"))
+    try:
+        pending = _discover(archive, eng, config, summary)
+        batches = [
+            pending[i : i + config.batch_windows]
+            for i in range(0, len(pending), config.batch_windows)
+        ]
+        for results in _prepared(archive, batches, prefetch=config.prefetch):
+            ready = [r for r in results if isinstance(r, PreparedWindow)]
+            for failure in (r for r in results if isinstance(r, WindowFailure)):
+                _fail_window(archive, eng, config, failure, summary)
+            if ready:
+                _write_with_retries(eng, ready, work_dir, config, summary)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        if own_engine:
+            eng.dispose()
+        summary.elapsed_s = time.perf_counter() - started
+    log.info("%s", summary.line())
+    if summary.windows_failed:
+        raise LoadFailedError(
+            f"{summary.windows_failed} window(s) failed: " + "; ".join(summary.failures[:5])
+        )
+    return summary
+
+
+# --- discover ---------------------------------------------------------------------------
+
+
+def _open_archive(location: str | Path) -> ArchiveStore:
+    archive = open_archive(location)
+    if isinstance(archive, LocalArchive) and not archive.root.is_dir():
+        raise ConfigError(f"archive folder {location} does not exist: run extract first")
+    archive.check_version()
+    return archive
+
+
+def needs_load(manifest: Manifest, checkpoint: Checkpoint | None) -> bool:
+    """False only when the checkpoint is SUCCESS for (at least) this manifest's window."""
+    if checkpoint is None or checkpoint.status is not CheckpointStatus.SUCCESS:
+        return True
+    return not (
+        checkpoint.window_start_ts <= manifest.window_start_ts
+        and checkpoint.window_end_ts >= manifest.window_end_ts
+    )
+
+
+def _discover(
+    archive: ArchiveStore, engine: Engine, config: LoadConfig, summary: LoadSummary
+) -> list[tuple[str, Manifest]]:
+    """Manifests (small, read once) of the windows to load, in archive order."""
+    try:
+        with engine.connect() as conn:
+            checkpoints = {cp.key: cp for cp in list_checkpoints(conn, config.series)}
+    except SQLAlchemyError as e:
+        raise translate_db_error(e, config.db_url, "reading checkpoints") from e
+    pending: list[tuple[str, Manifest]] = []
+    for rel in archive.iter_manifests(config.series):
+        try:
+            manifest = archive.read_manifest(rel)
+        except CorruptArchiveError as e:
+            key = _key_from_path(rel)
+            _fail_window(
+                archive, engine, config, WindowFailure(rel, None, key, str(e), rel), summary
+            )
+            continue
+        if needs_load(manifest, checkpoints.get(manifest.key)):
+            pending.append((rel, manifest))
+        else:
+            summary.windows_skipped += 1
+    log.info("load: %d window(s) to load, %d already loaded", len(pending), summary.windows_skipped)
+    return pending
+
+
+def _key_from_path(manifest_path: str) -> WindowKey | None:
+    """The window a manifest's folder names (for a manifest too corrupt to say it)."""
+    parts = PurePosixPath(manifest_path).parts
+    if len(parts) != 5 or parts[-1] != MANIFEST_FILE or not parts[2].startswith("p"):
+        return None
+    try:
+        return WindowKey(parts[0], parts[1], int(parts[2][1:]), _POLICY_BY_SLUG[parts[3]])
+    except (KeyError, ValueError, InputError):
+        return None
+
+
+# --- read -------------------------------------------------------------------------------
+
+
+def _prepared(
+    archive: ArchiveStore, batches: Sequence[Sequence[tuple[str, Manifest]]], *, prefetch: bool
+) -> Iterator[list[PreparedWindow | WindowFailure]]:
+    """Each batch read and normalized; with ``prefetch`` the next one is read meanwhile.
+
+    Reading is gunzip and Polars (both release the GIL), writing mostly waits on the
+    server: overlapping them uses the second core. At most two batches are in memory.
+    """
+
+    def read(batch: Sequence[tuple[str, Manifest]]) -> list[PreparedWindow | WindowFailure]:
+        return [read_window(archive, rel, m) for rel, m in batch]
+
+    if not prefetch or len(batches) < 2:
+        for batch in batches:
+            yield read(batch)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-read") as pool:
+        nxt: Future[list[PreparedWindow | WindowFailure]] = pool.submit(read, batches[0])
+        for i in range(len(batches)):
+            current = nxt.result()
+            if i + 1 < len(batches):
+                nxt = pool.submit(read, batches[i + 1])
+            yield current
+
+
+def read_window(
+    archive: ArchiveStore, manifest_path: str, manifest: Manifest
+) -> PreparedWindow | WindowFailure:
+    """Read, check and normalize one window's pages (no database, no network)."""
+    key = manifest.key
+    pages: list[RawPage] = []
+    try:
+        for name in manifest.pages:
+            rel = f"{key.dir}/{name}"
+            pages.append(RawPage(rel, _gunzip(archive.read_bytes(rel), rel)))
+        candles = normalize_json(pages, key=key)
+    except CorruptPageError as e:
+        return WindowFailure(manifest_path, manifest, key, str(e), e.source)
+    except ArchiveError as e:  # a page the manifest lists is missing or unreadable
+        return WindowFailure(manifest_path, manifest, key, str(e), None)
+    return PreparedWindow(manifest_path, manifest, candles, window_stats(candles, manifest))
+
+
+def _gunzip(data: bytes, rel: str) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise CorruptPageError(f"{rel}: not a valid gzip file ({e})", source=rel) from e
+
+
+# --- fail -------------------------------------------------------------------------------
+
+
+def _fail_window(
+    archive: ArchiveStore,
+    engine: Engine,
+    config: LoadConfig,
+    failure: WindowFailure,
+    summary: LoadSummary,
+) -> None:
+    """Quarantine the bad file, drop the manifest, record FAILED with the reason."""
+    error = failure.error
+    if failure.bad_file is not None and archive.exists(failure.bad_file):
+        moved = archive.move_to_quarantine(failure.bad_file)
+        error = f"{error} (moved to {moved})"
+    archive.delete(failure.manifest_path)  # a later extract refetches the window
+    log.error("window %s failed: %s", failure.key or failure.manifest_path, error)
+    summary.windows_failed += 1
+    summary.failures.append(error)
+    if failure.key is not None:
+        _record_failed(engine, config, failure.key, failure.manifest, error)
+
+
+def _record_failed(
+    engine: Engine, config: LoadConfig, key: WindowKey, manifest: Manifest | None, error: str
+) -> None:
+    try:
+        with engine.begin() as conn:
+            if manifest is not None:
+                save_checkpoint(
+                    conn,
+                    key,
+                    status=CheckpointStatus.FAILED,
+                    window_start_ts=manifest.window_start_ts,
+                    window_end_ts=manifest.window_end_ts,
+                    is_final=manifest.is_final,
+                    last_error=error,
+                )
+            else:
+                set_status(conn, key, CheckpointStatus.FAILED, last_error=error)
+    except SQLAlchemyError as e:
+        raise translate_db_error(e, config.db_url, f"recording the failure of {key}") from e
+
+
+# --- write ------------------------------------------------------------------------------
+
+
+def is_retriable(e: SQLAlchemyError) -> bool:
+    """True when the statement can simply be rerun: the connection dropped or was busy."""
+    if isinstance(e, DBAPIError) and e.connection_invalidated:
+        return True
+    orig: Any = getattr(e, "orig", None)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in RETRIABLE_MYSQL_CODES
+    return "database is locked" in str(orig or e)
+
+
+def write_batch(
+    conn: Connection, windows: Sequence[PreparedWindow], work_dir: Path, config: LoadConfig
+) -> int:
+    """Rows, stats and checkpoints SUCCESS of ``windows``, in the caller's transaction."""
+    frames = [w.candles for w in windows]
+    frame = frames[0] if len(frames) == 1 else dedupe_candles(pl.concat(frames))
+    rows = write_candles(conn, frame, work_dir=work_dir, staging=config.staging_method)
+    now = datetime.now(UTC)
+    stats = [row for w in windows for row in stats_rows(w.stats, now)]
+    upsert(conn, kalshi_window_stats, stats)
+    for w in windows:
+        m = w.manifest
+        save_checkpoint(
+            conn,
+            m.key,
+            status=CheckpointStatus.SUCCESS,
+            window_start_ts=m.window_start_ts,
+            window_end_ts=m.window_end_ts,
+            is_final=m.is_final,
+            rows_loaded=w.candles.height,
+            loaded_at_utc=now,
+            last_error=None,
+        )
+    return rows
+
+
+def _write_with_retries(
+    engine: Engine,
+    windows: Sequence[PreparedWindow],
+    work_dir: Path,
+    config: LoadConfig,
+    summary: LoadSummary,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    for attempt in range(1, config.db_attempts + 1):
+        try:
+            with engine.begin() as conn:
+                rows = write_batch(conn, windows, work_dir, config)
+        except SQLAlchemyError as e:
+            error = translate_db_error(e, config.db_url, "loading " + _names(windows))
+            if is_retriable(e) and attempt < config.db_attempts:
+                wait = config.retry_backoff_s * 2 ** (attempt - 1)
+                log.warning("%s; retry %d in %.1f s", error, attempt, wait)
+                sleep(wait)
+                continue
+            if not is_retriable(e) and len(windows) > 1:
+                log.warning("%s; retrying its windows one by one", error)
+                for w in windows:
+                    _write_with_retries(engine, [w], work_dir, config, summary, sleep)
+                return
+            for w in windows:
+                failure = WindowFailure(
+                    w.manifest_path, w.manifest, w.manifest.key, str(error), None
+                )
+                _record_db_failure(engine, config, failure, summary, error)
+            return
+        summary.windows_loaded += len(windows)
+        summary.rows += rows
+        for w in windows:
+            _log_window(w)
+        return
+
+
+def _record_db_failure(
+    engine: Engine,
+    config: LoadConfig,
+    failure: WindowFailure,
+    summary: LoadSummary,
+    error: DatabaseError,
+) -> None:
+    """A window the database refused: FAILED (the archive is fine, so nothing moves)."""
+    log.error("window %s failed: %s", failure.key, error)
+    summary.windows_failed += 1
+    summary.failures.append(str(error))
+    assert failure.key is not None
+    try:
+        _record_failed(engine, config, failure.key, failure.manifest, str(error))
+    except DatabaseError as e:
+        raise DatabaseError(f"{error}; recording the failure failed too: {e}") from e
+
+
+def _names(windows: Sequence[PreparedWindow]) -> str:
+    names = [str(w.manifest.key) for w in windows[:3]]
+    more = f" and {len(windows) - 3} more" if len(windows) > 3 else ""
+    return ", ".join(names) + more
+
+
+def _log_window(w: PreparedWindow) -> None:
+    """Per event: candles per market, markets in the response, missing (maintenance)."""
+    per_market = w.candles.group_by("market_ticker").len().sort("market_ticker")
+    counts = ", ".join(f"{t.rsplit('-', 1)[-1]}={n:,}" for t, n in per_market.iter_rows())
+    expected = {m.market_ticker for m in w.manifest.markets}
+    extra = set(per_market["market_ticker"].to_list()) - expected
+    missing = int(w.stats["missing_candles"].sum() or 0)
+    maint = int(w.stats["missing_in_maintenance"].sum() or 0)
+    log.info(
+        "loaded %s: %s candles, %d of %d market(s) in the response (%s); "
+        "missing %s candle(s), %s inside maintenance",
+        w.manifest.key,
+        f"{w.candles.height:,}",
+        per_market.height,
+        len(expected),
+        counts or "none",
+        f"{missing:,}",
+        f"{maint:,}",
+    )
+    if extra:
+        log.warning("%s: candles of markets not in its manifest: %s", w.manifest.key, sorted(extra))

@@ -1,0 +1,415 @@
+"""Pages in, one ``polars.DataFrame`` of candles out: pure, exact, no I/O.
+
+The frame has exactly ``schemas.tables.CANDLE_COLUMNS``: prices ``Decimal(10, 6)``, counts
+``Decimal(18, 2)``, times ``Datetime(us, UTC)``. Nothing goes through float and no null is
+ever filled.
+
+Why the JSON is parsed by Polars and not by orjson: building Python dicts for a million
+candles costs about 10 s on our 2-core machine (allocation and GC), and turning those
+dicts into columns as much again; ``pl.read_json`` with a fixed schema parses the same
+bytes straight into Arrow columns in about 3 s and releases the GIL (measured on 1M
+sim candles; see the report in the load issue). :func:`normalize_pages` serializes
+envelopes back to JSON so both entry points share one code path.
+
+Why a regex before the decimal cast: Polars' strict string-to-decimal cast raises on
+junk, but silently TRUNCATES extra decimal places (``"0.5600001"`` becomes 0.56) and
+accepts ``"1e-2"``, ``"+0.5"`` or ``".5"``. Kalshi sends plain fixed-point strings, so
+anything else is a corrupt page, refused loudly with the file's name.
+
+Field rules (see /work/shared/kalshi-api.md and the OpenAPI files):
+- Live event pages: ``*_dollars`` / ``*_fp`` strings; legacy pages may carry (also or
+  only) integer-cent twins (``open`` = 56 is $0.56) and integer ``volume`` /
+  ``open_interest``. A ``*_dollars``/``*_fp`` value wins; else the legacy integer is
+  converted exactly. (Absent and null are the same to us, so a null ``*_dollars`` with a
+  non-null cents twin takes the cents: such a page has never been seen.)
+- Historical pages: plain ``open/low/high/close/mean/previous`` keys are DOLLAR strings,
+  ``volume`` / ``open_interest`` count strings, no min/max (NULL).
+- A candle on two pages (``end_period_ts`` is inclusive at both ends of a request) is
+  kept once: the later retrieval wins, ties go to the later page in the given order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+import polars as pl
+
+from load.errors import CorruptPageError, MalformedValueError
+from schemas.archive import (
+    ARCHIVE_VERSION,
+    KIND_EVENT_CANDLES,
+    KIND_HISTORICAL_MARKET_CANDLES,
+    PageEnvelope,
+    WindowKey,
+    parse_utc_iso,
+)
+from schemas.errors import InputError
+from schemas.tables import (
+    CANDLE_COLUMNS,
+    CANDLE_COUNT_COLUMNS,
+    CANDLE_KEY_COLUMNS,
+    CANDLE_PRICE_COLUMNS,
+    COUNT_PRECISION,
+    COUNT_SCALE,
+    PRICE_PRECISION,
+    PRICE_SCALE,
+)
+from schemas.tickers import validate_event_ticker, validate_market_ticker
+
+PRICE_DTYPE = pl.Decimal(PRICE_PRECISION, PRICE_SCALE)
+COUNT_DTYPE = pl.Decimal(COUNT_PRECISION, COUNT_SCALE)
+TIME_DTYPE = pl.Datetime("us", "UTC")
+
+#: The schema of the normalized frame, column by column (the writer relies on it).
+CANDLE_SCHEMA: dict[str, pl.DataType] = {
+    "market_ticker": pl.String(),
+    "end_period_ts_utc": TIME_DTYPE,
+    "period_interval_minutes": pl.Int16(),
+    "event_ticker": pl.String(),
+    **{c: PRICE_DTYPE for c in CANDLE_PRICE_COLUMNS},
+    **{c: COUNT_DTYPE for c in CANDLE_COUNT_COLUMNS},
+    "retrieved_at_utc": TIME_DTYPE,
+}
+assert tuple(CANDLE_SCHEMA) == CANDLE_COLUMNS, "normalize is out of step with schemas.tables"
+
+# Fixed-point text exactly as the contract allows it: digits, optional point and digits.
+_PRICE_INT_DIGITS = PRICE_PRECISION - PRICE_SCALE
+_DOLLARS_RE = rf"^[0-9]{{1,{_PRICE_INT_DIGITS}}}(\.[0-9]{{1,{PRICE_SCALE}}})?$"
+_CENTS_RE = rf"^[0-9]{{1,{_PRICE_INT_DIGITS + 2}}}$"
+_COUNT_RE = rf"^[0-9]{{1,{COUNT_PRECISION - COUNT_SCALE}}}(\.[0-9]{{1,{COUNT_SCALE}}})?$"
+
+_OHLC = ("open", "low", "high", "close")
+_PRICE_FIELDS = ("open", "high", "low", "close", "mean", "previous", "min", "max")
+
+# One superset schema reads every page kind: Polars turns a JSON integer read as String
+# into its digits ("56"), so legacy integer cents and dollar strings share a column and
+# the page's kind decides how to read it.
+_BOOK = pl.Struct({**{f"{k}_dollars": pl.String for k in _OHLC}, **{k: pl.String for k in _OHLC}})
+_PRICE = pl.Struct(
+    {**{f"{k}_dollars": pl.String for k in _PRICE_FIELDS}, **{k: pl.String for k in _PRICE_FIELDS}}
+)
+_CANDLE = pl.Struct(
+    {
+        "end_period_ts": pl.Int64,
+        "yes_bid": _BOOK,
+        "yes_ask": _BOOK,
+        "price": _PRICE,
+        "volume_fp": pl.String,
+        "open_interest_fp": pl.String,
+        "volume": pl.String,
+        "open_interest": pl.String,
+    }
+)
+_ENVELOPE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "archive_version": pl.Int64,
+    "kind": pl.String,
+    "series_ticker": pl.String,
+    "event_ticker": pl.String,
+    "market_ticker": pl.String,
+    "period_interval": pl.Int64,
+    "window_policy": pl.String,
+    "status": pl.Int64,
+    "retrieved_at_utc": pl.String,
+    "body": pl.Struct(
+        {
+            "market_tickers": pl.List(pl.String),
+            "market_candlesticks": pl.List(pl.List(_CANDLE)),
+            "adjusted_end_ts": pl.Int64,
+            "ticker": pl.String,
+            "candlesticks": pl.List(_CANDLE),
+        }
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RawPage:
+    """One archived page as JSON text (already gunzipped), and where it came from."""
+
+    source: str
+    """Archive-relative path (or any label): every error names it."""
+    data: bytes
+
+
+def normalize_pages(
+    pages: Sequence[PageEnvelope], *, sources: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """Candles of ``pages`` (in manifest order), deduplicated; see the module docstring.
+
+    The convenience entry for envelopes already in memory (tests, tools): they are
+    serialized with orjson and go through exactly the path the loader uses.
+    """
+    names = list(sources) if sources is not None else [f"page {i}" for i in range(len(pages))]
+    return normalize_json(
+        [RawPage(n, orjson.dumps(p.to_json())) for n, p in zip(names, pages, strict=True)]
+    )
+
+
+def normalize_json(pages: Sequence[RawPage], *, key: WindowKey | None = None) -> pl.DataFrame:
+    """Candles of the pages' JSON envelopes, deduplicated, sorted by market and time.
+
+    ``key``, when given, is the window the pages must belong to (series, event, period,
+    policy): a page of another window is corrupt. Raises CorruptArchiveError (or its
+    subclass MalformedValueError) naming the page for anything outside the contract.
+    """
+    if not pages:
+        return empty_candles()
+    envelopes = pl.concat([_read_envelope(p) for p in pages], how="vertical").with_row_index(
+        "_page"
+    )
+    retrieved = _check_envelopes(envelopes, pages, key)
+    envelopes = envelopes.with_columns(retrieved_at_utc=retrieved)
+    rows = _explode_candles(envelopes, pages)
+    if rows.height == 0:
+        return empty_candles()
+    _check_tickers(rows, pages)
+    frame = _values(rows, pages)
+    return dedupe_candles(frame.with_columns(_page=rows["_page"])).drop("_page")
+
+
+def empty_candles() -> pl.DataFrame:
+    """A frame with the candle schema and no rows."""
+    return pl.DataFrame(schema=CANDLE_SCHEMA)
+
+
+def dedupe_candles(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per key: the latest ``retrieved_at_utc`` wins, ties the later page/row.
+
+    Also used across the windows of one batch (two policies of one event can overlap).
+    The result is sorted by key, the order InnoDB's clustered index likes best.
+    """
+    order = ["retrieved_at_utc", "_page"] if "_page" in frame.columns else ["retrieved_at_utc"]
+    keys = list(CANDLE_KEY_COLUMNS)
+    return (
+        frame.with_row_index("_row")
+        .sort([*order, "_row"])
+        .unique(subset=keys, keep="last", maintain_order=False)
+        .sort(["market_ticker", "period_interval_minutes", "end_period_ts_utc"])
+        .drop("_row")
+    )
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+def _read_envelope(page: RawPage) -> pl.DataFrame:
+    try:
+        frame = pl.read_json(page.data, schema=_ENVELOPE_SCHEMA)
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise CorruptPageError(
+            f"{page.source}: not a page envelope ({_first_line(e)})", source=page.source
+        ) from e
+    if frame.height != 1:
+        raise CorruptPageError(
+            f"{page.source}: expected one JSON object, found {frame.height}", source=page.source
+        )
+    return frame
+
+
+def _check_envelopes(
+    env: pl.DataFrame, pages: Sequence[RawPage], key: WindowKey | None
+) -> pl.Series:
+    """Check each envelope's header; return their retrieval times (Datetime us UTC)."""
+    times = []
+    for row in env.select(
+        "_page",
+        "archive_version",
+        "kind",
+        "series_ticker",
+        "event_ticker",
+        "market_ticker",
+        "period_interval",
+        "window_policy",
+        "status",
+        "retrieved_at_utc",
+    ).iter_rows(named=True):
+        src = pages[row["_page"]].source
+
+        def bad(what: str, src: str = src) -> MalformedValueError:
+            return MalformedValueError(f"{src}: {what}", source=src)
+
+        if row["archive_version"] != ARCHIVE_VERSION:
+            raise bad(f"archive_version {row['archive_version']!r}, this reads {ARCHIVE_VERSION}")
+        if row["kind"] not in (KIND_EVENT_CANDLES, KIND_HISTORICAL_MARKET_CANDLES):
+            raise bad(f"unknown page kind {row['kind']!r}")
+        if row["status"] != 200:
+            raise bad(f"archived HTTP status {row['status']!r}, not 200")
+        if row["period_interval"] is None or row["event_ticker"] is None:
+            raise bad("envelope lacks period_interval or event_ticker")
+        try:
+            validate_event_ticker(row["event_ticker"])
+        except InputError as e:
+            raise bad(str(e)) from e
+        if key is not None and (
+            row["series_ticker"] != key.series_ticker
+            or row["event_ticker"] != key.event_ticker
+            or row["period_interval"] != key.period_interval
+            or row["window_policy"] != key.window_policy.value
+        ):
+            raise bad(
+                f"page of {row['event_ticker']} p{row['period_interval']} "
+                f"{row['window_policy']}, not of the window {key}"
+            )
+        if row["kind"] == KIND_HISTORICAL_MARKET_CANDLES and not row["market_ticker"]:
+            raise bad("historical page without market_ticker")
+        try:
+            times.append(parse_utc_iso(row["retrieved_at_utc"]))
+        except (TypeError, ValueError, AttributeError) as e:
+            raise bad(f"retrieved_at_utc {row['retrieved_at_utc']!r} is not a time") from e
+    return pl.Series("retrieved_at_utc", times, dtype=TIME_DTYPE)
+
+
+def _explode_candles(env: pl.DataFrame, pages: Sequence[RawPage]) -> pl.DataFrame:
+    """One row per candle: page meta, ``market_ticker`` and the candle struct ``c``."""
+    meta = ["_page", "kind", "event_ticker", "period_interval", "retrieved_at_utc"]
+    body = pl.col("body")
+    live = env.filter(pl.col("kind") == KIND_EVENT_CANDLES)
+    hist = env.filter(pl.col("kind") == KIND_HISTORICAL_MARKET_CANDLES)
+
+    lens = live.select(
+        "_page",
+        t=body.struct.field("market_tickers").list.len(),
+        c=body.struct.field("market_candlesticks").list.len(),
+    ).filter(pl.col("t").is_null() | pl.col("c").is_null() | (pl.col("t") != pl.col("c")))
+    if lens.height:
+        p = lens.row(0, named=True)
+        src = pages[p["_page"]].source
+        raise MalformedValueError(
+            f"{src}: market_tickers ({p['t']}) and market_candlesticks ({p['c']}) "
+            "are missing or not parallel",
+            source=src,
+        )
+    live_rows = (
+        live.select(
+            *meta,
+            market_ticker=body.struct.field("market_tickers"),
+            c=body.struct.field("market_candlesticks"),
+        )
+        .explode("market_ticker", "c")
+        .explode("c")
+    )
+    bad_hist = hist.filter(
+        body.struct.field("candlesticks").is_null()
+        | (body.struct.field("ticker") != pl.col("market_ticker")).fill_null(True)
+    )
+    if bad_hist.height:
+        src = pages[bad_hist["_page"][0]].source
+        raise MalformedValueError(
+            f"{src}: historical page without candlesticks, or its ticker is not the "
+            "envelope's market_ticker",
+            source=src,
+        )
+    hist_rows = hist.select(
+        *meta, market_ticker=body.struct.field("ticker"), c=body.struct.field("candlesticks")
+    ).explode("c")
+    rows = pl.concat([live_rows, hist_rows], how="vertical")
+    missing = rows.filter(pl.col("c").struct.field("end_period_ts").is_null())
+    if missing.height:
+        src = pages[missing["_page"][0]].source
+        raise MalformedValueError(
+            f"{src}: a candle of {missing['market_ticker'][0]} is null or has no integer "
+            "end_period_ts",
+            source=src,
+        )
+    return rows
+
+
+def _check_tickers(rows: pl.DataFrame, pages: Sequence[RawPage]) -> None:
+    """Tickers reach a CSV and SQL: each distinct one must be a well-formed ticker."""
+    for row in rows.group_by("market_ticker").agg(pl.col("_page").first()).iter_rows():
+        try:
+            validate_market_ticker(row[0])
+        except InputError as e:
+            src = pages[row[1]].source
+            raise MalformedValueError(f"{src}: {e}", source=src) from e
+
+
+# --- values -------------------------------------------------------------------------
+
+
+def _sources(rows: pl.DataFrame) -> dict[str, tuple[pl.Expr, pl.Expr | None, str]]:
+    """Per output column: (text expr, legacy-cents text expr or None, value kind)."""
+    c = pl.col("c")
+    hist = pl.col("kind") == KIND_HISTORICAL_MARKET_CANDLES
+    out: dict[str, tuple[pl.Expr, pl.Expr | None, str]] = {}
+    groups = [("yes_bid", _OHLC), ("yes_ask", _OHLC), ("price", _PRICE_FIELDS)]
+    for struct, names in groups:
+        s = c.struct.field(struct)
+        for name in names:
+            plain = s.struct.field(name)
+            dollars = pl.coalesce(s.struct.field(f"{name}_dollars"), pl.when(hist).then(plain))
+            cents = pl.when(~hist).then(plain)
+            out[f"{struct}_{name}"] = (dollars, cents, "price")
+    for name in CANDLE_COUNT_COLUMNS:
+        out[name] = (pl.coalesce(c.struct.field(f"{name}_fp"), c.struct.field(name)), None, "count")
+    return out
+
+
+def _values(rows: pl.DataFrame, pages: Sequence[RawPage]) -> pl.DataFrame:
+    sources = _sources(rows)
+    texts = rows.select(
+        "_page",
+        "market_ticker",
+        ts=pl.col("c").struct.field("end_period_ts"),
+        **{f"{n}__t": t for n, (t, _, _) in sources.items()},
+        **{f"{n}__c": ct for n, (_, ct, _) in sources.items() if ct is not None},
+    )
+    checks: dict[str, pl.Expr] = {}
+    for n, (_, cents, kind) in sources.items():
+        pattern = _DOLLARS_RE if kind == "price" else _COUNT_RE
+        checks[f"{n}__t"] = _bad(f"{n}__t", pattern)
+        if cents is not None:
+            checks[f"{n}__c"] = _bad(f"{n}__c", _CENTS_RE)
+    flags = texts.select(pl.any_horizontal(*checks.values()).arg_true().first().alias("i"))
+    if flags["i"][0] is not None:
+        _raise_bad_value(texts, checks, int(flags["i"][0]), pages)
+
+    values: list[pl.Expr] = []
+    for n, (_, cents, kind) in sources.items():
+        if kind == "count":
+            values.append(pl.col(f"{n}__t").cast(COUNT_DTYPE, strict=True).alias(n))
+            continue
+        exact = pl.col(f"{n}__t").cast(PRICE_DTYPE, strict=True)
+        if cents is not None:
+            # Whole cents to dollars: an exact decimal division (scale 6 holds n / 100).
+            legacy = (pl.col(f"{n}__c").cast(pl.Int64).cast(PRICE_DTYPE) / 100).cast(
+                PRICE_DTYPE, strict=True
+            )
+            exact = pl.coalesce(exact, legacy)
+        values.append(exact.alias(n))
+    out = texts.select(
+        pl.col("market_ticker"),
+        pl.from_epoch("ts", time_unit="s").dt.replace_time_zone("UTC").alias("end_period_ts_utc"),
+        rows["period_interval"].cast(pl.Int16, strict=True).alias("period_interval_minutes"),
+        rows["event_ticker"].alias("event_ticker"),
+        *values,
+        rows["retrieved_at_utc"].alias("retrieved_at_utc"),
+    )
+    return out.select(CANDLE_COLUMNS).cast(CANDLE_SCHEMA)  # type: ignore[arg-type]
+
+
+def _bad(column: str, pattern: str) -> pl.Expr:
+    col = pl.col(column)
+    return (col.is_not_null() & ~col.str.contains(pattern)).fill_null(False)
+
+
+def _raise_bad_value(
+    texts: pl.DataFrame, checks: dict[str, pl.Expr], index: int, pages: Sequence[RawPage]
+) -> None:
+    row = texts.row(index, named=True)
+    flags = texts.slice(index, 1).select(**checks).row(0, named=True)
+    column = next(k for k, v in flags.items() if v)
+    field, _, part = column.rpartition("__")
+    what = "legacy integer cents" if part == "c" else "fixed-point decimal"
+    src = pages[row["_page"]].source
+    raise MalformedValueError(
+        f"{src}: {field} of {row['market_ticker']} at end_period_ts {row['ts']} is "
+        f"{row[column]!r}, not a {what} the contract allows",
+        source=src,
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

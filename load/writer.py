@@ -1,0 +1,154 @@
+"""The staged bulk upsert of normalized candles, per dialect.
+
+Both dialects: fill a TEMPORARY staging table with the same columns as ``kalshi_candle``
+(no keys, no indexes: filling it is then a plain append), then merge it with ONE
+``INSERT ... SELECT`` that updates rows already there. The caller owns the transaction:
+the loader writes the window stats and the checkpoint SUCCESS on the same connection
+before it commits, so SUCCESS can never exist without its rows.
+
+- MySQL / MariaDB / TiDB: the frame is written by Polars as CSV (``\\N`` for NULL, exact
+  decimal text, ``YYYY-MM-DD HH:MM:SS[.ffffff]`` UTC) into a private folder the loader
+  created, then ``LOAD DATA LOCAL INFILE``; the merge uses ``ON DUPLICATE KEY UPDATE c =
+  VALUES(c)`` (the ``AS new`` alias does not work on MariaDB). ``staging="insert"`` fills
+  the staging table with multi-row INSERTs instead (slower; kept for servers that refuse
+  LOCAL INFILE).
+- SQLite: ``executemany`` into a TEMP table, then ``INSERT ... SELECT ... WHERE true ON
+  CONFLICT DO UPDATE``. Values are stored as the text ``schemas.tables`` stores through
+  SQLAlchemy (``"0.560000"``, ``"2.50"``, ``"2025-11-20 10:01:00.000000"``), so rows
+  written here and rows written through SQLAlchemy compare equal.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Column, Connection, MetaData, Table
+from sqlalchemy.schema import CreateTable
+
+from load.config import StagingMethod
+from schemas.tables import CANDLE_COLUMNS, CANDLE_KEY_COLUMNS, kalshi_candle
+
+STAGE_TABLE = "kalshi_candle_stage"
+
+_stage_metadata = MetaData()
+_stage = Table(
+    STAGE_TABLE,
+    _stage_metadata,
+    *(Column(c.name, c.type, nullable=c.nullable) for c in kalshi_candle.columns),
+    prefixes=["TEMPORARY"],
+)
+
+_COLS = ", ".join(CANDLE_COLUMNS)
+_VALUE_COLUMNS = [c for c in CANDLE_COLUMNS if c not in CANDLE_KEY_COLUMNS]
+_DATETIME_COLUMNS = ("end_period_ts_utc", "retrieved_at_utc")
+_MYSQL_TIME_FORMATS = {
+    "end_period_ts_utc": "%Y-%m-%d %H:%M:%S",
+    "retrieved_at_utc": "%Y-%m-%d %H:%M:%S%.6f",
+}
+_SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S%.6f"  # SQLAlchemy's SQLite DATETIME storage
+
+
+def write_candles(
+    conn: Connection,
+    frame: pl.DataFrame,
+    *,
+    work_dir: Path,
+    staging: StagingMethod = "load_data",
+) -> int:
+    """Upsert ``frame`` (normalized, unique keys) into ``kalshi_candle``; returns its rows.
+
+    Runs inside the caller's transaction and commits nothing. ``work_dir`` is a private
+    folder the loader created: the only place LOAD DATA LOCAL reads from.
+    """
+    if frame.height == 0:
+        return 0
+    frame = frame.select(CANDLE_COLUMNS)
+    if conn.dialect.name in ("mysql", "mariadb"):
+        _create_stage(conn)
+        if staging == "load_data":
+            _mysql_load_data(conn, frame, work_dir)
+        else:
+            _mysql_insert(conn, frame)
+        conn.exec_driver_sql(_mysql_merge_sql())
+    else:
+        _create_stage(conn)
+        _sqlite_insert(conn, frame)
+        conn.exec_driver_sql(_sqlite_merge_sql())
+    conn.exec_driver_sql(f"DROP {_temporary(conn)} TABLE IF EXISTS {STAGE_TABLE}")
+    return frame.height
+
+
+def _temporary(conn: Connection) -> str:
+    # MySQL's DROP TEMPORARY TABLE never commits the transaction (a plain DROP would).
+    return "TEMPORARY" if conn.dialect.name in ("mysql", "mariadb") else ""
+
+
+def _create_stage(conn: Connection) -> None:
+    """A fresh, empty staging table (a previous failed attempt may have left one)."""
+    conn.exec_driver_sql(f"DROP {_temporary(conn)} TABLE IF EXISTS {STAGE_TABLE}")
+    conn.exec_driver_sql(str(CreateTable(_stage).compile(dialect=conn.dialect)))
+
+
+def _as_text(frame: pl.DataFrame, time_formats: dict[str, str]) -> pl.DataFrame:
+    """Every column as the exact text the database stores (decimals keep their scale)."""
+    return frame.with_columns(
+        *(
+            pl.col(c).dt.convert_time_zone("UTC").dt.strftime(fmt)
+            for c, fmt in time_formats.items()
+        ),
+        pl.col(pl.Decimal).cast(pl.String),
+    )
+
+
+def _mysql_load_data(conn: Connection, frame: pl.DataFrame, work_dir: Path) -> None:
+    path = work_dir / f"stage-{secrets.token_hex(6)}.csv"
+    try:
+        _as_text(frame, _MYSQL_TIME_FORMATS).write_csv(
+            path,
+            include_header=False,
+            null_value="\\N",
+            quote_style="necessary",
+            line_terminator="\n",
+        )
+        conn.exec_driver_sql(
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE {STAGE_TABLE} CHARACTER SET utf8mb4 "
+            "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' "
+            f"LINES TERMINATED BY '\\n' ({_COLS})",
+            (str(path),),
+        )
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _mysql_insert(conn: Connection, frame: pl.DataFrame) -> None:
+    marks = ", ".join(["%s"] * len(CANDLE_COLUMNS))
+    rows = _as_text(frame, _MYSQL_TIME_FORMATS).rows()
+    # pymysql's executemany rewrites this into multi-row INSERTs of up to ~1 MB each.
+    conn.exec_driver_sql(f"INSERT INTO {STAGE_TABLE} ({_COLS}) VALUES ({marks})", rows)
+
+
+def _mysql_merge_sql() -> str:
+    updates = ", ".join(f"{c} = VALUES({c})" for c in _VALUE_COLUMNS)
+    return (
+        f"INSERT INTO {kalshi_candle.name} ({_COLS}) SELECT {_COLS} FROM {STAGE_TABLE} "
+        f"ON DUPLICATE KEY UPDATE {updates}"
+    )
+
+
+def _sqlite_insert(conn: Connection, frame: pl.DataFrame) -> None:
+    marks = ", ".join(["?"] * len(CANDLE_COLUMNS))
+    text = _as_text(frame, dict.fromkeys(_DATETIME_COLUMNS, _SQLITE_TIME_FORMAT))
+    rows: list[tuple[Any, ...]] = text.rows()
+    conn.exec_driver_sql(f"INSERT INTO {STAGE_TABLE} ({_COLS}) VALUES ({marks})", rows)
+
+
+def _sqlite_merge_sql() -> str:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _VALUE_COLUMNS)
+    keys = ", ".join(CANDLE_KEY_COLUMNS)
+    return (
+        f"INSERT INTO {kalshi_candle.name} ({_COLS}) SELECT {_COLS} FROM {STAGE_TABLE} "
+        f"WHERE true ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+    )
