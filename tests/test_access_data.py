@@ -9,16 +9,31 @@ commands on data that went simulator → extract → archive → load.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
 
+from schemas.archive import (
+    KIND_EVENT_CANDLES,
+    LocalArchive,
+    Manifest,
+    ManifestMarket,
+    PageEnvelope,
+    WindowKey,
+)
 from schemas.checkpoints import ts_to_dt
 from schemas.db import make_engine
-from schemas.tables import kalshi_candle, kalshi_event, kalshi_market, kalshi_window_stats
+from schemas.tables import (
+    WindowPolicy,
+    kalshi_candle,
+    kalshi_event,
+    kalshi_market,
+    kalshi_window_stats,
+)
 from schemas.tickers import event_date_from_ticker
 from tests.kalshi_sim import SeriesSpec, SimConfig, World
 from tests.kalshi_sim.candles import maintenance_mask
@@ -167,3 +182,52 @@ def test_truth_rows_are_exact_decimals() -> None:
     assert any(r["price_close"] is None for r in rows)  # minutes without trades
     first = WORLD.candles(rows[0]["market_ticker"])[0]
     assert rows[0]["yes_ask_close"] == Decimal(first["yes_ask"]["close_dollars"])
+
+
+def archive_event(
+    root: Path, event: str, *, cap: int = 4000, complete: bool = True
+) -> tuple[LocalArchive, WindowKey, list[str]]:
+    """Archive an event's 1-minute pages the way extract does (capped pages followed by
+    ``adjusted_end_ts``, the boundary candle repeated), manifest last; returns the page
+    names (relative to the window folder)."""
+    archive = LocalArchive(root)
+    archive.ensure_writable()
+    infos = WORLD.market_infos(event)
+    key = WindowKey(SERIES, event, 1, WindowPolicy.FULL_MARKET_WINDOW)
+    start, end = min(m.open_ts for m in infos), max(m.close_ts for m in infos)
+    names: list[str] = []
+    cursor = start
+    while True:
+        page = WORLD.event_candles(event, cursor, end, 1, cap)
+        params = {"start_ts": cursor, "end_ts": end, "period_interval": 1}
+        envelope = PageEnvelope(
+            kind=KIND_EVENT_CANDLES,
+            series_ticker=SERIES,
+            event_ticker=event,
+            market_ticker=None,
+            period_interval=1,
+            window_policy=WindowPolicy.FULL_MARKET_WINDOW,
+            path=f"/series/{SERIES}/events/{event}/candlesticks",
+            params=params,
+            status=200,
+            retrieved_at_utc=RETRIEVED + timedelta(seconds=len(names)),
+            body=page.as_json(),
+        )
+        rel = key.page_path(cursor)
+        archive.write_page(rel, envelope)
+        names.append(rel.rsplit("/", 1)[-1])
+        if page.adjusted_end_ts >= end:
+            break
+        cursor = page.adjusted_end_ts
+    if complete:
+        archive.write_manifest(
+            Manifest(
+                key=key,
+                window_start_ts=start,
+                window_end_ts=end,
+                is_final=True,
+                markets=tuple(ManifestMarket(m.ticker, m.open_ts, m.close_ts) for m in infos),
+                pages=tuple(names),
+            )
+        )
+    return archive, key, names

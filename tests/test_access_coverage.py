@@ -1,0 +1,110 @@
+"""``coverage``: the completeness matrix (pure) and the PNG it is drawn as."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from matplotlib import image as mpimg
+
+from load.access_cli import coverage_cmd
+from load.coverage import (
+    Cell,
+    MarketSpan,
+    build_coverage,
+    event_coverage_row,
+    maintenance_mask,
+    render_coverage,
+)
+from schemas.errors import InputError
+from tests.test_access_data import EVENTS, SERIES, WORLD, seed
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_row_classes_by_hand() -> None:
+    # two markets: A open (0, 600], B open (120, 480]; 60-second periods from ts 0
+    spans = [MarketSpan("A", 0, 600), MarketSpan("B", 120, 480)]
+    candles = {"A": np.array([60, 120, 180, 240, 360, 420, 600]), "B": np.array([180, 300, 420])}
+    row = event_coverage_row(spans, candles, 0, 12, 60)
+    want = [
+        Cell.COMPLETE,  # 60: only A expected, present
+        Cell.COMPLETE,  # 120
+        Cell.COMPLETE,  # 180: A and B
+        Cell.PARTIAL,  # 240: B missing
+        Cell.PARTIAL,  # 300: A missing
+        Cell.PARTIAL,  # 360: B missing
+        Cell.COMPLETE,  # 420
+        Cell.MISSING,  # 480: both missing
+        Cell.MISSING,  # 540: A missing, B closed
+        Cell.COMPLETE,  # 600
+        Cell.OUTSIDE,  # 660: nothing open
+        Cell.OUTSIDE,
+    ]
+    assert row.tolist() == [int(c) for c in want]
+
+
+def test_maintenance_mask_is_thursday_03_to_05_new_york() -> None:
+    # 2025-11-20 is a Thursday (EST, UTC-5): the pause is (08:00, 10:00] UTC
+    ts = np.array(
+        [
+            datetime(2025, 11, 20, h, m, tzinfo=UTC).timestamp()
+            for h, m in ((8, 0), (8, 1), (9, 59), (10, 0), (10, 1))
+        ],
+        dtype=np.int64,
+    )
+    assert maintenance_mask(ts).tolist() == [False, True, True, True, False]
+    wednesday = ts - 86400
+    assert not maintenance_mask(wednesday).any()
+
+
+def test_matrix_from_the_database(db_url: str, tmp_path: Path) -> None:
+    infos = WORLD.market_infos(EVENTS[0])
+    hole = infos[0].open_ts - infos[0].open_ts % 60 + 600  # the 10th minute of market 0
+    engine = seed(db_url, EVENTS, drop=[(infos[0].ticker, hole)])
+    matrix = build_coverage(engine, SERIES, date(2025, 11, 1), date(2025, 11, 30))
+    assert matrix.events == EVENTS
+    assert matrix.cells.shape[0] == 2 and matrix.cells.shape[1] >= 37 * 60
+    start = matrix.window_start_ts[0]
+    assert matrix.cells[0, (hole - start) // 60 - 1] in (Cell.PARTIAL, Cell.MISSING)
+    # the Thursday pause of the second event: a two-hour block of blue, none in the first
+    pause_start = int(datetime(2025, 11, 20, 8, 1, tzinfo=UTC).timestamp())
+    col = (pause_start - matrix.window_start_ts[1]) // 60 - 1
+    assert (matrix.cells[1, col : col + 120] == Cell.MAINTENANCE).all()
+    assert matrix.count(Cell.MAINTENANCE) == 120
+    assert matrix.count(Cell.COMPLETE) > matrix.count(Cell.PARTIAL) > 0
+
+    png = render_coverage(matrix, tmp_path / "out" / "coverage.png")
+    data = png.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    pixels = mpimg.imread(png)
+    assert pixels.shape[0] > 0 and pixels.shape[1] > 0
+    assert [p.name for p in png.parent.iterdir()] == ["coverage.png"]  # no temp file left
+    engine.dispose()
+
+
+def test_coverage_cli(db_url: str, tmp_path: Path) -> None:
+    seed(db_url, EVENTS).dispose()
+    out = tmp_path / "c.png"
+    res = CliRunner().invoke(
+        coverage_cmd, ["--series", SERIES, "--out", str(out), "--db", db_url, "--to", "2025-11-19"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "1 events" in res.stderr
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    res = CliRunner().invoke(
+        coverage_cmd, ["--series", "KXHIGHCHI", "--out", str(out), "--db", db_url]
+    )
+    assert res.exit_code == 2 and "no event" in res.stderr
+
+
+def test_coverage_input_errors(sqlite_url: str) -> None:
+    engine = seed(sqlite_url, EVENTS[:1])
+    with pytest.raises(InputError):
+        build_coverage(engine, SERIES, date(2025, 11, 21), date(2025, 11, 20))
+    with pytest.raises(InputError):
+        build_coverage(engine, "bad/series")
+    engine.dispose()

@@ -1,0 +1,100 @@
+"""``status``: windows by status, rows stored, missing minutes, failures and leases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import orjson
+from click.testing import CliRunner
+from sqlalchemy import Engine
+
+from load.access_cli import status_cmd
+from load.report import series_status
+from schemas.archive import WindowKey
+from schemas.checkpoints import save_checkpoint
+from schemas.tables import CheckpointStatus, WindowPolicy
+from tests.test_access_data import EVENTS, SERIES, seed, truth_rows, window_stats_rows
+
+LEASE_UNTIL = datetime(2025, 11, 25, 13, 0, tzinfo=UTC)
+
+
+def _seed_status(url: str) -> Engine:
+    engine = seed(url, EVENTS, stats=True)
+    with engine.begin() as conn:
+        for ev, status, extra in (
+            (EVENTS[0], CheckpointStatus.SUCCESS, {}),
+            (EVENTS[1], CheckpointStatus.SUCCESS, {}),
+            ("KXHIGHNY-25NOV21", CheckpointStatus.FAILED, {"last_error": "HTTP 400 from /x"}),
+            (
+                "KXHIGHNY-25NOV22",
+                CheckpointStatus.RUNNING,
+                {"lease_owner": "host-a:123", "lease_expires_utc": LEASE_UNTIL},
+            ),
+            ("KXHIGHCHI-25NOV20", CheckpointStatus.EXTRACTED, {}),
+        ):
+            key = WindowKey(ev.split("-")[0], ev, 1, WindowPolicy.FULL_MARKET_WINDOW)
+            save_checkpoint(
+                conn,
+                key,
+                status=status,
+                window_start_ts=1763560800,
+                window_end_ts=1763701140,
+                is_final=True,
+                **extra,
+            )
+    return engine
+
+
+def test_status_per_series(db_url: str) -> None:
+    engine = _seed_status(db_url)
+    statuses = {s.series_ticker: s for s in series_status(engine)}
+    assert set(statuses) == {SERIES, "KXHIGHCHI"}
+    ny = statuses[SERIES]
+    assert ny.period_interval == 1
+    assert ny.windows == {"RUNNING": 1, "EXTRACTED": 0, "SUCCESS": 2, "FAILED": 1}
+    assert ny.rows_stored == sum(len(truth_rows(ev)) for ev in EVENTS)
+    stats = [r for ev in EVENTS for r in window_stats_rows(ev)]
+    expected = sum(r["expected_candles"] for r in stats)
+    missing = sum(r["missing_candles"] for r in stats)
+    assert (ny.expected_candles, ny.missing_candles) == (expected, missing)
+    assert ny.missing_pct == (Decimal(100 * missing) / expected).quantize(Decimal("0.01"))
+    assert ny.missing_in_maintenance == sum(r["missing_in_maintenance"] for r in stats) > 0
+    assert [(n.event_ticker, n.last_error) for n in ny.failed] == [
+        ("KXHIGHNY-25NOV21", "HTTP 400 from /x")
+    ]
+    assert [(n.lease_owner, n.lease_expires_utc) for n in ny.leased] == [
+        ("host-a:123", LEASE_UNTIL)
+    ]
+    chi = statuses["KXHIGHCHI"]
+    assert chi.windows["EXTRACTED"] == 1 and chi.rows_stored == 0 and chi.missing_pct is None
+    only = series_status(engine, "KXHIGHCHI")
+    assert [s.series_ticker for s in only] == ["KXHIGHCHI"]
+    engine.dispose()
+
+
+def test_status_cli(db_url: str) -> None:
+    _seed_status(db_url).dispose()
+    res = CliRunner().invoke(status_cmd, ["--db", db_url])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:6] == ["series", "period", "running", "extracted", "success", "failed"]
+    ny = next(line for line in lines if line.startswith(SERIES))
+    assert ny.split()[2:6] == ["1", "0", "2", "1"] and "%" in ny
+    assert any("FAILED KXHIGHNY-25NOV21" in line and "HTTP 400" in line for line in lines)
+    assert any("LEASED KXHIGHNY-25NOV22" in line and "host-a:123" in line for line in lines)
+
+    res = CliRunner().invoke(status_cmd, ["--db", db_url, "--series", SERIES, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    (doc,) = orjson.loads(res.stdout)
+    assert doc["windows"]["SUCCESS"] == 2 and doc["windows_total"] == 4
+    assert Decimal(doc["missing_pct"]) > 0
+    assert doc["leased"][0]["lease_expires_utc"].startswith("2025-11-25T13:00")
+
+    res = CliRunner().invoke(status_cmd, ["--db", db_url, "--series", "no good"])
+    assert res.exit_code == 2
+
+
+def test_status_empty_database(sqlite_url: str) -> None:
+    res = CliRunner().invoke(status_cmd, ["--db", sqlite_url])
+    assert res.exit_code == 0 and "no windows" in res.stdout
