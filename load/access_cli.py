@@ -10,7 +10,6 @@ when the archive and the database differ.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -466,9 +465,4 @@ ACCESS_COMMANDS: tuple[click.Command, ...] = (
     verify_cmd,
     coverage_cmd,
 )
-"""Every command of this module, for ``load/cli.py`` to register."""
-
-
-if __name__ == "__main__":  # pragma: no cover - handy while load/cli.py is not there
-    group = click.Group("access", commands={c.name or "": c for c in ACCESS_COMMANDS})
-    group(sys.argv[1:])
+"""Every command of this module (``load/cli.py`` registers each on the ``load`` group)."""

@@ -8,6 +8,15 @@ from __future__ import annotations
 
 import click
 
+from load.access_cli import (
+    asof_cmd,
+    coverage_cmd,
+    export_cmd,
+    inspect_cmd,
+    query_cmd,
+    status_cmd,
+    verify_cmd,
+)
 from load.config import LoadConfig, StagingMethod
 from load.loader import load_windows
 from schemas.cli import (
@@ -85,6 +94,15 @@ def init_db(db_url: str, verbose: int, quiet: bool) -> None:
         return 0
 
     run_command(body)
+
+
+cli.add_command(query_cmd)
+cli.add_command(asof_cmd)
+cli.add_command(export_cmd)
+cli.add_command(status_cmd)
+cli.add_command(inspect_cmd)
+cli.add_command(verify_cmd)
+cli.add_command(coverage_cmd)
 
 
 def main() -> None:

@@ -29,10 +29,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -223,6 +219,13 @@ def build_coverage(
 
 def render_coverage(matrix: CoverageMatrix, out: str | Path) -> Path:
     """Draw the matrix as a PNG at ``out`` (temporary file, then rename); returns the path."""
+    # Imported here: matplotlib costs a noticeable start-up time that `load run` and the
+    # other commands registered beside this one should not pay.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     dest = Path(out)
     n_rows, n_cols = matrix.cells.shape
     # A bare Figure on the Agg canvas: no pyplot, so no global backend or figure registry.

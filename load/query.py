@@ -219,6 +219,9 @@ def asof_join(
         by="market_ticker",
         strategy="backward",
         tolerance=lookback,
+        # Both sides are sorted by time just above; Polars cannot check that per `by`
+        # group and would warn on every call.
+        check_sortedness=False,
     )
     return joined.with_columns(
         (pl.col("asof_ts") - pl.col("candle_end_ts")).dt.total_seconds().alias("staleness_s")

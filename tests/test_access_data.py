@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +87,17 @@ def market_tickers(event: str) -> list[str]:
 
 
 def truth_rows(event: str, period: int = 1) -> list[dict[str, Any]]:
-    """Every candle of the event's markets as rows, in (market, time) order."""
-    return [
+    """Every candle of the event's markets as rows, in (market, time) order (fresh dicts)."""
+    return [dict(r) for r in _truth_rows(event, period)]
+
+
+@lru_cache(maxsize=16)
+def _truth_rows(event: str, period: int) -> tuple[dict[str, Any], ...]:
+    return tuple(
         candle_row(m, event, c, period)
         for m in sorted(market_tickers(event))
         for c in WORLD.candles(m, period)
-    ]
+    )
 
 
 def window_stats_rows(event: str) -> list[dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -98,3 +100,16 @@ def test_status_cli(db_url: str) -> None:
 def test_status_empty_database(sqlite_url: str) -> None:
     res = CliRunner().invoke(status_cmd, ["--db", sqlite_url])
     assert res.exit_code == 0 and "no windows" in res.stdout
+
+
+def test_registered_on_python_m_load(sqlite_url: str) -> None:
+    """The commands are reachable as ``python -m load ...`` (registered in load/cli.py)."""
+    _seed_status(sqlite_url).dispose()
+    done = subprocess.run(
+        [sys.executable, "-m", "load", "status", "--db", sqlite_url, "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert {s["series_ticker"] for s in orjson.loads(done.stdout)} == {SERIES, "KXHIGHCHI"}
