@@ -29,7 +29,8 @@ import polars as pl
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from load.query import CANDLE_SCHEMA, event_candles_stmt, read_candles
+from load.normalize import CANDLE_SCHEMA
+from load.query import event_candles_stmt, read_candles
 from schemas.db import translate_db_error
 from schemas.errors import ConfigError, InputError
 from schemas.tables import kalshi_event

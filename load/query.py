@@ -23,41 +23,18 @@ import polars as pl
 from sqlalchemy import Engine, Select, select
 from sqlalchemy.exc import SQLAlchemyError
 
+# The loader's frame schema is the read schema too: what load writes, query returns.
+from load.normalize import CANDLE_SCHEMA, TIME_DTYPE
 from schemas.archive import parse_utc_iso
 from schemas.db import translate_db_error
 from schemas.errors import InputError
-from schemas.tables import (
-    CANDLE_COLUMNS,
-    CANDLE_COUNT_COLUMNS,
-    CANDLE_PRICE_COLUMNS,
-    COUNT_PRECISION,
-    COUNT_SCALE,
-    PRICE_PRECISION,
-    PRICE_SCALE,
-    kalshi_candle,
-    kalshi_market,
-)
+from schemas.tables import kalshi_candle, kalshi_market
 from schemas.tickers import validate_event_ticker, validate_market_ticker
 
 CANDLE_INDEX = "ix_candle_market_period_time"
 DEFAULT_LOOKBACK = timedelta(days=1)
 """How far back an as-of snapshot looks for a candle before it reports the market empty."""
 
-UTC_TIME = pl.Datetime("us", "UTC")
-PRICE_DTYPE = pl.Decimal(PRICE_PRECISION, PRICE_SCALE)
-COUNT_DTYPE = pl.Decimal(COUNT_PRECISION, COUNT_SCALE)
-
-#: The Polars schema of a ``kalshi_candle`` row, in table order (decimals stay exact).
-CANDLE_SCHEMA: dict[str, pl.DataType] = {
-    "market_ticker": pl.String(),
-    "end_period_ts_utc": UTC_TIME,
-    "period_interval_minutes": pl.Int16(),
-    "event_ticker": pl.String(),
-    **{name: PRICE_DTYPE for name in CANDLE_PRICE_COLUMNS},
-    **{name: COUNT_DTYPE for name in CANDLE_COUNT_COLUMNS},
-    "retrieved_at_utc": UTC_TIME,
-}
-assert tuple(CANDLE_SCHEMA) == CANDLE_COLUMNS, "CANDLE_SCHEMA must follow kalshi_candle"
 
 #: Columns of an as-of snapshot frame, in order.
 ASOF_COLUMNS = (
@@ -199,13 +176,13 @@ def asof_join(
     markets = sorted(set(market_tickers) | set(candles["market_ticker"].unique().to_list()))
     grid = (
         pl.DataFrame({"market_ticker": markets}, schema={"market_ticker": pl.String()})
-        .join(pl.DataFrame({"asof_ts": times}, schema={"asof_ts": UTC_TIME}), how="cross")
+        .join(pl.DataFrame({"asof_ts": times}, schema={"asof_ts": TIME_DTYPE}), how="cross")
         .sort("asof_ts", "market_ticker")
     )
     right = (
         candles.select(
             "market_ticker",
-            pl.col("end_period_ts_utc").cast(UTC_TIME).alias("candle_end_ts"),
+            pl.col("end_period_ts_utc").cast(TIME_DTYPE).alias("candle_end_ts"),
             pl.col("yes_bid_close").alias("yes_bid"),
             pl.col("yes_ask_close").alias("yes_ask"),
         )

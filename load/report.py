@@ -21,7 +21,8 @@ import polars as pl
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from load.query import CANDLE_SCHEMA, event_candles_stmt, read_candles
+from load.normalize import CANDLE_SCHEMA
+from load.query import event_candles_stmt, read_candles
 from schemas.archive import (
     MANIFEST_FILE,
     PAGE_SUFFIX,

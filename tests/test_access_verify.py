@@ -11,18 +11,11 @@ from click.testing import CliRunner
 from sqlalchemy import and_, delete, insert, update
 
 from load.access_cli import verify_cmd
-from load.normalize import CANDLE_SCHEMA as LOAD_CANDLE_SCHEMA
-from load.query import CANDLE_SCHEMA
 from load.report import verify_event
 from schemas.tables import kalshi_candle
 from tests.test_access_data import EVENTS, archive_event, seed, truth_rows
 
 EVENT = EVENTS[1]
-
-
-def test_query_schema_is_the_loaders() -> None:
-    """Verify casts the normalized frame to the read schema: they must not drift apart."""
-    assert CANDLE_SCHEMA == LOAD_CANDLE_SCHEMA
 
 
 def test_verify_agrees_then_lists_each_difference(db_url: str, archive_dir: Path) -> None:
