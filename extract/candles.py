@@ -41,10 +41,11 @@ from schemas.api import check_event_candles_page
 from schemas.archive import (
     KIND_EVENT_CANDLES,
     PAGE_SUFFIX,
-    LocalArchive,
+    ArchiveStore,
     Manifest,
     PageEnvelope,
     WindowKey,
+    open_archive,
 )
 from schemas.checkpoints import Checkpoint, dt_to_ts, get_checkpoint, save_checkpoint
 from schemas.db import make_engine, translate_db_error
@@ -245,7 +246,7 @@ def _count(body: dict[str, object], keys: set[tuple[str, int]], per_market: dict
                 per_market[ticker] = per_market.get(ticker, 0) + 1
 
 
-def _archived_body(archive: LocalArchive, key: WindowKey, rel: str, start_ts: int) -> Any:
+def _archived_body(archive: ArchiveStore, key: WindowKey, rel: str, start_ts: int) -> Any:
     """The body of the archived page at ``rel`` if it is this window's page at ``start_ts``."""
     env = archive.read_page(rel)
     want = (KIND_EVENT_CANDLES, key.event_ticker, start_ts, key.period_interval)
@@ -254,7 +255,7 @@ def _archived_body(archive: LocalArchive, key: WindowKey, rel: str, start_ts: in
     return check_event_candles_page(env.body)
 
 
-def read_chain(archive: LocalArchive, key: WindowKey, window: Window) -> _WindowState:
+def read_chain(archive: ArchiveStore, key: WindowKey, window: Window) -> _WindowState:
     """Follow the archived pages from the window start, as a rerun resumes.
 
     A page that cannot be read, or is not the page this request would have produced, is
@@ -290,7 +291,7 @@ class _Run:
         self,
         config: ExtractConfig,
         engine: Engine,
-        archive: LocalArchive,
+        archive: ArchiveStore,
         client: KalshiClient,
         total: int,
         progress: Progress,
@@ -529,7 +530,7 @@ async def run_candles(
     own_engine = engine is None
     engine = engine or make_engine(config.db_url)
     try:
-        archive = LocalArchive(config.archive_dir)
+        archive = open_archive(config.archive_dir)
         if config.dry_run:
             archive.check_version()
         else:
@@ -550,7 +551,7 @@ async def run_candles(
 async def _execute(
     config: ExtractConfig,
     engine: Engine,
-    archive: LocalArchive,
+    archive: ArchiveStore,
     plan: Sequence[PlannedWindow],
     client: KalshiClient | None,
     progress: Progress | None,

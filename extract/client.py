@@ -21,9 +21,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from extract.config import ApiConfig, Credentials
 from extract.errors import BadPageError, HttpStatusError, TransportError
@@ -63,6 +60,11 @@ class Signer:
     """Kalshi request signing: RSA-PSS/SHA-256 over ``timestamp + METHOD + path``."""
 
     def __init__(self, credentials: Credentials) -> None:
+        # Imported here: unsigned runs (the default) never pay for loading cryptography.
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         try:
             pem = credentials.private_key_path.read_bytes()
         except OSError as e:
@@ -77,7 +79,7 @@ class Signer:
             ) from None
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ConfigError(f"{credentials.private_key_path} is not an RSA private key")
-        self._key = key
+        self._key: rsa.RSAPrivateKey = key
         self._key_id = credentials.key_id
 
     def __repr__(self) -> str:
@@ -85,6 +87,9 @@ class Signer:
 
     def headers(self, method: str, path: str, now_ms: int | None = None) -> dict[str, str]:
         """The three KALSHI-ACCESS-* headers for a request to ``path`` (no query string)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
         ts = str(now_ms if now_ms is not None else int(time.time() * 1000))
         signature = self._key.sign(
             f"{ts}{method.upper()}{path}".encode(),

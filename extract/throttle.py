@@ -66,12 +66,13 @@ class Throttle:
     async def acquire(self) -> None:
         """Wait until one request may go out. Waiters are served first come, first served."""
         async with self._lock:
-            while True:
-                self._refill()
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    return
+            self._refill()
+            if self._tokens < 1.0:
+                # Wait exactly for the missing fraction, then take the token: looping
+                # until the float reaches 1.0 could spin on ever smaller sleeps.
                 await self._sleep((1.0 - self._tokens) / self.rate)
+                self._refill()
+            self._tokens -= 1.0
 
     def on_throttled(self) -> None:
         """The server answered 429: halve the rate (once per cooldown) and empty the bucket.
