@@ -9,14 +9,14 @@ so a later change of policy cannot rewrite what earlier windows were cut by.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from extract.client import KalshiClient
@@ -193,6 +193,37 @@ def _stored_windows(
     return out
 
 
+def _mark_historical(
+    conn: Connection,
+    event_rows: Sequence[Mapping[str, Any]],
+    market_rows: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> int:
+    """Flag stored markets of the synced events that the live listing left out.
+
+    ``with_nested_markets`` omits markets settled before the historical cutoff, and so
+    does the event candle route: flagging them keeps them out of live windows' manifests
+    instead of counting them as markets whose every minute went missing.
+    """
+    m = kalshi_market.c
+    live = {r["market_ticker"] for r in market_rows}
+    moved = 0
+    for i in range(0, len(event_rows), 500):
+        events = [r["event_ticker"] for r in event_rows[i : i + 500]]
+        stored = conn.execute(
+            select(m.market_ticker).where(m.event_ticker.in_(events), m.is_historical.is_(False))
+        ).scalars()
+        gone = [t for t in stored if t not in live]
+        if gone:
+            conn.execute(
+                update(kalshi_market)
+                .where(m.market_ticker.in_(gone))
+                .values(is_historical=True, updated_at_utc=now)
+            )
+            moved += len(gone)
+    return moved
+
+
 def build_rows(
     events: Iterable[Mapping[str, Any]],
     config: ExtractConfig,
@@ -245,8 +276,16 @@ async def sync_events(
                     upsert(conn, kalshi_event, event_rows[i : i + 500])
                 for i in range(0, len(market_rows), 500):
                     upsert(conn, kalshi_market, market_rows[i : i + 500])
+                moved = _mark_historical(conn, event_rows, market_rows, now)
         except SQLAlchemyError as e:
             raise translate_db_error(e, config.db_url, "storing events") from None
+        if moved:
+            log.warning(
+                "%s: %d stored markets are no longer nested in their live events (historical "
+                "tier): marked is_historical, the event candle route does not serve them",
+                config.series,
+                moved,
+            )
         log.info(
             "%s: synced %d events and %d markets (%d requests)",
             config.series,

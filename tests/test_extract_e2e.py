@@ -478,3 +478,36 @@ async def test_a_corrupt_archived_page_is_quarantined_and_refetched(
         assert archived_candles(archive_dir, again) == truth(
             sim, SETTLED, again.window_start_ts, again.window_end_ts
         )
+
+
+async def test_markets_moved_to_the_historical_tier_leave_live_windows(
+    sqlite_url: str, archive_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with SimServer(sim_config()) as sim:
+        cfg = extract_config(sim, sqlite_url, archive_dir, event=SETTLED)
+        await sync_events(cfg)
+        first, second = sorted(sim.world.market_infos(SETTLED), key=lambda i: i.settlement_ts)
+        # The cutoff passes the first market's settlement but not the second's.
+        sim.set_cutoff(datetime.fromtimestamp(second.settlement_ts, UTC))
+        with caplog.at_level(logging.WARNING, logger="extract"):
+            await sync_events(cfg)
+        # this event's first market and both markets of each earlier event
+        assert "5 stored markets are no longer nested" in caplog.text
+        engine = make_engine(sqlite_url)
+        with engine.connect() as conn:
+            flags = dict(
+                conn.execute(
+                    select(kalshi_market.c.market_ticker, kalshi_market.c.is_historical).where(
+                        kalshi_market.c.event_ticker == SETTLED
+                    )
+                ).all()
+            )
+        engine.dispose()
+        assert flags == {first.ticker: True, second.ticker: False}
+
+        assert (await run_candles(cfg)).done == 1
+        m = manifests(archive_dir)[SETTLED]
+        assert [x.market_ticker for x in m.markets] == [second.ticker]
+        got = archived_candles(archive_dir, m)
+        want = truth(sim, SETTLED, m.window_start_ts, m.window_end_ts)
+        assert got == {second.ticker: want[second.ticker]}

@@ -1,23 +1,33 @@
 """Pure logic of the extract stage: paginator, windows, throttle, retries, as-of policy.
 
-No network and no database here; the throttle and the retry loop run on a fake clock.
+No database; no network but one local server for request signing. The throttle and the
+retry loop run on a fake clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import logging
 import random
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from extract.client import KalshiClient, Signer
 from extract.config import (
     TIERS,
     UNSIGNED_RATE,
     ApiConfig,
     AsOfPolicy,
+    Credentials,
     DayOffset,
     ExtractConfig,
     RateLimit,
@@ -33,7 +43,7 @@ from extract.errors import (
 )
 from extract.events import build_rows, event_row, market_row, parse_time
 from extract.paginator import PageRequest, Paginator
-from extract.progress import Snapshot, render
+from extract.progress import Progress, Snapshot, render
 from extract.retry import RetryPolicy, Verdict, classify
 from extract.throttle import Throttle
 from extract.windows import (
@@ -517,3 +527,109 @@ def test_build_rows_flattens_nested_markets() -> None:
 def test_progress_line() -> None:
     line = render(Snapshot(5, 10, 42, 50, 3, 10.0), width=10)
     assert line.startswith("[#####-----] 5/10 events  42 pages  5.0 req/s  3 429s  ETA 0m10s")
+
+
+# --- signing ------------------------------------------------------------------------------
+
+
+def test_signer_signs_timestamp_method_path_and_never_shows_the_key(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path = tmp_path / "key.pem"
+    path.write_bytes(pem)
+    signer = Signer(Credentials("key-id-123", path))
+    headers = signer.headers("get", "/trade-api/v2/series/KXHIGHNY", now_ms=1_700_000_000_000)
+    assert headers["KALSHI-ACCESS-KEY"] == "key-id-123"
+    assert headers["KALSHI-ACCESS-TIMESTAMP"] == "1700000000000"
+    key.public_key().verify(
+        base64.b64decode(headers["KALSHI-ACCESS-SIGNATURE"]),
+        b"1700000000000GET/trade-api/v2/series/KXHIGHNY",
+        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH),
+        hashes.SHA256(),
+    )
+    assert "key-id" not in repr(signer) and "PRIVATE" not in repr(signer)
+
+
+def test_signer_refuses_unusable_key_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read private key file"):
+        Signer(Credentials("k", tmp_path / "missing.pem"))
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError, match="not an unencrypted PEM private key") as info:
+        Signer(Credentials("k", bad))
+    assert "nope" not in str(info.value)
+
+
+async def test_signed_requests_carry_the_headers_over_real_http(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "key.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append((request.path, dict(request.headers)))
+        return web.json_response({"series": {"ticker": "KXHIGHNY"}})
+
+    app = web.Application()
+    app.router.add_get("/trade-api/v2/series/{s}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        api = ApiConfig(
+            base_url=f"http://127.0.0.1:{port}/trade-api/v2",
+            credentials=Credentials("kid", path),
+        )
+        async with KalshiClient(api) as client:
+            resp = await client.get_json("/series/KXHIGHNY", {"x": 1})
+    finally:
+        await runner.cleanup()
+    assert resp.path == "/trade-api/v2/series/KXHIGHNY"
+    ((got_path, headers),) = seen
+    ts = headers["KALSHI-ACCESS-TIMESTAMP"]
+    key.public_key().verify(
+        base64.b64decode(headers["KALSHI-ACCESS-SIGNATURE"]),
+        f"{ts}GET{got_path}".encode(),  # path without the query string
+        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH),
+        hashes.SHA256(),
+    )
+
+
+def test_progress_draws_one_line_on_a_tty_and_logs_otherwise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    now = [0.0]
+    tty = Tty()
+    p = Progress(tty, clock=lambda: now[0])
+    p.update(Snapshot(1, 4, 2, 3, 0, 1.0))
+    p.update(Snapshot(2, 4, 3, 4, 0, 1.1))  # too soon: not drawn
+    now[0] = 1.0
+    p.update(Snapshot(3, 4, 5, 6, 1, 2.0))
+    p.close()
+    out = tty.getvalue()
+    assert out.count("\r") == 2 and out.endswith("\n") and "3/4 events" in out
+
+    plain = io.StringIO()
+    q = Progress(plain, log_every_s=10, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="extract.progress"):
+        q.update(Snapshot(1, 4, 2, 3, 0, 1.0))
+        q.update(Snapshot(2, 4, 3, 4, 0, 1.1))
+        q.close()
+    assert plain.getvalue() == ""
+    assert caplog.text.count("progress: [") == 1
