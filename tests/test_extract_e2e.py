@@ -404,7 +404,7 @@ async def test_frequent_429s_and_faults_still_complete(sqlite_url: str, archive_
             sim.fail_next("/candlesticks", kind)
         summary = await run_candles(cfg)
         assert (summary.done, summary.failed) == (4, 0)
-        assert summary.throttled == sim.counters.throttled > len(FAULT_KINDS)
+        assert summary.throttled == sim.counters.throttled > 1
         assert summary.requests == summary.pages + summary.retries
         assert summary.retries >= len(FAULT_KINDS)
         assert f"retries: {summary.retries}, 429s: {summary.throttled}" in summary.lines()[1]
