@@ -52,6 +52,40 @@ class Checkpoint:
     updated_at_utc: datetime
 
 
+_WINDOW_COLUMNS = (
+    "series_ticker",
+    "window_start_utc",
+    "window_end_utc",
+    "is_final",
+    "status",
+    "updated_at_utc",
+)
+
+
+def _new_row(
+    key: WindowKey, start_ts: int, end_ts: int, is_final: bool, status: CheckpointStatus
+) -> dict[str, Any]:
+    """Every column of a fresh checkpoint row (counters at zero, no lease)."""
+    now = datetime.now(UTC)
+    return {
+        "event_ticker": key.event_ticker,
+        "period_interval_minutes": key.period_interval,
+        "window_policy": key.window_policy.value,
+        "series_ticker": key.series_ticker,
+        "window_start_utc": ts_to_dt(start_ts),
+        "window_end_utc": ts_to_dt(end_ts),
+        "is_final": is_final,
+        "status": status.value,
+        "pages_archived": 0,
+        "requests": 0,
+        "retries": 0,
+        "candles_archived": 0,
+        "rows_loaded": 0,
+        "created_at_utc": now,
+        "updated_at_utc": now,
+    }
+
+
 def _where(key: WindowKey) -> Any:
     return and_(
         _cp.c.event_ticker == key.event_ticker,
@@ -113,34 +147,11 @@ def save_checkpoint(
     resume_cursor_ts, extracted_at_utc, loaded_at_utc, ...). Columns not given keep their
     stored value on update.
     """
-    now = datetime.now(UTC)
     if "last_error" in fields and fields["last_error"] is not None:
         fields["last_error"] = str(fields["last_error"])[:MAX_ERROR_CHARS]
-    row: dict[str, Any] = {
-        "event_ticker": key.event_ticker,
-        "period_interval_minutes": key.period_interval,
-        "window_policy": key.window_policy.value,
-        "series_ticker": key.series_ticker,
-        "window_start_utc": ts_to_dt(window_start_ts),
-        "window_end_utc": ts_to_dt(window_end_ts),
-        "is_final": is_final,
-        "status": status.value,
-        "updated_at_utc": now,
-        **fields,
-    }
-    update_cols = [
-        c for c in row if c not in ("event_ticker", "period_interval_minutes", "window_policy")
-    ]
-    full = {
-        "pages_archived": 0,
-        "requests": 0,
-        "retries": 0,
-        "candles_archived": 0,
-        "rows_loaded": 0,
-        "created_at_utc": now,
-        **row,
-    }
-    upsert(conn, _cp, [full], update=update_cols)
+    row = _new_row(key, window_start_ts, window_end_ts, is_final, status) | fields
+    update_cols = [*_WINDOW_COLUMNS, *fields]  # counters not given keep their stored value
+    upsert(conn, _cp, [row], update=update_cols)
 
 
 def set_status(conn: Connection, key: WindowKey, status: CheckpointStatus, **fields: Any) -> None:
@@ -174,29 +185,10 @@ def ensure_checkpoint(
     status: CheckpointStatus = CheckpointStatus.RUNNING,
 ) -> None:
     """Create the window's row if it does not exist; never touch an existing one."""
-    now = datetime.now(UTC)
     upsert(
         conn,
         _cp,
-        [
-            {
-                "event_ticker": key.event_ticker,
-                "period_interval_minutes": key.period_interval,
-                "window_policy": key.window_policy.value,
-                "series_ticker": key.series_ticker,
-                "window_start_utc": ts_to_dt(window_start_ts),
-                "window_end_utc": ts_to_dt(window_end_ts),
-                "is_final": is_final,
-                "status": status.value,
-                "pages_archived": 0,
-                "requests": 0,
-                "retries": 0,
-                "candles_archived": 0,
-                "rows_loaded": 0,
-                "created_at_utc": now,
-                "updated_at_utc": now,
-            }
-        ],
+        [_new_row(key, window_start_ts, window_end_ts, is_final, status)],
         update=[],
     )
 

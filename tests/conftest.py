@@ -55,16 +55,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs twice: on SQLite and on MariaDB."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kalshi.db'}"
-    else:
-        name = _new_mysql_database()
-        try:
-            yield f"{MYSQL_SERVER_URL}/{name}"
-        finally:
-            _drop_mysql_database(name)
+    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 @pytest.fixture
