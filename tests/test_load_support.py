@@ -238,7 +238,17 @@ def stored(engine: Engine) -> Truth:
     return {(r[0], int(r[1].timestamp())): tuple(r[2:]) for r in rows}
 
 
-def full_rows(engine: Engine) -> list[tuple[Any, ...]]:
-    """Every column of every kalshi_candle row, sorted: for identity comparisons."""
+def full_rows(engine: Engine) -> list[str]:
+    """Every column of every kalshi_candle row, rendered as text by the database itself
+    (fast, and exact for comparing one database with itself; NULL shows as ``~``)."""
+    mysql = engine.dialect.name in ("mysql", "mariadb")
+    cols = [
+        f"COALESCE(CAST({c.name} AS {'CHAR' if mysql else 'TEXT'}), '~')"
+        for c in kalshi_candle.columns
+    ]
+    row = f"CONCAT_WS('|', {', '.join(cols)})" if mysql else " || '|' || ".join(cols)
+    keys = "market_ticker, end_period_ts_utc, period_interval_minutes"
     with engine.connect() as conn:
-        return sorted(tuple(r) for r in conn.execute(select(kalshi_candle)).all())
+        return list(
+            conn.exec_driver_sql(f"SELECT {row} FROM kalshi_candle ORDER BY {keys}").scalars()
+        )

@@ -1,0 +1,180 @@
+"""``python -m load`` as a user runs it: real subprocesses, real databases, no network.
+
+The SIGKILL test kills a real ``python -m load run`` on MariaDB while it writes, checks
+that no SUCCESS checkpoint exists without all of its rows (and no rows exist without
+their SUCCESS), then reruns and compares with an uninterrupted load.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import Engine, func, inspect, select
+
+from load.cli import cli
+from schemas.checkpoints import list_checkpoints
+from schemas.db import make_engine
+from schemas.tables import CheckpointStatus, kalshi_candle
+from tests.conftest import MYSQL_SERVER_URL, _drop_mysql_database, _new_mysql_database
+from tests.kalshi_sim import World
+from tests.test_load_support import (
+    T0,
+    build_window,
+    closed_events,
+    full_rows,
+    ground_truth,
+    new_archive,
+    sim_config,
+    stored,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+UNROUTABLE = "http://10.255.255.1:9/trade-api/v2"
+
+
+def _env() -> dict[str, str]:
+    """The API and any proxy point nowhere: a load that touched the network would fail."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "KALSHI_API_BASE": UNROUTABLE,
+        "HTTP_PROXY": UNROUTABLE,
+        "HTTPS_PROXY": UNROUTABLE,
+        "ALL_PROXY": UNROUTABLE,
+    }
+
+
+def _load(db: str, archive: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "load", "run", "--db", db, "--archive", str(archive), *extra]
+
+
+def test_load_never_imports_aiohttp() -> None:
+    code = (
+        "import sys, load.cli, load.loader, load.writer, load.normalize, load.stats;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'extract')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_init_db_and_run_with_the_api_unreachable(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    world = World(sim_config())
+    events = closed_events(world, "KXHIGHNY", 2)
+    archive = new_archive(tmp_path / "raw")
+    for e in events:
+        build_window(archive, world, e)
+    init = subprocess.run(
+        [sys.executable, "-m", "load", "init-db", "--db", db],
+        cwd=REPO, env=_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    engine = make_engine(db, create_tables=False)
+    try:
+        assert "kalshi_candle" in inspect(engine).get_table_names()
+        run = subprocess.run(
+            _load(db, tmp_path / "raw"), cwd=REPO, env=_env(), capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        assert "2 windows loaded, 0 skipped, 0 failed" in run.stderr
+        assert stored(engine) == ground_truth(world, events)
+    finally:
+        engine.dispose()
+
+
+def test_bad_arguments_are_one_clear_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(cli, ["run", "--series", "../x", "--archive", str(tmp_path)])
+    assert res.exit_code == 2 and "invalid series ticker" in res.output
+    res = runner.invoke(cli, ["run", "--archive", str(tmp_path / "nope"), "--db", "sqlite://"])
+    assert res.exit_code == 1 and "does not exist" in res.output
+    res = runner.invoke(cli, ["run", "--batch-windows", "0"])
+    assert res.exit_code == 2
+    res = runner.invoke(
+        cli, ["run", "--archive", str(tmp_path), "--db", "mysql+pymysql://u:s3cret@127.0.0.1:1/x"]
+    )
+    assert res.exit_code == 1 and "s3cret" not in res.output and "***" in res.output
+
+
+def _event_counts(engine: Engine) -> Counter[str]:
+    c = kalshi_candle.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.event_ticker, func.count()).group_by(c.event_ticker)).all()
+    return Counter({e: n for e, n in rows})
+
+
+def test_sigkill_mid_load_then_rerun_equals_an_uninterrupted_load(
+    mariadb_url: str, tmp_path: Path
+) -> None:
+    world = World(sim_config(markets_per_event=3))
+    events = closed_events(world, "KXHIGHNY", 5) + closed_events(world, "KXHIGHCHI", 5)
+    archive_dir = tmp_path / "raw"
+    archive = new_archive(archive_dir)
+    for i, e in enumerate(events):
+        build_window(archive, world, e, retrieved_at=T0 + timedelta(minutes=i))
+    per_event = Counter(k[0].rsplit("-", 1)[0] for k in ground_truth(world, events))
+
+    engine = make_engine(mariadb_url)
+    clean_name = _new_mysql_database()
+    clean_url = f"{MYSQL_SERVER_URL}/{clean_name}"
+    try:
+        proc = subprocess.Popen(
+            _load(mariadb_url, archive_dir, "--batch-windows", "2"),
+            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        done = False
+        while not done and time.monotonic() < deadline and proc.poll() is None:
+            with engine.connect() as conn:
+                done = any(cp.status is CheckpointStatus.SUCCESS for cp in list_checkpoints(conn))
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL, f"the load ended before the kill: {err!r}"
+        assert done
+
+        # Right after the kill: every SUCCESS has all its rows, no rows without a SUCCESS.
+        with engine.connect() as conn:
+            success = {
+                cp.key.event_ticker: cp
+                for cp in list_checkpoints(conn)
+                if cp.status is CheckpointStatus.SUCCESS
+            }
+        counts = _event_counts(engine)
+        assert 0 < len(success) < len(events)
+        assert set(counts) == set(success)
+        for event_ticker, cp in success.items():
+            assert counts[event_ticker] == per_event[event_ticker] == cp.rows_loaded
+
+        rerun = subprocess.run(
+            _load(mariadb_url, archive_dir), cwd=REPO, env=_env(), capture_output=True, text=True
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        assert (
+            f"{len(events) - len(success)} windows loaded, {len(success)} skipped" in rerun.stderr
+        )
+
+        clean = subprocess.run(
+            _load(clean_url, archive_dir), cwd=REPO, env=_env(), capture_output=True, text=True
+        )
+        assert clean.returncode == 0, clean.stderr
+        clean_engine = make_engine(clean_url)
+        try:
+            expected = full_rows(clean_engine)
+        finally:
+            clean_engine.dispose()
+        assert len(expected) == sum(per_event.values())
+        assert full_rows(engine) == expected
+    finally:
+        engine.dispose()
+        _drop_mysql_database(clean_name)
