@@ -48,6 +48,17 @@ from schemas.archive import (
     open_archive,
 )
 from schemas.checkpoints import Checkpoint, dt_to_ts, get_checkpoint, save_checkpoint
+from schemas.crashpoints import (
+    EXTRACT_AFTER_EXTRACTED,
+    EXTRACT_AFTER_RUNNING,
+    EXTRACT_BEFORE_EXTRACTED,
+    EXTRACT_BEFORE_MANIFEST,
+    EXTRACT_BEFORE_RUNNING,
+    EXTRACT_BETWEEN_PAGES,
+    EXTRACT_PAGE_AFTER_WRITE,
+    EXTRACT_PAGE_BEFORE_WRITE,
+    crashpoint,
+)
 from schemas.db import make_engine, translate_db_error
 from schemas.errors import (
     ApiError,
@@ -416,6 +427,7 @@ class _Run:
             log.info("%s: removed %d temporary files left by a killed run", key, removed)
         state = read_chain(self.archive, key, window)
         pager = state.paginator
+        crashpoint(EXTRACT_BEFORE_RUNNING)
         self.save(
             key,
             window,
@@ -425,6 +437,7 @@ class _Run:
             candles_archived=len(state.candle_keys),
             last_error=None,
         )
+        crashpoint(EXTRACT_AFTER_RUNNING)
         resumed = len(pager.chain)
         series, event, period = key.series_ticker, key.event_ticker, key.period_interval
         path = f"/series/{series}/events/{event}/candlesticks"
@@ -459,7 +472,9 @@ class _Run:
                 retrieved_at_utc=resp.retrieved_at,
                 body=resp.body,
             )
+            crashpoint(EXTRACT_PAGE_BEFORE_WRITE)
             self.archive.write_page(key.page_path(req.start_ts), envelope)
+            crashpoint(EXTRACT_PAGE_AFTER_WRITE)
             pager.advance(req.start_ts, resp.body["adjusted_end_ts"])
             _count(resp.body, state.candle_keys, state.per_market)
             self.summary.pages += 1
@@ -473,6 +488,7 @@ class _Run:
                 retries=base_retries + stats.retries,
                 candles_archived=len(state.candle_keys),
             )
+            crashpoint(EXTRACT_BETWEEN_PAGES)
             self.tick()
 
         manifest = Manifest(
@@ -483,7 +499,9 @@ class _Run:
             markets=window.markets,
             pages=tuple(_page_file(start) for start, _ in pager.chain),
         )
+        crashpoint(EXTRACT_BEFORE_MANIFEST)
         self.archive.write_manifest(manifest)
+        crashpoint(EXTRACT_BEFORE_EXTRACTED)
         self.save(
             key,
             window,
@@ -496,6 +514,7 @@ class _Run:
             extracted_at_utc=manifest.completed_at_utc,
             last_error=None,
         )
+        crashpoint(EXTRACT_AFTER_EXTRACTED)
         self.summary.candles += len(state.candle_keys)
         per_market = ", ".join(f"{t}={n}" for t, n in sorted(state.per_market.items()))
         log.info(

@@ -52,6 +52,12 @@ from schemas.archive import (
     open_archive,
 )
 from schemas.checkpoints import Checkpoint, list_checkpoints, save_checkpoint, set_status
+from schemas.crashpoints import (
+    LOAD_AFTER_COMMIT,
+    LOAD_BEFORE_COMMIT,
+    LOAD_BEFORE_SUCCESS,
+    crashpoint,
+)
 from schemas.db import make_engine, translate_db_error, upsert
 from schemas.errors import ArchiveError, ConfigError, CorruptArchiveError, DatabaseError, InputError
 from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_window_stats
@@ -339,6 +345,7 @@ def write_batch(
     now = datetime.now(UTC)
     stats = [row for w in windows for row in stats_rows(w.stats, now)]
     upsert(conn, kalshi_window_stats, stats)
+    crashpoint(LOAD_BEFORE_SUCCESS)
     for w in windows:
         m = w.manifest
         save_checkpoint(
@@ -352,6 +359,7 @@ def write_batch(
             loaded_at_utc=now,
             last_error=None,
         )
+    crashpoint(LOAD_BEFORE_COMMIT)
     return rows
 
 
@@ -367,6 +375,7 @@ def _write_with_retries(
         try:
             with engine.begin() as conn:
                 rows = write_batch(conn, windows, work_dir, config)
+            crashpoint(LOAD_AFTER_COMMIT)
         except SQLAlchemyError as e:
             error = translate_db_error(e, config.db_url, "loading " + _names(windows))
             if is_retriable(e) and attempt < config.db_attempts:

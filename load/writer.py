@@ -30,6 +30,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
 
 from load.config import StagingMethod
+from schemas.crashpoints import (
+    LOAD_AFTER_MERGE,
+    LOAD_BEFORE_MERGE,
+    LOAD_STAGE_FILLED,
+    crashpoint,
+)
 from schemas.tables import CANDLE_COLUMNS, CANDLE_KEY_COLUMNS, kalshi_candle
 
 STAGE_TABLE = "kalshi_candle_stage"
@@ -74,11 +80,16 @@ def write_candles(
             _mysql_load_data(conn, frame, work_dir)
         else:
             _mysql_insert(conn, frame)
+        crashpoint(LOAD_STAGE_FILLED)
+        crashpoint(LOAD_BEFORE_MERGE)
         conn.exec_driver_sql(_mysql_merge_sql())
     else:
         _create_stage(conn, frame.height)
         _sqlite_insert(conn, frame)
+        crashpoint(LOAD_STAGE_FILLED)
+        crashpoint(LOAD_BEFORE_MERGE)
         conn.exec_driver_sql(_sqlite_merge_sql())
+    crashpoint(LOAD_AFTER_MERGE)
     conn.exec_driver_sql(f"DROP {_temporary(conn)} TABLE IF EXISTS {STAGE_TABLE}")
     return frame.height
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from schemas.crashpoints import ARCHIVE_BEFORE_RENAME, crashpoint
 from schemas.errors import ArchiveError, CorruptArchiveError
 from schemas.tables import WindowPolicy
 from schemas.tickers import validate_event_ticker, validate_market_ticker, validate_series_ticker
@@ -416,6 +417,7 @@ class LocalArchive(ArchiveStore):
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            crashpoint(ARCHIVE_BEFORE_RENAME)
             os.replace(tmp, dest)
             dir_fd = os.open(dest.parent, os.O_RDONLY)
             try:
