@@ -1,0 +1,186 @@
+"""Extract against a rate budget: how much of it is used, and how many 429s it costs.
+
+The simulator enforces a Kalshi-shaped token bucket (20 requests/s, two seconds of burst,
+starting full like an idle key) and the real ``extract candles`` command runs against it
+with ``--rps 20``. A sampler reads the simulator's counters every 50 ms, so the run can
+be split after the fact: the first seconds (the burst is being spent) and the steady
+part, where the achieved rate should sit at the budget and no 429 should appear.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.bench.config import (
+    RATE_BUDGET_RPS,
+    RATE_SERIES,
+    BenchConfig,
+    BenchError,
+    days_back,
+    rate_world,
+)
+from tests.bench.procs import extract_candles_args, run_child, stage_env, sync_series
+from tests.bench.report import Results
+from tests.kalshi_sim import SimServer, run_sim_in_thread
+
+SAMPLE_S = 0.05
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float
+    total: int
+    ok: int
+    throttled: int
+
+
+class Sampler:
+    """Samples the simulator's counters from a thread until stopped."""
+
+    def __init__(self, sim: SimServer) -> None:
+        self.sim = sim
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def _take(self) -> None:
+        c = self.sim.counters
+        self.samples.append(Sample(time.monotonic(), c.total, c.ok, c.throttled))
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            self._take()
+
+    def __enter__(self) -> Sampler:
+        self._take()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._take()
+
+
+@dataclass(frozen=True)
+class RateFigures:
+    """The run split at ``warmup_s`` after its first request."""
+
+    requests: int
+    ok: int
+    throttled: int
+    elapsed_s: float
+    steady_ok: int
+    steady_s: float
+    steady_throttled: int
+    throttled_at_s: tuple[float, ...]
+    """When 429s were answered, in seconds after the first request (to the sample)."""
+
+
+def split_run(samples: list[Sample], warmup_s: float) -> RateFigures:
+    """Figures from counter samples (pure). Time runs from the first to the last request."""
+    first = next((i for i, s in enumerate(samples) if s.total > samples[0].total), None)
+    if first is None:
+        raise BenchError("the extract-rate run sent no request")
+    base = samples[first - 1] if first > 0 else samples[0]
+    last_total = samples[-1].total
+    last = next(i for i, s in enumerate(samples) if s.total == last_total)
+    start, end = samples[first].t - SAMPLE_S / 2, samples[last].t
+    times = [s.t for s in samples]
+    cut = samples[min(max(bisect.bisect_left(times, start + warmup_s), first), last)]
+    return RateFigures(
+        requests=samples[last].total - base.total,
+        ok=samples[last].ok - base.ok,
+        throttled=samples[last].throttled - base.throttled,
+        elapsed_s=end - start,
+        steady_ok=samples[last].ok - cut.ok,
+        steady_s=end - cut.t,
+        steady_throttled=samples[last].throttled - cut.throttled,
+        throttled_at_s=tuple(
+            round(b.t - start, 2)
+            for a, b in itertools.pairwise(samples)
+            for _ in range(b.throttled - a.throttled)
+        ),
+    )
+
+
+def bench_extract_rate(
+    config: BenchConfig, db_url: str, results: Results, say: Callable[[str], None]
+) -> None:
+    """Adds the extract.* metrics."""
+    sizes = config.sizes
+    first, last = days_back(sizes.rate_days)
+    world = rate_world(sizes)
+    with (
+        tempfile.TemporaryDirectory(prefix="kalshi-bench-rate-") as tmp,
+        run_sim_in_thread(world) as sim,
+    ):
+        sync_series(RATE_SERIES, api_base=sim.base_url, db_url=db_url)
+        sim.reset()  # zero the counters, refill the bucket: an idle key from here on
+        say(
+            f"extract at {RATE_BUDGET_RPS:g} req/s against the throttled simulator "
+            f"({sizes.rate_days} events) ..."
+        )
+        env = stage_env(api_base=sim.base_url, db_url=db_url, archive=Path(tmp) / "raw")
+        with Sampler(sim) as sampler:
+            run_child(
+                extract_candles_args(RATE_SERIES, first, last, RATE_BUDGET_RPS),
+                env=env,
+                log=config.out_dir / "logs" / "extract-rate.log",
+            )
+        routes = dict(sim.counters.by_route)
+    figures = split_run(sampler.samples, sizes.rate_warmup_s)
+    if not routes.get("event_candlesticks"):
+        raise BenchError(f"the extract-rate run fetched no candles: {routes}")
+    by_route = ", ".join(f"{n} {r}" for r, n in sorted(routes.items()))
+    steady = figures.steady_ok / figures.steady_s if figures.steady_s > 0 else 0.0
+    results.add("extract.requests", "extract", "requests", figures.requests, "", by_route)
+    results.add("extract.elapsed_s", "extract", "first to last request", figures.elapsed_s, "s")
+    results.add("extract.budget_rps", "extract", "budget (token bucket)", RATE_BUDGET_RPS, "req/s")
+    results.add(
+        "extract.achieved_rps",
+        "extract",
+        "answered 200, whole run",
+        figures.ok / figures.elapsed_s,
+        "req/s",
+        "includes the initial burst",
+    )
+    results.add(
+        "extract.steady_rps",
+        "extract",
+        "answered 200, steady",
+        steady,
+        "req/s",
+        f"after the first {sizes.rate_warmup_s:g} s",
+    )
+    results.add(
+        "extract.steady_fraction_of_budget",
+        "extract",
+        "steady rate ÷ budget",
+        steady / RATE_BUDGET_RPS,
+        "×",
+    )
+    at = ", ".join(f"{t:g}" for t in figures.throttled_at_s[:10])
+    results.add(
+        "extract.throttled_total",
+        "extract",
+        "429s, whole run",
+        figures.throttled,
+        "",
+        f"at {at} s" if at else "",
+    )
+    results.add(
+        "extract.throttled_steady",
+        "extract",
+        "429s once steady",
+        figures.steady_throttled,
+        "",
+        f"after the first {sizes.rate_warmup_s:g} s",
+    )

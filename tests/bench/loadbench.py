@@ -1,0 +1,257 @@
+"""Load throughput: the loader against the database's ceiling and against a plain script.
+
+Four loads of the SAME rows into MariaDB, one after another in one run:
+
+1. the loader (``load.loader.load_windows`` with the CLI's defaults), end to end: read the
+   gzipped archive, normalize, compute stats, stage, upsert, checkpoints, commit;
+2. ``LOAD DATA LOCAL INFILE`` of those rows, from a CSV written beforehand (not timed),
+   into an empty copy of ``kalshi_candle`` (same keys and indexes), plus the commit;
+3. ``executemany`` of ``INSERT ... ON DUPLICATE KEY UPDATE`` in batches, from Python
+   tuples built beforehand (not timed), into another empty copy, plus the commit;
+4. the loader again with every row already present (checkpoints set back to EXTRACTED).
+
+Normalization alone is timed on the way: gunzip and ``load.normalize.normalize_json``
+over every window, exactly the loader's pure step, with the bytes already in memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Engine, func, select, text, update
+
+from load.config import LoadConfig
+from load.loader import load_windows
+from load.normalize import RawPage, normalize_json
+from schemas.archive import open_archive
+from schemas.db import make_engine
+from schemas.tables import (
+    CANDLE_COLUMNS,
+    CANDLE_KEY_COLUMNS,
+    CheckpointStatus,
+    kalshi_backfill_checkpoint,
+    kalshi_candle,
+)
+from tests.bench.config import BenchError
+from tests.bench.report import Results
+
+REF_LOAD_DATA = "bench_ref_load_data"
+REF_EXECUTEMANY = "bench_ref_executemany"
+#: Rows per ``executemany`` call (PyMySQL turns each into multi-row INSERTs of ~1 MB).
+EXECUTEMANY_BATCH = 10_000
+_COLS = ", ".join(CANDLE_COLUMNS)
+
+
+def normalize_archive(archive_dir: Path) -> tuple[pl.DataFrame, float, float]:
+    """(every candle of the archive, seconds to gunzip + normalize, of which gunzip).
+
+    The files are read first, untimed: this measures the pure step, not the disk.
+    """
+    archive = open_archive(archive_dir)
+    windows = []
+    for rel in archive.iter_manifests():
+        manifest = archive.read_manifest(rel)
+        paths = [f"{manifest.key.dir}/{name}" for name in manifest.pages]
+        windows.append((manifest.key, [(p, archive.read_bytes(p)) for p in paths]))
+    if not windows:
+        raise BenchError(f"no complete window in {archive_dir}")
+    frames = []
+    gunzip_s = 0.0
+    started = time.perf_counter()
+    for key, files in windows:
+        t = time.perf_counter()
+        pages = [RawPage(p, gzip.decompress(data)) for p, data in files]
+        gunzip_s += time.perf_counter() - t
+        frames.append(normalize_json(pages, key=key))
+    elapsed = time.perf_counter() - started
+    frame = pl.concat(frames)
+    if frame.select(CANDLE_KEY_COLUMNS).is_duplicated().any():
+        raise BenchError("the bench archive's windows overlap: references would differ")
+    return frame, elapsed, gunzip_s
+
+
+def db_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Each value as the text MariaDB stores (decimals keep their scale, UTC times)."""
+    return frame.with_columns(
+        pl.col("end_period_ts_utc").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S"),
+        pl.col("retrieved_at_utc").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f"),
+        pl.col(pl.Decimal).cast(pl.String),
+    )
+
+
+def _count(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+
+
+def _timed_loader(db_url: str, archive_dir: Path, expected: int, what: str) -> float:
+    """Seconds one loader run took; checks it loaded every row."""
+    started = time.perf_counter()
+    summary = load_windows(LoadConfig(db_url=db_url, archive_dir=archive_dir))
+    elapsed = time.perf_counter() - started
+    if summary.rows != expected or summary.windows_failed:
+        raise BenchError(f"{what}: loaded {summary.rows} rows, expected {expected}")
+    return elapsed
+
+
+def _timed_load_data(engine: Engine, csv: Path) -> float:
+    raw: Any = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(f"CREATE TABLE {REF_LOAD_DATA} LIKE {kalshi_candle.name}")
+        raw.commit()
+        started = time.perf_counter()
+        cur.execute(
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE {REF_LOAD_DATA} CHARACTER SET utf8mb4 "
+            "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' "
+            f"LINES TERMINATED BY '\\n' ({_COLS})",
+            (str(csv),),
+        )
+        raw.commit()
+        return time.perf_counter() - started
+    finally:
+        raw.close()
+
+
+def _timed_executemany(engine: Engine, rows: list[tuple[Any, ...]]) -> float:
+    marks = ", ".join(["%s"] * len(CANDLE_COLUMNS))
+    values = [c for c in CANDLE_COLUMNS if c not in CANDLE_KEY_COLUMNS]
+    sql = (
+        f"INSERT INTO {REF_EXECUTEMANY} ({_COLS}) VALUES ({marks}) ON DUPLICATE KEY UPDATE "
+        + ", ".join(f"{c} = VALUES({c})" for c in values)
+    )
+    raw: Any = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(f"CREATE TABLE {REF_EXECUTEMANY} LIKE {kalshi_candle.name}")
+        raw.commit()
+        started = time.perf_counter()
+        for i in range(0, len(rows), EXECUTEMANY_BATCH):
+            cur.executemany(sql, rows[i : i + EXECUTEMANY_BATCH])
+        raw.commit()
+        return time.perf_counter() - started
+    finally:
+        raw.close()
+
+
+def bench_load(
+    archive_dir: Path, db_url: str, work: Path, results: Results, say: Callable[[str], None]
+) -> None:
+    """Normalization alone, then the four loads; adds the load.* and normalize.* metrics."""
+    say("normalizing the archive (normalization alone) ...")
+    frame, norm_s, gunzip_s = normalize_archive(archive_dir)
+    n = frame.height
+    results.add("normalize.candles", "normalize", "candles normalized", n, "")
+    results.add(
+        "normalize.candles_per_s",
+        "normalize",
+        "gzipped pages → Polars frame (normalize_json)",
+        n / norm_s,
+        "candles/s",
+        f"{norm_s:.1f} s, gunzip {100 * gunzip_s / norm_s:.0f}% of it",
+    )
+
+    # The references' inputs, prepared before any clock starts.
+    csv = work / "candles.csv"
+    as_text = db_text(frame)
+    as_text.write_csv(
+        csv, include_header=False, null_value="\\N", quote_style="necessary", line_terminator="\n"
+    )
+    rows: list[tuple[Any, ...]] = as_text.rows()
+    del frame, as_text
+
+    engine = make_engine(db_url)
+    try:
+        say(f"loader: {n:,} rows from the gzipped archive ...")
+        loader_s = _timed_loader(db_url, archive_dir, n, "loader")
+        if _count(engine, kalshi_candle.name) != n:
+            raise BenchError("the loader did not leave every row in kalshi_candle")
+
+        say("reference: LOAD DATA LOCAL INFILE of the same rows ...")
+        load_data_s = _timed_load_data(engine, csv)
+        csv.unlink()
+        say("reference: executemany INSERT ... ON DUPLICATE KEY UPDATE ...")
+        executemany_s = _timed_executemany(engine, rows)
+        del rows
+        for table in (REF_LOAD_DATA, REF_EXECUTEMANY):
+            if _count(engine, table) != n:
+                raise BenchError(f"{table} does not hold the {n} rows after its load")
+
+        say("loader again, every row already present ...")
+        with engine.begin() as conn:
+            conn.execute(
+                update(kalshi_backfill_checkpoint).values(status=CheckpointStatus.EXTRACTED.value)
+            )
+        reload_s = _timed_loader(db_url, archive_dir, n, "second loader run")
+        with engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(kalshi_candle)).scalar_one()
+        if total != n:
+            raise BenchError(f"the second load left {total} rows, not {n}")
+        with engine.begin() as conn:
+            for table in (REF_LOAD_DATA, REF_EXECUTEMANY):
+                conn.execute(text(f"DROP TABLE {table}"))
+    finally:
+        engine.dispose()
+
+    rate = {k: n / s for k, s in (("loader", loader_s), ("load_data", load_data_s))}
+    rate["executemany"] = n / executemany_s
+    rate["reload"] = n / reload_s
+    results.add("load.rows", "load", "candle rows (MariaDB)", n, "rows")
+    results.add(
+        "load.loader_rows_per_s",
+        "load",
+        "loader, archive → MariaDB, empty table",
+        rate["loader"],
+        "rows/s",
+        f"{loader_s:.1f} s",
+    )
+    results.add(
+        "load.load_data_rows_per_s",
+        "load",
+        "raw LOAD DATA LOCAL INFILE + commit",
+        rate["load_data"],
+        "rows/s",
+        f"{load_data_s:.1f} s",
+    )
+    results.add(
+        "load.executemany_rows_per_s",
+        "load",
+        f"executemany upsert, {EXECUTEMANY_BATCH:,}-row batches",
+        rate["executemany"],
+        "rows/s",
+        f"{executemany_s:.1f} s",
+    )
+    results.add(
+        "load.reload_rows_per_s",
+        "load",
+        "loader again, every row present",
+        rate["reload"],
+        "rows/s",
+        f"{reload_s:.1f} s",
+    )
+    results.add(
+        "load.loader_vs_load_data",
+        "load",
+        "loader ÷ LOAD DATA",
+        rate["loader"] / rate["load_data"],
+        "×",
+    )
+    results.add(
+        "load.loader_vs_executemany",
+        "load",
+        "loader ÷ executemany",
+        rate["loader"] / rate["executemany"],
+        "×",
+    )
+    results.add(
+        "load.reload_vs_load_data",
+        "load",
+        "second load ÷ LOAD DATA",
+        rate["reload"] / rate["load_data"],
+        "×",
+    )
