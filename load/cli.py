@@ -74,8 +74,7 @@ def run(
             batch_windows=batch_windows,
             staging_method=staging,
         )
-        summary = load_windows(config)
-        click.echo(summary.line(), err=True)
+        load_windows(config)  # logs its summary line; raises when a window failed
         return 0
 
     run_command(body)

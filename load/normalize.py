@@ -45,6 +45,7 @@ from schemas.archive import (
     WindowKey,
     parse_utc_iso,
 )
+from schemas.cli import PERIODS
 from schemas.errors import InputError
 from schemas.tables import (
     CANDLE_COLUMNS,
@@ -156,17 +157,25 @@ def normalize_json(pages: Sequence[RawPage], *, key: WindowKey | None = None) ->
     """
     if not pages:
         return empty_candles()
-    envelopes = pl.concat([_read_envelope(p) for p in pages], how="vertical").with_row_index(
-        "_page"
-    )
-    retrieved = _check_envelopes(envelopes, pages, key)
-    envelopes = envelopes.with_columns(retrieved_at_utc=retrieved)
-    rows = _explode_candles(envelopes, pages)
-    if rows.height == 0:
-        return empty_candles()
-    _check_tickers(rows, pages)
-    frame = _values(rows, pages)
-    return dedupe_candles(frame.with_columns(_page=rows["_page"])).drop("_page")
+    try:
+        envelopes = pl.concat([_read_envelope(p) for p in pages], how="vertical")
+        envelopes = envelopes.with_row_index("_page")
+        retrieved = _check_envelopes(envelopes, pages, key)
+        envelopes = envelopes.with_columns(retrieved_at_utc=retrieved)
+        rows = _explode_candles(envelopes, pages)
+        if rows.height == 0:
+            return empty_candles()
+        _check_tickers(rows, pages)
+        frame = _values(rows, pages)
+        return dedupe_candles(frame.with_columns(_page=rows["_page"])).drop("_page")
+    except pl.exceptions.PolarsError as e:
+        # Every known way a page can break the contract is caught above with the page's
+        # name; this is the net for the unknown ones, so one odd page fails its window
+        # instead of the run.
+        names = ", ".join(p.source for p in pages[:3]) + (" ..." if len(pages) > 3 else "")
+        raise CorruptPageError(
+            f"{names}: unexpected page content ({_first_line(e)})", source=pages[0].source
+        ) from e
 
 
 def empty_candles() -> pl.DataFrame:
@@ -234,8 +243,8 @@ def _check_envelopes(
             raise bad(f"unknown page kind {row['kind']!r}")
         if row["status"] != 200:
             raise bad(f"archived HTTP status {row['status']!r}, not 200")
-        if row["period_interval"] is None or row["event_ticker"] is None:
-            raise bad("envelope lacks period_interval or event_ticker")
+        if row["period_interval"] not in PERIODS or row["event_ticker"] is None:
+            raise bad(f"envelope period_interval {row['period_interval']!r} or event_ticker")
         try:
             validate_event_ticker(row["event_ticker"])
         except InputError as e:

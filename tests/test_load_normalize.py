@@ -274,6 +274,8 @@ def test_broken_envelopes_raise_corrupt_page_errors() -> None:
         {**good, "archive_version": 2},
         {**good, "kind": "trades"},
         {**good, "status": 429},
+        {**good, "period_interval": 5},
+        {**good, "period_interval": 99999},
         {**good, "body": {**good["body"], "market_tickers": [MARKET, MARKET]}},
         {**good, "body": {**good["body"], "market_candlesticks": [[{"yes_bid": {}}]]}},
         {**good, "body": {**good["body"], "market_candlesticks": [[None]]}},
