@@ -1,6 +1,10 @@
 """``extract events``: sync a series' events and markets into kalshi_event/kalshi_market.
 
 Parsing is pure (:func:`event_row`, :func:`market_row`); :func:`sync_events` does the I/O.
+Markets settled before the historical cutoff are not nested in ``/events`` any more: for
+each event that may have such markets (:func:`~extract.routing.needs_historical_lookup`)
+they are listed on ``GET /historical/markets?event_ticker=...`` and stored with
+``is_historical`` true, so the candles stage knows every market of every event.
 Bodies are parsed with Decimal for JSON fractions, so strikes are exact. The trade window
 is as-of: filled once from the :class:`~extract.config.AsOfPolicy` and never overwritten,
 so a later change of policy cannot rewrite what earlier windows were cut by.
@@ -22,6 +26,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from extract.client import KalshiClient
 from extract.config import AsOfPolicy, ExtractConfig
 from extract.errors import BadPageError, HttpStatusError
+from extract.historical import fetch_historical_markets, read_cutoff
+from extract.routing import Cutoff, needs_historical_lookup
 from schemas.db import make_engine, translate_db_error, upsert
 from schemas.errors import InputError
 from schemas.tables import kalshi_event, kalshi_market
@@ -40,6 +46,10 @@ class EventsSummary:
     events: int
     markets: int
     requests: int
+    historical_markets: int = 0
+    """Of ``markets``, those listed by ``GET /historical/markets`` (settled before the cutoff)."""
+    cutoff: str = ""
+    """The historical cutoff (``market_settled_ts``) the sync read."""
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -111,9 +121,14 @@ def event_row(
 
 
 def market_row(
-    m: Mapping[str, Any], series: str, event_ticker: str, now: datetime
+    m: Mapping[str, Any],
+    series: str,
+    event_ticker: str,
+    now: datetime,
+    *,
+    is_historical: bool = False,
 ) -> dict[str, Any]:
-    """A kalshi_market row from a ``Market`` object of the live routes."""
+    """A kalshi_market row from a ``Market`` object (the live and historical routes share it)."""
     ticker = validate_market_ticker(str(m.get("ticker", "")))
     if m.get("event_ticker", event_ticker) != event_ticker:
         raise BadPageError(f"market {ticker} nested under {event_ticker} names another event")
@@ -131,7 +146,7 @@ def market_row(
         "strike_type": _text(m.get("strike_type"), 32),
         "floor_strike": parse_strike(m.get("floor_strike")),
         "cap_strike": parse_strike(m.get("cap_strike")),
-        "is_historical": False,
+        "is_historical": is_historical,
         "updated_at_utc": now,
     }
 
@@ -202,8 +217,8 @@ def _mark_historical(
     """Flag stored markets of the synced events that the live listing left out.
 
     ``with_nested_markets`` omits markets settled before the historical cutoff, and so
-    does the event candle route: flagging them keeps them out of live windows' manifests
-    instead of counting them as markets whose every minute went missing.
+    does the event candle route: flagged markets are fetched from the historical tier
+    (even when the historical lookup of this sync skipped their event).
     """
     m = kalshi_market.c
     live = {r["market_ticker"] for r in market_rows}
@@ -229,8 +244,14 @@ def build_rows(
     config: ExtractConfig,
     stored: Mapping[str, tuple[datetime | None, datetime | None]],
     now: datetime,
+    historical: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(event rows, market rows) from the API's events; pure."""
+    """(event rows, market rows) from the API's events; pure.
+
+    ``historical`` maps an event ticker to its markets from ``GET /historical/markets``:
+    they become rows with ``is_historical`` true, and win over a live listing of the same
+    market (one that moved to the historical tier between the two requests).
+    """
     tz = config.tz
     event_rows: dict[str, dict[str, Any]] = {}
     market_rows: dict[str, dict[str, Any]] = {}
@@ -247,7 +268,77 @@ def build_rows(
                 raise BadPageError(f"event {row['event_ticker']}: a market is not an object")
             mrow = market_row(m, config.series, row["event_ticker"], now)
             market_rows[mrow["market_ticker"]] = mrow
+    for event_ticker, markets in (historical or {}).items():
+        if event_ticker not in event_rows:
+            raise BadPageError(f"historical markets of {event_ticker}, an event not listed")
+        for m in markets:
+            mrow = market_row(m, config.series, event_ticker, now, is_historical=True)
+            market_rows[mrow["market_ticker"]] = mrow
     return list(event_rows.values()), list(market_rows.values())
+
+
+def events_to_look_up(
+    events: Iterable[Mapping[str, Any]],
+    cutoff: Cutoff,
+    stored: Mapping[str, Mapping[str, bool]],
+) -> list[str]:
+    """Tickers of the events whose markets must be listed on the historical tier; pure.
+
+    See :func:`~extract.routing.needs_historical_lookup`; ``stored`` maps an event to its
+    stored markets' ``is_historical`` flags.
+    """
+    out = []
+    for ev in events:
+        ticker = str(ev.get("event_ticker"))
+        strike = parse_time(ev.get("strike_date"))
+        nested = ev.get("markets") or []
+        if needs_historical_lookup(
+            None if strike is None else int(strike.timestamp()),
+            len(nested) if isinstance(nested, list) else 0,
+            cutoff.market_settled_ts,
+            stored.get(ticker),
+        ):
+            out.append(ticker)
+    return out
+
+
+def _stored_flags(engine: Engine, tickers: Iterable[str]) -> dict[str, dict[str, bool]]:
+    """Event → {market → stored is_historical}, for the events given."""
+    m = kalshi_market.c
+    out: dict[str, dict[str, bool]] = {}
+    wanted = list(tickers)
+    with engine.connect() as conn:
+        for i in range(0, len(wanted), 500):
+            stmt = select(m.event_ticker, m.market_ticker, m.is_historical).where(
+                m.event_ticker.in_(wanted[i : i + 500])
+            )
+            for r in conn.execute(stmt):
+                out.setdefault(r.event_ticker, {})[r.market_ticker] = bool(r.is_historical)
+    return out
+
+
+async def _fetch(
+    client: KalshiClient, engine: Engine, config: ExtractConfig
+) -> tuple[list[Mapping[str, Any]], dict[str, list[Mapping[str, Any]]], Cutoff]:
+    """The live events (nested markets), the cutoff, then the historical markets they lack.
+
+    The order matters when the cutoff moves during the sync: a market listed live first
+    and moved afterwards is found by the historical lookup too, never by neither.
+    """
+    events = await fetch_series_events(client, config.series)
+    # Read after the listing: a cutoff that moves in between only adds lookups.
+    cutoff = await read_cutoff(client)
+    try:
+        flags = _stored_flags(engine, [str(e.get("event_ticker")) for e in events])
+    except SQLAlchemyError as e:
+        raise translate_db_error(e, config.db_url, "reading stored markets") from None
+    historical: dict[str, list[Mapping[str, Any]]] = {}
+    for ticker in events_to_look_up(events, cutoff, flags):
+        validate_event_ticker(ticker)
+        markets = await fetch_historical_markets(client, ticker)
+        if markets:
+            historical[ticker] = markets
+    return events, historical, cutoff
 
 
 async def sync_events(
@@ -259,10 +350,10 @@ async def sync_events(
     try:
         if client is None:
             async with KalshiClient(config.api, concurrency=1) as own:
-                events = await fetch_series_events(own, config.series)
+                events, historical, cutoff = await _fetch(own, engine, config)
                 requests = own.stats.requests
         else:
-            events = await fetch_series_events(client, config.series)
+            events, historical, cutoff = await _fetch(client, engine, config)
             requests = client.stats.requests
         if not events:
             raise InputError(f"no events for series {config.series}")
@@ -270,30 +361,38 @@ async def sync_events(
         tickers = [str(e.get("event_ticker")) for e in events]
         try:
             stored = _stored_windows(engine, tickers)
-            event_rows, market_rows = build_rows(events, config, stored, now)
+            event_rows, market_rows = build_rows(events, config, stored, now, historical)
+            live_rows = [r for r in market_rows if not r["is_historical"]]
             with engine.begin() as conn:
+                # Before the upsert, so it sees the flags the previous sync stored.
+                moved = _mark_historical(conn, event_rows, live_rows, now)
                 for i in range(0, len(event_rows), 500):
                     upsert(conn, kalshi_event, event_rows[i : i + 500])
                 for i in range(0, len(market_rows), 500):
                     upsert(conn, kalshi_market, market_rows[i : i + 500])
-                moved = _mark_historical(conn, event_rows, market_rows, now)
         except SQLAlchemyError as e:
             raise translate_db_error(e, config.db_url, "storing events") from None
         if moved:
             log.warning(
                 "%s: %d stored markets are no longer nested in their live events (historical "
-                "tier): marked is_historical, the event candle route does not serve them",
+                "tier): marked is_historical, their candles come from the historical route",
                 config.series,
                 moved,
             )
+        n_hist = len(market_rows) - len(live_rows)
         log.info(
-            "%s: synced %d events and %d markets (%d requests)",
+            "%s: synced %d events and %d markets (%d live, %d historical; cutoff %s; %d requests)",
             config.series,
             len(event_rows),
             len(market_rows),
+            len(live_rows),
+            n_hist,
+            cutoff,
             requests,
         )
-        return EventsSummary(config.series, len(event_rows), len(market_rows), requests)
+        return EventsSummary(
+            config.series, len(event_rows), len(market_rows), requests, n_hist, str(cutoff)
+        )
     finally:
         if own_engine:
             engine.dispose()

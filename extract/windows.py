@@ -33,6 +33,10 @@ class MarketTimes:
     market_ticker: str
     open_ts: int | None
     close_ts: int | None
+    settlement_ts: int | None = None
+    """When it settled (None while unsettled or unknown): routes it live or historical."""
+    is_historical: bool = False
+    """The sync saw it on the historical tier (``kalshi_market.is_historical``)."""
 
 
 @dataclass(frozen=True)
