@@ -20,6 +20,7 @@ import click
 from extract.candles import run_candles
 from extract.config import (
     DEFAULT_API_BASE,
+    DEFAULT_LEASE_SECONDS,
     TIERS,
     ApiConfig,
     AsOfPolicy,
@@ -40,6 +41,7 @@ from schemas.cli import (
 from schemas.db import make_engine
 from schemas.errors import ConfigError
 from schemas.tables import WindowPolicy
+from schemas.workers import default_worker_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,13 +57,18 @@ def api_options(f: F) -> F:
             help="Kalshi API base URL (up to /trade-api/v2).",
         ),
         click.option(
-            "--rps", type=float, default=None, help="Requests per second (overrides --tier)."
+            "--rps",
+            type=float,
+            default=None,
+            help="Requests per second of the API key, split among live extractors "
+            "(overrides --tier).",
         ),
         click.option(
             "--tier",
             type=click.Choice(list(TIERS), case_sensitive=False),
             default=None,
-            help="Kalshi API tier to pace reads by (default: 10 req/s unsigned, basic signed).",
+            help="Kalshi API tier of the key to pace reads by "
+            "(default: 10 req/s unsigned, basic signed).",
         ),
         click.option(
             "--timeout", type=float, default=30.0, show_default=True, help="Seconds per request."
@@ -190,6 +197,34 @@ def events(
     run_command(body)
 
 
+def worker_options(f: F) -> F:
+    """``--worker-id``, ``--lease-seconds``, ``--no-shared-budget`` (see extract.workers)."""
+    options = [
+        click.option(
+            "--worker-id",
+            envvar="KALSHI_WORKER_ID",
+            default=None,
+            help="This process in window leases and status (default: hostname:pid).",
+        ),
+        click.option(
+            "--lease-seconds",
+            type=float,
+            default=DEFAULT_LEASE_SECONDS,
+            show_default=True,
+            help="A dead worker's window is taken over this long after its last renewal.",
+        ),
+        click.option(
+            "--no-shared-budget",
+            is_flag=True,
+            help="--rps/--tier is this process's own rate, not the key's budget split "
+            "among the live extractors.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @main.command()
 @click.option("--series", required=True, help="Series ticker, e.g. KXHIGHNY.")
 @click.option("--event", default=None, help="Only this event ticker.")
@@ -216,6 +251,7 @@ def events(
 @db_option
 @archive_option
 @api_options
+@worker_options
 @verbosity_options
 def candles(
     series: str,
@@ -234,10 +270,18 @@ def candles(
     timeout: float,
     max_retries: int,
     backoff_base: float,
+    worker_id: str | None,
+    lease_seconds: float,
+    no_shared_budget: bool,
     verbose: int,
     quiet: bool,
 ) -> None:
-    """Archive the candlestick pages of a series' event windows."""
+    """Archive the candlestick pages of a series' event windows.
+
+    Several processes (on one host or several sharing the database and the archive) can
+    run this at once: each window is leased to one of them, and --rps/--tier is the API
+    key's budget, split evenly among the live extractors.
+    """
     setup_logging(verbose, quiet)
 
     def body() -> int:
@@ -253,6 +297,9 @@ def candles(
             db_url=db_url,
             archive_dir=archive_dir,
             api=build_api(api_base, rps, tier, timeout, max_retries, backoff_base),
+            worker_id=worker_id or default_worker_id(),
+            lease_seconds=lease_seconds,
+            shared_budget=not no_shared_budget,
         )
         summary = asyncio.run(run_candles(config))
         for line in summary.plan or summary.lines():

@@ -20,6 +20,7 @@ from schemas.db import DEFAULT_DATABASE_URL
 from schemas.errors import ConfigError, InputError
 from schemas.tables import WindowPolicy
 from schemas.tickers import validate_event_ticker, validate_series_ticker
+from schemas.workers import default_worker_id
 
 DEFAULT_API_BASE = "https://api.elections.kalshi.com/trade-api/v2"
 
@@ -209,6 +210,20 @@ class ApiConfig:
         return urlsplit(self.base_url).path.rstrip("/")
 
 
+# --- several workers ------------------------------------------------------------------
+
+DEFAULT_LEASE_SECONDS = 120.0
+MAX_WORKER_ID_CHARS = 128  # kalshi_backfill_checkpoint.lease_owner, kalshi_worker.worker_id
+
+
+def validate_worker(worker_id: str, lease_seconds: float) -> None:
+    """Refuse a worker id the tables cannot hold, or a lease too short to renew in time."""
+    if not worker_id or len(worker_id) > MAX_WORKER_ID_CHARS or not worker_id.isprintable():
+        raise InputError(f"--worker-id must be 1 to {MAX_WORKER_ID_CHARS} printable characters")
+    if not lease_seconds >= 1:
+        raise InputError(f"--lease-seconds must be at least 1, got {lease_seconds:g}")
+
+
 # --- the stage --------------------------------------------------------------------------
 
 
@@ -244,9 +259,19 @@ class ExtractConfig:
     """IANA zone overriding :data:`SERIES_TIMEZONES` for this series."""
     now: datetime | None = None
     """The present, for tests against a simulated clock; None = the wall clock."""
+    worker_id: str = field(default_factory=default_worker_id)
+    """This process in window leases and ``kalshi_worker`` (default ``hostname:pid``)."""
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    """A claimed window stays ours this long without renewal: a killed worker's window
+    is taken over by another once it passes. Renewed after every page and every
+    heartbeat, so it only needs to exceed the longest stall (a request with its retries)."""
+    shared_budget: bool = True
+    """``api.rate`` is the budget of the API KEY, split evenly among the live extractors
+    (``kalshi_worker``). False: it is this process's own rate (split it by hand)."""
 
     def __post_init__(self) -> None:
         validate_series_ticker(self.series)
+        validate_worker(self.worker_id, self.lease_seconds)
         if self.event is not None:
             validate_event_ticker(self.event)
             if not self.event.startswith(self.series + "-"):

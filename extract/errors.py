@@ -38,6 +38,13 @@ class NoProgressError(BadPageError):
     """``adjusted_end_ts`` did not move past the page's ``start_ts``: following it would loop."""
 
 
+# --- several workers on one backfill ---
+
+
+class LeaseLostError(KalshiBackfillError):
+    """Another worker took this window's lease (ours expired during a stall): stop it."""
+
+
 # --- the stage as a whole ---
 
 

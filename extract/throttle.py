@@ -37,8 +37,10 @@ class Throttle:
         self.rate = float(rate)
         self.burst_seconds = burst_seconds
         self.floor_rate = max(0.1, rate * floor_fraction)
+        self._floor_fraction = floor_fraction
         self._cut_cooldown = cut_cooldown_s
         self._recovery_interval = recovery_interval_s
+        self._recovery_step_fraction = recovery_step
         self._recovery_step = recovery_step * rate
         self._clock = clock
         self._sleep = sleep
@@ -97,3 +99,23 @@ class Throttle:
             self._refill()
             self.rate = min(self.nominal_rate, self.rate + self._recovery_step)
             self._last_change = now
+
+    def set_nominal_rate(self, rate: float) -> None:
+        """Change the target rate (the process's share of a key shared by several).
+
+        A rate currently cut by 429s keeps its proportion of the nominal one, so a share
+        change neither undoes a backoff nor waits for it: 20/s cut to 10/s becomes 5/s
+        when the share drops to 10/s. The bucket shrinks with the rate at once, so a
+        smaller share is never exceeded by tokens saved under the larger one.
+        """
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        if rate == self.nominal_rate:
+            return
+        self._refill()
+        self.rate = min(rate, self.rate * rate / self.nominal_rate)
+        self.nominal_rate = float(rate)
+        self.floor_rate = max(0.1, rate * self._floor_fraction)
+        self.rate = max(self.rate, self.floor_rate)
+        self._recovery_step = self._recovery_step_fraction * rate
+        self._tokens = min(self._tokens, self.capacity)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, or_, select, update
 
 from schemas.archive import WindowKey
 from schemas.db import upsert
@@ -50,6 +50,8 @@ class Checkpoint:
     lease_owner: str | None
     lease_expires_utc: datetime | None
     updated_at_utc: datetime
+    lease_claimed_utc: datetime | None = None
+    """When ``lease_owner`` took the lease (renewals keep it): the window is held since."""
 
 
 _WINDOW_COLUMNS = (
@@ -116,6 +118,7 @@ def _from_row(r: Any) -> Checkpoint:
         lease_owner=r.lease_owner,
         lease_expires_utc=r.lease_expires_utc,
         updated_at_utc=r.updated_at_utc,
+        lease_claimed_utc=r.lease_claimed_utc,
     )
 
 
@@ -203,9 +206,19 @@ def claim_window(
 ) -> bool:
     """Take (or renew) the window's lease for ``owner``; False if another live worker has it.
 
-    The row must exist (:func:`ensure_checkpoint`).
+    The row must exist (:func:`ensure_checkpoint`). ``lease_claimed_utc`` is set when the
+    lease changes hands and kept by renewals, so status can say since when it is held.
     """
     now = now or datetime.now(UTC)
+    # lease_claimed_utc is assigned FIRST: MySQL evaluates SET left to right (later
+    # assignments see new values), SQLite on the old row; first, both read the old owner.
+    claimed_since = case(
+        (
+            and_(_cp.c.lease_owner == owner, _cp.c.lease_claimed_utc.is_not(None)),
+            _cp.c.lease_claimed_utc,
+        ),
+        else_=bindparam(None, now, type_=_cp.c.lease_claimed_utc.type),
+    )
     result = conn.execute(
         update(_cp)
         .where(_where(key))
@@ -217,7 +230,38 @@ def claim_window(
                 _cp.c.lease_expires_utc < now,
             )
         )
-        .values(lease_owner=owner, lease_expires_utc=now + timedelta(seconds=lease_seconds))
+        .ordered_values(
+            (_cp.c.lease_claimed_utc, claimed_since),
+            (_cp.c.lease_owner, owner),
+            (_cp.c.lease_expires_utc, now + timedelta(seconds=lease_seconds)),
+        )
+    )
+    return result.rowcount == 1
+
+
+def take_over_window(
+    conn: Connection,
+    key: WindowKey,
+    owner: str,
+    from_owner: str,
+    lease_seconds: float,
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Take the lease from ``from_owner``, known dead before its lease expired.
+
+    A compare-and-swap on the owner: of several workers taking over at once, one wins.
+    """
+    now = now or datetime.now(UTC)
+    result = conn.execute(
+        update(_cp)
+        .where(_where(key))
+        .where(_cp.c.lease_owner == from_owner)
+        .values(
+            lease_owner=owner,
+            lease_claimed_utc=now,
+            lease_expires_utc=now + timedelta(seconds=lease_seconds),
+        )
     )
     return result.rowcount == 1
 
@@ -228,5 +272,5 @@ def release_window(conn: Connection, key: WindowKey, owner: str) -> None:
         update(_cp)
         .where(_where(key))
         .where(_cp.c.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_utc=None)
+        .values(lease_owner=None, lease_expires_utc=None, lease_claimed_utc=None)
     )

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -89,6 +89,7 @@ def make_engine(url: str, *, create_tables: bool = True) -> Engine:
             conn.execute(text("SELECT 1"))
             if create_tables:
                 metadata.create_all(conn)
+                add_missing_columns(conn)
     except SQLAlchemyError as e:
         engine.dispose()
         raise DatabaseError(
@@ -96,6 +97,28 @@ def make_engine(url: str, *, create_tables: bool = True) -> Engine:
             f"{redact_text(str(e.orig if hasattr(e, 'orig') and e.orig else e), password)}"
         ) from None
     return engine
+
+
+def add_missing_columns(conn: Connection) -> list[str]:
+    """Add nullable columns a newer version defined to tables an older one created.
+
+    ``create_all`` creates missing tables but never alters existing ones; new columns are
+    only ever added as nullable, so ``ALTER TABLE ... ADD COLUMN`` is all an upgrade
+    needs. Returns ``table.column`` of each column added.
+    """
+    insp = inspect(conn)
+    added: list[str] = []
+    for table in metadata.sorted_tables:
+        if not insp.has_table(table.name):
+            continue
+        present = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in present or not col.nullable:
+                continue
+            sql_type = col.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {col.name} {sql_type}")
+            added.append(f"{table.name}.{col.name}")
+    return added
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -231,6 +231,11 @@ kalshi_backfill_checkpoint = Table(
     Column("last_error", Text),
     Column("lease_owner", String(128)),
     Column("lease_expires_utc", UtcDateTime(6)),
+    Column(
+        "lease_claimed_utc",
+        UtcDateTime(6),
+        comment="when lease_owner took the lease (renewals keep it): held since",
+    ),
     Column("created_at_utc", UtcDateTime(6), nullable=False),
     Column("updated_at_utc", UtcDateTime(6), nullable=False),
     Column("extracted_at_utc", UtcDateTime(6)),
@@ -255,4 +260,21 @@ kalshi_window_stats = Table(
         comment="candles whose yes bid or yes ask OHLC is null",
     ),
     Column("computed_at_utc", UtcDateTime(6), nullable=False),
+)
+
+# Processes working on one backfill: extractors split the API key's budget among the
+# live ones (heartbeat not expired); ``load status`` lists them.
+kalshi_worker = Table(
+    "kalshi_worker",
+    metadata,
+    Column("worker_id", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False, comment="extract or load"),
+    Column("started_at_utc", UtcDateTime(6), nullable=False),
+    Column("heartbeat_utc", UtcDateTime(6), nullable=False),
+    Column(
+        "expires_utc",
+        UtcDateTime(6),
+        nullable=False,
+        comment="counted as live until then (a few missed heartbeats after the last one)",
+    ),
 )

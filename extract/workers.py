@@ -1,0 +1,234 @@
+"""Several extractors on one backfill: window leases and one shared API budget.
+
+Coordination goes through the database the backfill already uses, with no coordinator
+process of our own:
+
+- **Leases.** Before a window is touched, :meth:`Coordinator.claim` creates its checkpoint
+  row if needed and takes the lease with ONE conditional UPDATE that matches only an
+  unclaimed row, an expired lease or our own (:func:`schemas.checkpoints.claim_window`).
+  Exactly one worker wins; the others skip the window this run ("held by W until T").
+  The lease is renewed after every page and at every heartbeat and released when the
+  window ends, so it expires only when its worker died or stalled: then the next worker
+  to reach the window takes it over and resumes from the pages already archived. A
+  holder that is a dead process of this very host (default ``hostname:pid`` ids) is
+  taken over at once, so rerunning a killed command never waits for its old leases.
+- **One API budget.** Every extractor registers in ``kalshi_worker`` and heartbeats; its
+  throttle runs at the key's budget divided by the number of live extractors, updated at
+  every beat. N processes started with the same ``--rps``/``--tier`` (the KEY's budget)
+  therefore stay under it together, and speed up when some finish. Between a start and
+  the first beat that sees the others, the 429 backoff absorbs any overshoot.
+
+The database calls are short single statements run on the event loop's thread, like
+the checkpoint saves of :mod:`extract.candles`; :func:`budget_share` and
+:func:`heartbeat_interval` are pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from extract.errors import LeaseLostError
+from extract.throttle import Throttle
+from schemas.archive import WindowKey
+from schemas.checkpoints import (
+    claim_window,
+    ensure_checkpoint,
+    get_checkpoint,
+    release_window,
+    take_over_window,
+)
+from schemas.db import translate_db_error
+from schemas.errors import DatabaseError
+from schemas.workers import (
+    KIND_EXTRACT,
+    count_live,
+    heartbeat,
+    local_process_gone,
+    prune_workers,
+    unregister,
+)
+
+log = logging.getLogger(__name__)
+
+#: Longest pause between two heartbeats (shorter leases beat more often).
+MAX_HEARTBEAT_S = 5.0
+#: A worker counts as live for this many heartbeat intervals after its last beat.
+LIVE_BEATS = 3
+
+
+def heartbeat_interval(lease_seconds: float) -> float:
+    """Seconds between beats: at least three renewals fit in one lease."""
+    return min(MAX_HEARTBEAT_S, lease_seconds / 3.0)
+
+
+def budget_share(key_rps: float, live_workers: int) -> float:
+    """This process's requests/s when ``live_workers`` extractors share a ``key_rps`` budget."""
+    return key_rps / max(1, live_workers)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of trying to take a window."""
+
+    ok: bool
+    """True: the window is ours until we release it (or stall past the lease)."""
+    held_by: str | None = None
+    """Not ok: the live worker holding it."""
+    until: datetime | None = None
+    """Not ok: when that worker's lease expires unless renewed."""
+    taken_over_from: str | None = None
+    """Ok: the worker whose expired lease we took (it died or stalled mid-window)."""
+
+
+class Coordinator:
+    """This extractor's leases and its share of the API budget, for one run."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        db_url: str,
+        worker_id: str,
+        lease_seconds: float,
+        *,
+        throttle: Throttle | None = None,
+        key_rps: float | None = None,
+    ) -> None:
+        """``throttle``/``key_rps``: split ``key_rps`` among live extractors; None: don't."""
+        self.engine = engine
+        self.db_url = db_url
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self.interval = heartbeat_interval(lease_seconds)
+        self.throttle = throttle
+        self.key_rps = key_rps
+        self.live_workers = 1
+        self.held: set[WindowKey] = set()
+        self.lost: set[WindowKey] = set()
+
+    def _db(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return _translated(self.db_url, what)
+
+    # --- leases ---
+
+    def claim(self, key: WindowKey, start_ts: int, end_ts: int, is_final: bool) -> Claim:
+        """Create the window's checkpoint if new and try to take its lease."""
+        with self._db(f"claiming {key}"), self.engine.begin() as conn:
+            ensure_checkpoint(
+                conn, key, window_start_ts=start_ts, window_end_ts=end_ts, is_final=is_final
+            )
+            before = get_checkpoint(conn, key)
+            ok = claim_window(conn, key, self.worker_id, self.lease_seconds)
+            after = before if ok else get_checkpoint(conn, key)
+            holder = after.lease_owner if after else None
+            if not ok and holder is not None and local_process_gone(holder):
+                # A killed process of this host: its lease would only delay a rerun.
+                ok = take_over_window(conn, key, self.worker_id, holder, self.lease_seconds)
+                before = after
+        if not ok:
+            return Claim(False, holder, after.lease_expires_utc if after else None)
+        self.held.add(key)
+        self.lost.discard(key)
+        previous = before.lease_owner if before else None
+        if previous is not None and previous != self.worker_id:
+            return Claim(True, taken_over_from=previous)
+        return Claim(True)
+
+    def renew(self, key: WindowKey) -> None:
+        """Extend our lease; LeaseLostError if another worker took the window meanwhile."""
+        if key in self.lost:
+            raise LeaseLostError(f"{key}: lease lost to another worker")
+        with self._db(f"renewing the lease of {key}"), self.engine.begin() as conn:
+            ok = claim_window(conn, key, self.worker_id, self.lease_seconds)
+        if not ok:
+            self.held.discard(key)
+            self.lost.add(key)
+            raise LeaseLostError(f"{key}: lease lost to another worker")
+
+    def release(self, key: WindowKey) -> None:
+        """Give the window back (a no-op if another worker holds it now)."""
+        self.held.discard(key)
+        self.lost.discard(key)
+        with self._db(f"releasing {key}"), self.engine.begin() as conn:
+            release_window(conn, key, self.worker_id)
+
+    # --- heartbeat and budget ---
+
+    def beat(self, now: datetime | None = None) -> None:
+        """Refresh our row, renew every held lease, and resize our share of the budget."""
+        now = now or datetime.now(UTC)
+        ttl = self.interval * LIVE_BEATS
+        with self._db("heartbeat"), self.engine.begin() as conn:
+            heartbeat(conn, self.worker_id, KIND_EXTRACT, ttl, now=now)
+            live = count_live(conn, KIND_EXTRACT, now=now)
+        for key in sorted(self.held):
+            with self._db(f"renewing the lease of {key}"), self.engine.begin() as conn:
+                ok = claim_window(conn, key, self.worker_id, self.lease_seconds, now=now)
+            if not ok:
+                log.warning("%s: lease lost to another worker (we stalled past it)", key)
+                self.held.discard(key)
+                self.lost.add(key)
+        self._share(live)
+
+    def _share(self, live: int) -> None:
+        if self.throttle is None or self.key_rps is None:
+            self.live_workers = live
+            return
+        share = budget_share(self.key_rps, live)
+        if live != self.live_workers or share != self.throttle.nominal_rate:
+            log.info(
+                "API budget %g req/s shared by %d live extractor(s): %.3g req/s here",
+                self.key_rps,
+                live,
+                share,
+            )
+        self.live_workers = live
+        self.throttle.set_nominal_rate(share)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self.beat()
+            except DatabaseError as e:
+                # The windows' own checkpoint saves fail the run if the database is gone;
+                # a missed beat only delays a share change or a renewal.
+                log.warning("heartbeat failed: %s", e)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Coordinator]:
+        """Register (and size the budget) before the first request; unregister at the end."""
+        with self._db("registering the worker"), self.engine.begin() as conn:
+            prune_workers(conn)
+        self.beat()
+        task = asyncio.create_task(self._beat_forever(), name="extract-heartbeat")
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            # Best effort: a lease or a row left behind only expires a little later.
+            with (
+                contextlib.suppress(DatabaseError),
+                self._db("unregistering the worker"),
+                self.engine.begin() as conn,
+            ):
+                for key in sorted(self.held):
+                    release_window(conn, key, self.worker_id)
+                unregister(conn, self.worker_id)
+
+
+@contextlib.contextmanager
+def _translated(db_url: str, what: str) -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as e:
+        raise translate_db_error(e, db_url, what) from None

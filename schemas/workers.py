@@ -1,0 +1,129 @@
+"""Who is working on the backfill: the ``kalshi_worker`` rows both stages keep.
+
+Each extractor and loader process registers a row and refreshes its heartbeat every few
+seconds; a row whose ``expires_utc`` passed belongs to a process that died or stopped.
+Extractors count the live extractors to split one API key's budget between them
+(:mod:`extract.workers`), and ``load status`` lists the rows. Like the leases in
+:mod:`schemas.checkpoints`, this uses only plain INSERT/UPDATE/DELETE/SELECT, so it runs
+the same on SQLite, MariaDB, MySQL and TiDB. Every function takes a Connection: the
+caller runs each in its own short transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, delete, func, select
+
+from schemas.db import upsert
+from schemas.tables import kalshi_worker
+
+_w = kalshi_worker
+KIND_EXTRACT = "extract"
+KIND_LOAD = "load"
+#: Rows of processes gone this long are deleted by the next registration.
+PRUNE_AFTER = timedelta(days=1)
+
+
+def default_worker_id() -> str:
+    """``hostname:pid``: unique among live processes of one backfill, readable in status."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def local_process_gone(
+    worker_id: str,
+    *,
+    hostname: str | None = None,
+    alive: Callable[[int], bool] | None = None,
+) -> bool:
+    """True when ``worker_id`` is a default id of THIS host whose process no longer exists.
+
+    Its leases can then be taken at once instead of after they expire, so rerunning a
+    killed command on the same host resumes right away. Any doubt answers False (another
+    host, a custom id, a live or reused pid): the lease then simply runs out.
+    """
+    host, sep, pid_text = worker_id.rpartition(":")
+    if not sep or host != (hostname or socket.gethostname()) or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid() or pid <= 1:
+        return False
+    return not (alive or _pid_alive)(pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """One registered process."""
+
+    worker_id: str
+    kind: str
+    started_at_utc: datetime
+    heartbeat_utc: datetime
+    expires_utc: datetime
+
+    def live(self, now: datetime) -> bool:
+        return self.expires_utc > now
+
+
+def heartbeat(
+    conn: Connection,
+    worker_id: str,
+    kind: str,
+    ttl_seconds: float,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Register ``worker_id`` or refresh its heartbeat; it counts as live for ``ttl_seconds``.
+
+    ``started_at_utc`` is set by the first call only, so status shows the process's age.
+    """
+    now = now or datetime.now(UTC)
+    row = {
+        "worker_id": worker_id,
+        "kind": kind,
+        "started_at_utc": now,
+        "heartbeat_utc": now,
+        "expires_utc": now + timedelta(seconds=ttl_seconds),
+    }
+    upsert(conn, _w, [row], update=["kind", "heartbeat_utc", "expires_utc"])
+
+
+def unregister(conn: Connection, worker_id: str) -> None:
+    """Remove the row at a clean exit: the others' budget shares grow at their next beat."""
+    conn.execute(delete(_w).where(_w.c.worker_id == worker_id))
+
+
+def prune_workers(conn: Connection, *, now: datetime | None = None) -> int:
+    """Delete rows of processes that died long ago (their kill left the row behind)."""
+    now = now or datetime.now(UTC)
+    return int(conn.execute(delete(_w).where(_w.c.expires_utc < now - PRUNE_AFTER)).rowcount)
+
+
+def count_live(conn: Connection, kind: str, *, now: datetime | None = None) -> int:
+    """Processes of ``kind`` whose heartbeat has not expired."""
+    now = now or datetime.now(UTC)
+    stmt = select(func.count()).select_from(_w).where(_w.c.kind == kind, _w.c.expires_utc > now)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def list_workers(conn: Connection) -> list[WorkerRow]:
+    """Every registered process (live or not), oldest first."""
+    stmt = select(_w).order_by(_w.c.started_at_utc, _w.c.worker_id)
+    return [
+        WorkerRow(r.worker_id, r.kind, r.started_at_utc, r.heartbeat_utc, r.expires_utc)
+        for r in conn.execute(stmt)
+    ]
