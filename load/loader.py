@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -139,7 +140,7 @@ def load_windows(config: LoadConfig, *, engine: Engine | None = None) -> LoadSum
     own_engine = engine is None
     eng = make_engine(config.db_url) if engine is None else engine
     summary = LoadSummary()
-    work_dir = Path(tempfile.mkdtemp(prefix="kalshi-load-"))
+    work_dir = new_work_dir()
     try:
         pending = _discover(archive, eng, config, summary)
         batches = [
@@ -163,6 +164,34 @@ def load_windows(config: LoadConfig, *, engine: Engine | None = None) -> LoadSum
             f"{summary.windows_failed} window(s) failed: " + "; ".join(summary.failures[:5])
         )
     return summary
+
+
+WORK_DIR_PREFIX = "kalshi-load-"
+
+
+def new_work_dir() -> Path:
+    """A private temporary folder for the staging CSVs (the only files LOAD DATA reads).
+
+    Its name carries the loader's pid. A loader killed by SIGKILL cannot remove its
+    folder (nor the CSV it was writing), so each run first removes the folders of
+    loaders that are no longer alive: a killed run leaves nothing behind for long.
+    """
+    root = Path(tempfile.gettempdir())
+    for stale in root.glob(f"{WORK_DIR_PREFIX}*"):
+        pid = stale.name[len(WORK_DIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{WORK_DIR_PREFIX}{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 # --- discover ---------------------------------------------------------------------------
