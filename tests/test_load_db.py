@@ -187,7 +187,10 @@ def test_extended_open_window_is_loaded_again(
     assert got == ground_truth(world, [e])
     with engine.connect() as conn:
         cp = get_checkpoint(conn, full.manifest.key)
+        times = conn.execute(select(kalshi_candle.c.retrieved_at_utc).distinct()).scalars().all()
     assert cp is not None and cp.window_end_ts == full.manifest.window_end_ts and cp.is_final
+    # Every row now carries the later retrieval: the old rows were updated, not kept.
+    assert min(times) >= T0 + timedelta(hours=3)
 
 
 def _midpoint(world: World, event_ticker: str) -> int:
