@@ -43,6 +43,7 @@ from schemas.checkpoints import (
     ensure_checkpoint,
     get_checkpoint,
     release_window,
+    renew_window,
     take_over_window,
 )
 from schemas.db import translate_db_error
@@ -146,7 +147,7 @@ class Coordinator:
         if key in self.lost:
             raise LeaseLostError(f"{key}: lease lost to another worker")
         with self._db(f"renewing the lease of {key}"), self.engine.begin() as conn:
-            ok = claim_window(conn, key, self.worker_id, self.lease_seconds)
+            ok = renew_window(conn, key, self.worker_id, self.lease_seconds)
         if not ok:
             self.held.discard(key)
             self.lost.add(key)
@@ -170,7 +171,7 @@ class Coordinator:
             live = count_live(conn, KIND_EXTRACT, now=now)
         for key in sorted(self.held):
             with self._db(f"renewing the lease of {key}"), self.engine.begin() as conn:
-                ok = claim_window(conn, key, self.worker_id, self.lease_seconds, now=now)
+                ok = renew_window(conn, key, self.worker_id, self.lease_seconds, now=now)
             if not ok:
                 log.warning("%s: lease lost to another worker (we stalled past it)", key)
                 self.held.discard(key)

@@ -28,6 +28,7 @@ from schemas.cli import (
 )
 from schemas.db import make_engine, redact_url
 from schemas.tickers import validate_series_ticker
+from schemas.workers import default_worker_id
 
 
 @click.group()
@@ -53,6 +54,19 @@ def cli() -> None:
     show_default=True,
     help="MySQL: fill the staging table by LOAD DATA LOCAL INFILE or by multi-row INSERT.",
 )
+@click.option(
+    "--worker-id",
+    envvar="KALSHI_WORKER_ID",
+    default=None,
+    help="This process in window leases and status (default: hostname:pid).",
+)
+@click.option(
+    "--lease-seconds",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="A dead loader's windows are taken over this long after its last renewal.",
+)
 @verbosity_options
 def run(
     series: str | None,
@@ -60,10 +74,16 @@ def run(
     archive_dir: str,
     batch_windows: int,
     staging: StagingMethod,
+    worker_id: str | None,
+    lease_seconds: float,
     verbose: int,
     quiet: bool,
 ) -> None:
-    """Load every completely extracted window that is not loaded yet."""
+    """Load every completely extracted window that is not loaded yet.
+
+    Several loaders (on one host or several) can run at once on the same archive and
+    database: each window is leased to one of them, the others skip it this run.
+    """
     setup_logging(verbose, quiet)
 
     def body() -> int:
@@ -73,6 +93,8 @@ def run(
             series=validate_series_ticker(series) if series else None,
             batch_windows=batch_windows,
             staging_method=staging,
+            worker_id=worker_id or default_worker_id(),
+            lease_seconds=lease_seconds,
         )
         load_windows(config)  # logs its summary line; raises when a window failed
         return 0

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from schemas.cli import DEFAULT_ARCHIVE_DIR
 from schemas.db import DEFAULT_DATABASE_URL
 from schemas.errors import ConfigError
+from schemas.workers import default_worker_id
 
 StagingMethod = Literal["load_data", "insert"]
 
@@ -33,6 +34,10 @@ class LoadConfig:
     """MySQL only: fill the staging table with LOAD DATA LOCAL (measured faster) or INSERT."""
     prefetch: bool = True
     """Read and normalize the next batch in a thread while the current one is written."""
+    worker_id: str = field(default_factory=default_worker_id)
+    """This loader in window leases and ``kalshi_worker`` (default ``hostname:pid``)."""
+    lease_seconds: float = 120.0
+    """A killed loader's windows are taken over this long after its last renewal."""
 
     def __post_init__(self) -> None:
         if self.batch_windows < 1:
@@ -43,3 +48,7 @@ class LoadConfig:
             raise ConfigError("retry_backoff_s cannot be negative")
         if self.staging_method not in ("load_data", "insert"):
             raise ConfigError(f"unknown staging method {self.staging_method!r}")
+        if not self.worker_id or len(self.worker_id) > 128 or not self.worker_id.isprintable():
+            raise ConfigError("--worker-id must be 1 to 128 printable characters")
+        if not self.lease_seconds >= 1:
+            raise ConfigError(f"--lease-seconds must be at least 1, not {self.lease_seconds:g}")

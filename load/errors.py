@@ -37,6 +37,13 @@ class RetriableDatabaseError(DatabaseError):
     """The connection was lost or the server was busy: the transaction rolled back, retry."""
 
 
+# --- several loaders: the window is another worker's now; skip it, never fail it ---
+
+
+class LeaseLostError(LoadError):
+    """Another worker took the window's lease (ours expired): its transaction rolls back."""
+
+
 # --- the run as a whole ---
 
 

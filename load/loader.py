@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,7 +41,8 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from load.config import LoadConfig
-from load.errors import CorruptPageError, LoadFailedError
+from load.errors import CorruptPageError, LeaseLostError, LoadFailedError
+from load.leases import LoadLeases, keep_leases, release_leases
 from load.normalize import RawPage, dedupe_candles, normalize_json
 from load.stats import stats_rows, window_stats
 from load.writer import write_candles
@@ -113,6 +115,8 @@ class LoadSummary:
     windows_loaded: int = 0
     windows_skipped: int = 0
     windows_failed: int = 0
+    windows_held: int = 0
+    """Windows another live worker held (a loader, or the extractor finishing them)."""
     rows: int = 0
     elapsed_s: float = 0.0
     failures: list[str] = field(default_factory=list)
@@ -126,7 +130,7 @@ class LoadSummary:
             f"load: {self.windows_loaded} windows loaded, {self.windows_skipped} skipped, "
             f"{self.windows_failed} failed; {self.rows:,} rows in {self.elapsed_s:.1f} s "
             f"({self.rows_per_s:,} rows/s)"
-        )
+        ) + (f"; {self.windows_held} held by other workers" if self.windows_held else "")
 
 
 def load_windows(config: LoadConfig, *, engine: Engine | None = None) -> LoadSummary:
@@ -147,12 +151,19 @@ def load_windows(config: LoadConfig, *, engine: Engine | None = None) -> LoadSum
             pending[i : i + config.batch_windows]
             for i in range(0, len(pending), config.batch_windows)
         ]
-        for results in _prepared(archive, batches, prefetch=config.prefetch):
-            ready = [r for r in results if isinstance(r, PreparedWindow)]
-            for failure in (r for r in results if isinstance(r, WindowFailure)):
-                _fail_window(archive, eng, config, failure, summary)
-            if ready:
-                _write_with_retries(eng, ready, work_dir, config, summary)
+        leases = LoadLeases(eng, config)
+        claim = partial(leases.claim, needs_load=needs_load)
+        try:
+            for results in _prepared(archive, batches, prefetch=config.prefetch, claim=claim):
+                ready = [r for r in results if isinstance(r, PreparedWindow)]
+                for failure in (r for r in results if isinstance(r, WindowFailure)):
+                    _fail_window(archive, eng, config, failure, summary)
+                if ready:
+                    _write_with_retries(eng, ready, work_dir, config, summary)
+                leases.done(r.manifest.key for r in results if r.manifest is not None)
+        finally:
+            leases.close()
+            summary.windows_held += leases.skipped_held
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
         if own_engine:
@@ -257,16 +268,22 @@ def _key_from_path(manifest_path: str) -> WindowKey | None:
 
 
 def _prepared(
-    archive: ArchiveStore, batches: Sequence[Sequence[tuple[str, Manifest]]], *, prefetch: bool
+    archive: ArchiveStore,
+    batches: Sequence[Sequence[tuple[str, Manifest]]],
+    *,
+    prefetch: bool,
+    claim: Callable[[Manifest], bool] = lambda _m: True,
 ) -> Iterator[list[PreparedWindow | WindowFailure]]:
     """Each batch read and normalized; with ``prefetch`` the next one is read meanwhile.
+
+    Only the windows ``claim`` grants (their lease: see ``load.leases``) are read.
 
     Reading is gunzip and Polars (both release the GIL), writing mostly waits on the
     server: overlapping them uses the second core. At most two batches are in memory.
     """
 
     def read(batch: Sequence[tuple[str, Manifest]]) -> list[PreparedWindow | WindowFailure]:
-        return [read_window(archive, rel, m) for rel, m in batch]
+        return [read_window(archive, rel, m) for rel, m in batch if claim(m)]
 
     if not prefetch or len(batches) < 2:
         for batch in batches:
@@ -346,6 +363,7 @@ def _record_failed(
                 )
             else:
                 set_status(conn, key, CheckpointStatus.FAILED, last_error=error)
+            release_leases(conn, [key], config)
     except SQLAlchemyError as e:
         raise translate_db_error(e, config.db_url, f"recording the failure of {key}") from e
 
@@ -367,7 +385,12 @@ def is_retriable(e: SQLAlchemyError) -> bool:
 def write_batch(
     conn: Connection, windows: Sequence[PreparedWindow], work_dir: Path, config: LoadConfig
 ) -> int:
-    """Rows, stats and checkpoints SUCCESS of ``windows``, in the caller's transaction."""
+    """Rows, stats and checkpoints SUCCESS of ``windows``, in the caller's transaction.
+
+    The windows' leases are renewed first and released last in that same transaction:
+    LeaseLostError (another loader took one over) rolls all of it back.
+    """
+    keep_leases(conn, [w.manifest for w in windows], config)
     frames = [w.candles for w in windows]
     frame = frames[0] if len(frames) == 1 else dedupe_candles(pl.concat(frames))
     rows = write_candles(conn, frame, work_dir=work_dir, staging=config.staging_method)
@@ -388,6 +411,7 @@ def write_batch(
             loaded_at_utc=now,
             last_error=None,
         )
+    release_leases(conn, [w.manifest.key for w in windows], config)
     crashpoint(LOAD_BEFORE_COMMIT)
     return rows
 
@@ -405,6 +429,14 @@ def _write_with_retries(
             with engine.begin() as conn:
                 rows = write_batch(conn, windows, work_dir, config)
             crashpoint(LOAD_AFTER_COMMIT)
+        except LeaseLostError as e:
+            if len(windows) > 1:  # write the others; the lost one fails again alone
+                for w in windows:
+                    _write_with_retries(engine, [w], work_dir, config, summary, sleep)
+                return
+            summary.windows_held += 1
+            log.warning("%s: the worker that took it over loads it", e)
+            return
         except SQLAlchemyError as e:
             error = translate_db_error(e, config.db_url, "loading " + _names(windows))
             if is_retriable(e) and attempt < config.db_attempts:

@@ -239,6 +239,28 @@ def claim_window(
     return result.rowcount == 1
 
 
+def renew_window(
+    conn: Connection,
+    key: WindowKey,
+    owner: str,
+    lease_seconds: float,
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Extend ``owner``'s lease; False if it no longer holds it (never takes a free window).
+
+    For renewals that may race a release (a renewal thread, a loader's commit).
+    """
+    now = now or datetime.now(UTC)
+    result = conn.execute(
+        update(_cp)
+        .where(_where(key))
+        .where(_cp.c.lease_owner == owner)
+        .values(lease_expires_utc=now + timedelta(seconds=lease_seconds))
+    )
+    return result.rowcount == 1
+
+
 def take_over_window(
     conn: Connection,
     key: WindowKey,
