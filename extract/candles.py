@@ -7,6 +7,15 @@ it, else mark the checkpoint RUNNING, resume from the chain of pages already on 
 Windows run concurrently, sharing one client and so one rate budget. A window that fails
 becomes FAILED with its reason; the others go on; the run reports it and exits non-zero.
 
+Markets are routed one by one (:mod:`extract.routing`) by the cutoff read at the start of
+the run: a market settled before it is fetched from
+``/historical/markets/{ticker}/candlesticks`` in bounded chunks (pages under
+``markets/{ticker}/``), the others from the event route. When the cutoff moves during the
+run, a live page lacks a market we expected: the cutoff is re-read and that market is
+fetched from the historical route over the whole window; a historical 404 sends a market
+back to the event route. Candles of a minute fetched on both routes are the same values:
+load keeps one.
+
 Kill the process at any moment: pages are whole or absent, the manifest exists only once
 every page does, and a rerun starts from the chain on disk, so nothing is fetched twice.
 """
@@ -16,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,9 +35,23 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from extract.client import ApiResponse, KalshiClient, RequestStats
 from extract.config import ExtractConfig
-from extract.errors import BadPageError, NoProgressError, WrongEventError
-from extract.paginator import Paginator
+from extract.errors import (
+    BadPageError,
+    HttpStatusError,
+    LeaseLostError,
+    NoProgressError,
+    WrongEventError,
+)
+from extract.historical import CutoffTracker
+from extract.paginator import PageRequest, Paginator
 from extract.progress import Progress, Snapshot
+from extract.routing import (
+    Route,
+    historical_chunks,
+    historical_requests,
+    missing_live_markets,
+    route_markets,
+)
 from extract.windows import (
     EventTimes,
     MarketTimes,
@@ -37,9 +60,11 @@ from extract.windows import (
     expected_requests,
     plan_window,
 )
-from schemas.api import check_event_candles_page
+from extract.workers import Coordinator
+from schemas.api import check_event_candles_page, check_historical_candles_page
 from schemas.archive import (
     KIND_EVENT_CANDLES,
+    KIND_HISTORICAL_MARKET_CANDLES,
     PAGE_SUFFIX,
     ArchiveStore,
     Manifest,
@@ -82,6 +107,8 @@ class PlannedWindow:
 
     key: WindowKey
     window: Window | SkipReason
+    markets: tuple[MarketTimes, ...] = ()
+    """The event's markets as stored (with settlement and tier): what routing reads."""
 
 
 def load_event_times(engine: Engine, config: ExtractConfig) -> list[EventTimes]:
@@ -100,8 +127,15 @@ def load_event_times(engine: Engine, config: ExtractConfig) -> list[EventTimes]:
         with engine.connect() as conn:
             events = conn.execute(stmt.order_by(e.event_ticker)).all()
             mstmt = (
-                select(m.event_ticker, m.market_ticker, m.open_time_utc, m.close_time_utc)
-                .where(m.series_ticker == config.series, m.is_historical.is_(False))
+                select(
+                    m.event_ticker,
+                    m.market_ticker,
+                    m.open_time_utc,
+                    m.close_time_utc,
+                    m.settlement_ts_utc,
+                    m.is_historical,
+                )
+                .where(m.series_ticker == config.series)
                 .order_by(m.market_ticker)
             )
             if config.event is not None:
@@ -113,6 +147,8 @@ def load_event_times(engine: Engine, config: ExtractConfig) -> list[EventTimes]:
                         r.market_ticker,
                         None if r.open_time_utc is None else dt_to_ts(r.open_time_utc),
                         None if r.close_time_utc is None else dt_to_ts(r.close_time_utc),
+                        None if r.settlement_ts_utc is None else dt_to_ts(r.settlement_ts_utc),
+                        bool(r.is_historical),
                     )
                 )
     except SQLAlchemyError as err:
@@ -135,6 +171,7 @@ def plan_run(events: Sequence[EventTimes], config: ExtractConfig) -> list[Planne
         PlannedWindow(
             config.window_key(ev.event_ticker),
             plan_window(ev, config.window_policy, config.period, now_ts),
+            ev.markets,
         )
         for ev in events
     ]
@@ -161,26 +198,52 @@ def select_events(engine: Engine, config: ExtractConfig) -> list[EventTimes]:
     )
 
 
-def dry_run_lines(plan: Sequence[PlannedWindow], config: ExtractConfig) -> list[str]:
-    """The plan as text: one line per event and the expected requests and time."""
+def planned_requests(p: PlannedWindow, period: int, cutoff_ts: int | None) -> tuple[int, int]:
+    """(live, historical) requests a window should take, routing by ``cutoff_ts``; pure.
+
+    Live: the event route's pages at the documented cap over the live markets; historical:
+    the chunks of each historical market over the window.
+    """
+    w = p.window
+    if isinstance(w, SkipReason):
+        return 0, 0
+    routes = route_markets(p.markets, cutoff_ts)
+    live = tuple(m for m in w.markets if routes.get(m.market_ticker, Route.LIVE) is Route.LIVE)
+    n_hist = len(w.markets) - len(live)
+    n_live = expected_requests(replace(w, markets=live), period) if live else 0
+    return n_live, historical_requests([(w.start_ts, w.end_ts)] * n_hist, period)
+
+
+def dry_run_lines(
+    plan: Sequence[PlannedWindow], config: ExtractConfig, cutoff_ts: int | None = None
+) -> list[str]:
+    """The plan as text: one line per event and the expected requests and time.
+
+    Markets are routed by their stored tier (what ``extract events`` saw) and, when given,
+    by ``cutoff_ts``; the dry run itself makes no request.
+    """
     lines: list[str] = []
-    total = 0
+    total_live = total_hist = 0
     for p in plan:
         w = p.window
         if isinstance(w, SkipReason):
             lines.append(f"{p.key.event_ticker}: skip ({w.value})")
             continue
-        n = expected_requests(w, config.period)
-        total += n
+        n_live, n_hist = planned_requests(p, config.period, cutoff_ts)
+        total_live += n_live
+        total_hist += n_hist
+        tiers = f" ({n_live} live, {n_hist} historical)" if n_hist else ""
         lines.append(
             f"{p.key.event_ticker}: {_iso(w.start_ts)} .. {_iso(w.end_ts)}"
             f"{'' if w.is_final else ' (open, not final)'}  {len(w.markets)} markets"
-            f"  ~{n} requests"
+            f"  ~{n_live + n_hist} requests{tiers}"
         )
+    total = total_live + total_hist
     rps = config.api.rate.rps
     lines.append(
         f"plan: {len(plan)} events, ~{total} candle requests at {rps:g} req/s "
-        f"≈ {total / rps:.1f}s ({config.window_policy.value}, period {config.period})"
+        f"≈ {total / rps:.1f}s ({config.window_policy.value}, period {config.period}; "
+        f"{total_live} live, {total_hist} historical)"
     )
     return lines
 
@@ -203,10 +266,26 @@ class CandlesSummary:
     no_markets: int = 0
     not_started: int = 0
     pages: int = 0
+    live_pages: int = 0
+    """Of ``pages``, those from the event route."""
+    historical_pages: int = 0
+    """Of ``pages``, those from the per-market historical route."""
+    rerouted: int = 0
+    """Markets that changed tier during the run (the cutoff moved, or a stale flag)."""
     candles: int = 0
     requests: int = 0
+    """Candle requests (the cutoff reads are counted in ``cutoff_reads``)."""
     retries: int = 0
     throttled: int = 0
+    cutoff: str = ""
+    """The historical cutoff (``market_settled_ts``) the run routed by, last read."""
+    cutoff_reads: int = 0
+    held: int = 0
+    """Windows another live worker holds (skipped this run: that worker finishes them)."""
+    taken_over: int = 0
+    """Windows whose previous worker's lease had expired (it died or stalled)."""
+    lost: int = 0
+    """Windows whose lease another worker took while we stalled (it finishes them)."""
     elapsed_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
@@ -222,10 +301,18 @@ class CandlesSummary:
             f"windows: {self.done} done, {self.skipped} skipped (already archived), "
             f"{self.failed} failed, {self.no_trade_window} without trade window, "
             f"{self.no_markets} without markets, {self.not_started} not started",
-            f"pages: {self.pages}, candles: {self.candles}, requests: {self.requests}, "
+            f"pages: {self.pages} ({self.live_pages} live, {self.historical_pages} historical), "
+            f"candles: {self.candles}, requests: {self.requests}, "
             f"retries: {self.retries}, 429s: {self.throttled}, "
             f"elapsed: {self.elapsed_s:.1f}s, {rate:.1f} req/s",
+            f"historical cutoff: {self.cutoff or 'not read'} ({self.cutoff_reads} reads), "
+            f"{self.rerouted} markets changed tier during the run",
         ]
+        if self.held or self.taken_over or self.lost:
+            out.append(
+                f"leases: {self.held} held by other workers, {self.taken_over} taken over "
+                f"from expired leases, {self.lost} lost to other workers"
+            )
         out.extend(f"FAILED {key}: {reason}" for key, reason in self.failures)
         return out
 
@@ -235,26 +322,43 @@ class CandlesSummary:
 
 @dataclass
 class _WindowState:
-    """The chain already on disk for a window, read back from the archive."""
+    """What a window has archived so far: the event chain and each market's pages."""
 
     paginator: Paginator
     candle_keys: set[tuple[str, int]]
     per_market: dict[str, int]
+    page_tickers: list[frozenset[str]] = field(default_factory=list)
+    """The markets each archived event page lists (a missing one moved to historical)."""
+    market_pages: list[str] = field(default_factory=list)
+    """Per-market (historical) page files, relative to the window folder, in fetch order."""
 
 
 def _page_file(start_ts: int) -> str:
     return f"{start_ts}{PAGE_SUFFIX}"
 
 
+def _market_page_file(market_ticker: str, start_ts: int) -> str:
+    return f"markets/{market_ticker}/{start_ts}{PAGE_SUFFIX}"
+
+
 def _count(body: dict[str, object], keys: set[tuple[str, int]], per_market: dict[str, int]) -> None:
     """Add a page's candles to the window's distinct (market, end_period_ts) set."""
     page = check_event_candles_page(body)
     for ticker, candles in zip(page["market_tickers"], page["market_candlesticks"], strict=True):
-        for c in candles:
-            k = (ticker, c["end_period_ts"])
-            if k not in keys:
-                keys.add(k)
-                per_market[ticker] = per_market.get(ticker, 0) + 1
+        _count_market(ticker, candles, keys, per_market)
+
+
+def _count_market(
+    ticker: str,
+    candles: Sequence[Any],
+    keys: set[tuple[str, int]],
+    per_market: dict[str, int],
+) -> None:
+    for c in candles:
+        k = (ticker, c["end_period_ts"])
+        if k not in keys:
+            keys.add(k)
+            per_market[ticker] = per_market.get(ticker, 0) + 1
 
 
 def _archived_body(archive: ArchiveStore, key: WindowKey, rel: str, start_ts: int) -> Any:
@@ -274,8 +378,7 @@ def read_chain(archive: ArchiveStore, key: WindowKey, window: Window) -> _Window
     again. A page that would not advance ends the chain too (it is then refetched).
     """
     pager = Paginator(window.start_ts, window.end_ts)
-    keys: set[tuple[str, int]] = set()
-    per_market: dict[str, int] = {}
+    state = _WindowState(pager, set(), {})
     while not pager.finished:
         cursor = pager.cursor
         rel = key.page_path(cursor)
@@ -291,8 +394,38 @@ def read_chain(archive: ArchiveStore, key: WindowKey, window: Window) -> _Window
             pager.advance(cursor, body["adjusted_end_ts"])
         except NoProgressError:
             break
-        _count(dict(body), keys, per_market)
-    return _WindowState(pager, keys, per_market)
+        _count(dict(body), state.candle_keys, state.per_market)
+        state.page_tickers.append(frozenset(body["market_tickers"]))
+    return state
+
+
+def archived_market_page(
+    archive: ArchiveStore, key: WindowKey, market_ticker: str, req: PageRequest
+) -> list[Any] | None:
+    """The candles of the archived historical page for ``req``, or None to fetch it.
+
+    A page that is unreadable, or was asked for another range (the window of an open
+    event grew since), is not this request's page: unreadable ones go to the quarantine.
+    """
+    rel = key.page_path(req.start_ts, market_ticker)
+    if not archive.exists(rel):
+        return None
+    want = (KIND_HISTORICAL_MARKET_CANDLES, key.event_ticker, market_ticker, key.period_interval)
+    try:
+        env = archive.read_page(rel)
+        page = check_historical_candles_page(env.body)
+    except (CorruptArchiveError, FatalApiError) as e:
+        moved = archive.move_to_quarantine(rel)
+        log.warning("%s: unusable archived page quarantined to %s (%s)", key, moved, e)
+        return None
+    got = (env.kind, env.event_ticker, env.market_ticker, env.period_interval)
+    if got != want or page["ticker"] != market_ticker:
+        moved = archive.move_to_quarantine(rel)
+        log.warning("%s: archived page for another request quarantined to %s", key, moved)
+        return None
+    if (env.start_ts, env.end_ts) != (req.start_ts, req.end_ts):
+        return None  # asked for a shorter range (an open window since grown): refetch
+    return list(page["candlesticks"])
 
 
 class _Run:
@@ -306,6 +439,7 @@ class _Run:
         client: KalshiClient,
         total: int,
         progress: Progress,
+        cutoff: CutoffTracker,
     ) -> None:
         self.config = config
         self.engine = engine
@@ -315,7 +449,10 @@ class _Run:
         self.total = total
         self.finished = 0
         self.progress = progress
+        self.cutoff = cutoff
         self.started = time.monotonic()
+        self.coord: Coordinator | None = None
+        """Leases and the budget share; set by ``_execute`` for the run's duration."""
 
     def tick(self, force: bool = False) -> None:
         self.progress.update(
@@ -359,8 +496,10 @@ class _Run:
     def already_archived(self, key: WindowKey, window: Window) -> bool:
         """True when the manifest already covers exactly this window (only load is left).
 
-        A checkpoint left RUNNING by a kill after the manifest was written is set to
-        EXTRACTED; a SUCCESS (or EXTRACTED) checkpoint of the same window stays as it is.
+        A manifest that lacks a market of the window (written before its historical
+        markets were known) does not cover it. A checkpoint left RUNNING by a kill after
+        the manifest was written is set to EXTRACTED; a SUCCESS (or EXTRACTED) checkpoint
+        of the same window stays as it is.
         """
         try:
             manifest = self.archive.manifest_for(key)
@@ -373,6 +512,8 @@ class _Run:
             manifest.window_end_ts,
             manifest.is_final,
         ) != (window.start_ts, window.end_ts, window.is_final):
+            return False
+        if {m.market_ticker for m in window.markets} - {m.market_ticker for m in manifest.markets}:
             return False
         cp = self.checkpoint(key)
         same = cp is not None and (cp.window_start_ts, cp.window_end_ts) == (
@@ -399,50 +540,222 @@ class _Run:
             )
         return True
 
-    async def window(self, key: WindowKey, window: Window) -> None:
+    async def window(
+        self, key: WindowKey, window: Window, markets: Sequence[MarketTimes] = ()
+    ) -> None:
         """Extract one window; failures become a FAILED checkpoint, never an exception."""
         stats = RequestStats()
+        if not self.claim(key, window):
+            self.finished += 1
+            self.tick()
+            return
         try:
             if self.already_archived(key, window):
                 self.summary.skipped += 1
                 log.debug("%s: already archived, skipped", key)
                 return
-            await self._extract(key, window, stats)
+            await _WindowJob(self, key, window, markets, stats).run()
             self.summary.done += 1
         except (ApiError, ArchiveError) as e:
             self.summary.failed += 1
             self.summary.failures.append((str(key), str(e)))
             log.error("%s: FAILED: %s", key, e)  # noqa: TRY400 (the reason is the message)
             self.save(key, window, CheckpointStatus.FAILED, last_error=str(e))
+        except LeaseLostError as e:
+            self.summary.lost += 1
+            log.warning("%s; it finishes the window", e)
         finally:
+            if self.coord is not None:
+                self.coord.release(key)
             self.finished += 1
             self.tick()
 
-    async def _extract(self, key: WindowKey, window: Window, stats: RequestStats) -> None:
-        previous = self.checkpoint(key)
-        base_requests = previous.requests if previous else 0
-        base_retries = previous.retries if previous else 0
-        removed = self.archive.remove_stray_temp_files(key.dir)
+    def claim(self, key: WindowKey, window: Window) -> bool:
+        """Take the window's lease; False (logged, counted) when another worker holds it."""
+        if self.coord is None:
+            return True
+        claim = self.coord.claim(key, window.start_ts, window.end_ts, window.is_final)
+        if not claim.ok:
+            self.summary.held += 1
+            until = claim.until.isoformat() if claim.until else "?"
+            log.info("%s: held by %s until %s, skipped", key, claim.held_by, until)
+        elif claim.taken_over_from is not None:
+            self.summary.taken_over += 1
+            log.warning("%s: taken over from %s (its lease expired)", key, claim.taken_over_from)
+        return claim.ok
+
+
+class _WindowJob:
+    """One window's extraction: historical markets page by page, then the event chain.
+
+    Each market has one route at a time and may switch once: live → historical when a
+    live page lacks it (the cutoff moved past it), historical → live when the historical
+    route answers 404 (it is still live). A second switch would mean neither tier has
+    it: the market keeps what it got and a warning says so.
+    """
+
+    def __init__(
+        self,
+        run: _Run,
+        key: WindowKey,
+        window: Window,
+        markets: Sequence[MarketTimes],
+        stats: RequestStats,
+    ) -> None:
+        self.run_ = run
+        self.key = key
+        self.window = window
+        self.stats = stats
+        self.markets = markets
+        self.routes: dict[str, Route] = {}
+        self.switched: set[str] = set()
+        self.state = _WindowState(Paginator(window.start_ts, window.end_ts), set(), {})
+        previous = run.checkpoint(key)
+        self.base_requests = previous.requests if previous else 0
+        self.base_retries = previous.retries if previous else 0
+        self.fetched_live = 0
+        self.fetched_hist = 0
+
+    # --- progress ----------------------------------------------------------------------
+
+    def _pages(self) -> int:
+        return len(self.state.paginator.chain) + len(self.state.market_pages)
+
+    def _save(self, status: CheckpointStatus, **fields: object) -> None:
+        self.run_.save(
+            self.key,
+            self.window,
+            status,
+            resume_cursor_ts=self.state.paginator.cursor,
+            pages_archived=self._pages(),
+            requests=self.base_requests + self.stats.requests,
+            retries=self.base_retries + self.stats.retries,
+            candles_archived=len(self.state.candle_keys),
+            **fields,
+        )
+
+    def _page_done(self, historical: bool) -> None:
+        summary = self.run_.summary
+        summary.pages += 1
+        if historical:
+            summary.historical_pages += 1
+            self.fetched_hist += 1
+        else:
+            summary.live_pages += 1
+            self.fetched_live += 1
+        self._save(CheckpointStatus.RUNNING)
+        if self.run_.coord is not None:
+            self.run_.coord.renew(self.key)  # LeaseLostError if another worker took it
+        crashpoint(EXTRACT_BETWEEN_PAGES)
+        self.run_.tick()
+
+    def _reroute(self, ticker: str, route: Route, why: str) -> bool:
+        """Switch ``ticker`` to ``route``; False if it already switched once."""
+        if ticker in self.switched:
+            log.warning(
+                "%s: %s %s, and it already changed tier once: keeping what was archived",
+                self.key,
+                ticker,
+                why,
+            )
+            return False
+        log.info("%s: %s %s: now fetched from the %s route", self.key, ticker, why, route.value)
+        self.switched.add(ticker)
+        self.routes[ticker] = route
+        self.run_.summary.rerouted += 1
+        return True
+
+    def _live(self) -> set[str]:
+        return {t for t, r in self.routes.items() if r is Route.LIVE}
+
+    # --- the window --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        key, window, run = self.key, self.window, self.run_
+        cutoff = await run.cutoff.ensure()
+        routes = route_markets(self.markets, cutoff.market_settled_ts)
+        self.routes = {
+            m.market_ticker: routes.get(m.market_ticker, Route.LIVE) for m in window.markets
+        }
+        removed = run.archive.remove_stray_temp_files(key.dir)
         if removed:
             log.info("%s: removed %d temporary files left by a killed run", key, removed)
-        state = read_chain(self.archive, key, window)
-        pager = state.paginator
+        self.state = read_chain(run.archive, key, window)
         crashpoint(EXTRACT_BEFORE_RUNNING)
-        self.save(
-            key,
-            window,
-            CheckpointStatus.RUNNING,
-            resume_cursor_ts=pager.cursor,
-            pages_archived=len(pager.chain),
-            candles_archived=len(state.candle_keys),
+        self._save(CheckpointStatus.RUNNING, last_error=None)
+        crashpoint(EXTRACT_AFTER_RUNNING)
+        resumed = self._pages()
+
+        hist = sorted(t for t, r in self.routes.items() if r is Route.HISTORICAL)
+        for ticker in hist:
+            if not await self._market(ticker):
+                self._reroute(ticker, Route.LIVE, "is not on the historical tier (404)")
+        moved: set[str] = set()
+        if self._live():
+            # Archived pages count too: a resumed chain may already lack a market.
+            for tickers in self.state.page_tickers:
+                moved |= missing_live_markets(self._live(), tickers)
+            moved |= await self._event_chain(moved)
+        for ticker in sorted(moved):
+            if self.routes[ticker] is not Route.LIVE:
+                continue
+            why = "is missing from the live event pages"
+            if self._reroute(ticker, Route.HISTORICAL, why) and not await self._market(ticker):
+                log.warning(
+                    "%s: %s is on neither tier (absent from live pages, historical 404): "
+                    "its window may be incomplete",
+                    key,
+                    ticker,
+                )
+                self.routes[ticker] = Route.LIVE
+
+        pages = tuple(_page_file(start) for start, _ in self.state.paginator.chain)
+        manifest = Manifest(
+            key=key,
+            window_start_ts=window.start_ts,
+            window_end_ts=window.end_ts,
+            is_final=window.is_final,
+            markets=tuple(
+                replace(m, route=self.routes[m.market_ticker].value) for m in window.markets
+            ),
+            pages=pages + tuple(self.state.market_pages),
+        )
+        crashpoint(EXTRACT_BEFORE_MANIFEST)
+        run.archive.write_manifest(manifest)
+        crashpoint(EXTRACT_BEFORE_EXTRACTED)
+        self._save(
+            CheckpointStatus.EXTRACTED,
+            extracted_at_utc=manifest.completed_at_utc,
             last_error=None,
         )
-        crashpoint(EXTRACT_AFTER_RUNNING)
-        resumed = len(pager.chain)
+        crashpoint(EXTRACT_AFTER_EXTRACTED)
+        run.summary.candles += len(self.state.candle_keys)
+        n_hist = sum(r is Route.HISTORICAL for r in self.routes.values())
+        per_market = ", ".join(f"{t}={n}" for t, n in sorted(self.state.per_market.items()))
+        log.info(
+            "%s: %d markets (%d live, %d historical) with candles (%s); %d pages (%d live, "
+            "%d historical; %d resumed), %d requests, %d retries%s",
+            key,
+            len(self.state.per_market),
+            len(self.routes) - n_hist,
+            n_hist,
+            per_market or "no candles",
+            self._pages(),
+            len(self.state.paginator.chain),
+            len(self.state.market_pages),
+            resumed,
+            self.stats.requests,
+            self.stats.retries,
+            "" if window.is_final else " (open: not final)",
+        )
+
+    async def _event_chain(self, moved: set[str]) -> set[str]:
+        """Page the event route to the window end; returns the live markets it lacked."""
+        key, run, pager = self.key, self.run_, self.state.paginator
         series, event, period = key.series_ticker, key.event_ticker, key.period_interval
         path = f"/series/{series}/events/{event}/candlesticks"
         prefix = event + "-"
-
+        missing: set[str] = set()
         while (req := pager.next_request()) is not None:
             params = {"start_ts": req.start_ts, "end_ts": req.end_ts, "period_interval": period}
 
@@ -458,7 +771,7 @@ class _Run:
                     )
                 pager.check(start, page["adjusted_end_ts"])
 
-            resp = await self.client.get_json(path, params, check=check, scope=stats)
+            resp = await run.client.get_json(path, params, check=check, scope=self.stats)
             envelope = PageEnvelope(
                 kind=KIND_EVENT_CANDLES,
                 series_ticker=series,
@@ -473,61 +786,76 @@ class _Run:
                 body=resp.body,
             )
             crashpoint(EXTRACT_PAGE_BEFORE_WRITE)
-            self.archive.write_page(key.page_path(req.start_ts), envelope)
+            # In a thread: on object storage a write is a network round trip.
+            await asyncio.to_thread(run.archive.write_page, key.page_path(req.start_ts), envelope)
             crashpoint(EXTRACT_PAGE_AFTER_WRITE)
             pager.advance(req.start_ts, resp.body["adjusted_end_ts"])
-            _count(resp.body, state.candle_keys, state.per_market)
-            self.summary.pages += 1
-            self.save(
-                key,
-                window,
-                CheckpointStatus.RUNNING,
-                resume_cursor_ts=pager.cursor,
-                pages_archived=len(pager.chain),
-                requests=base_requests + stats.requests,
-                retries=base_retries + stats.retries,
-                candles_archived=len(state.candle_keys),
-            )
-            crashpoint(EXTRACT_BETWEEN_PAGES)
-            self.tick()
+            _count(resp.body, self.state.candle_keys, self.state.per_market)
+            lacking = missing_live_markets(self._live(), resp.body["market_tickers"])
+            if lacking - missing - moved:
+                # A live answer without a market we expected: the cutoff has probably
+                # moved past it. Re-read it, so windows not started yet route by it.
+                await run.cutoff.refresh()
+            missing |= lacking
+            self._page_done(historical=False)
+        return missing
 
-        manifest = Manifest(
-            key=key,
-            window_start_ts=window.start_ts,
-            window_end_ts=window.end_ts,
-            is_final=window.is_final,
-            markets=window.markets,
-            pages=tuple(_page_file(start) for start, _ in pager.chain),
-        )
-        crashpoint(EXTRACT_BEFORE_MANIFEST)
-        self.archive.write_manifest(manifest)
-        crashpoint(EXTRACT_BEFORE_EXTRACTED)
-        self.save(
-            key,
-            window,
-            CheckpointStatus.EXTRACTED,
-            resume_cursor_ts=pager.cursor,
-            pages_archived=len(pager.chain),
-            requests=base_requests + stats.requests,
-            retries=base_retries + stats.retries,
-            candles_archived=len(state.candle_keys),
-            extracted_at_utc=manifest.completed_at_utc,
-            last_error=None,
-        )
-        crashpoint(EXTRACT_AFTER_EXTRACTED)
-        self.summary.candles += len(state.candle_keys)
-        per_market = ", ".join(f"{t}={n}" for t, n in sorted(state.per_market.items()))
-        log.info(
-            "%s: %d markets in the response (%s); %d pages (%d resumed), %d requests, %d retries%s",
-            key,
-            len(state.per_market),
-            per_market or "no candles",
-            len(pager.chain),
-            resumed,
-            stats.requests,
-            stats.retries,
-            "" if window.is_final else " (open: not final)",
-        )
+    async def _market(self, ticker: str) -> bool:
+        """Archive a market's historical pages over the window; False on a 404 (still live).
+
+        Pages already archived for the same request are kept, so a rerun fetches only
+        what is missing.
+        """
+        key, run, window = self.key, self.run_, self.window
+        period = key.period_interval
+        path = f"/historical/markets/{ticker}/candlesticks"
+        for req in historical_chunks(window.start_ts, window.end_ts, period):
+            name = _market_page_file(ticker, req.start_ts)
+            candles = archived_market_page(run.archive, key, ticker, req)
+            if candles is not None:
+                _count_market(ticker, candles, self.state.candle_keys, self.state.per_market)
+                self.state.market_pages.append(name)
+                continue
+            params = {"start_ts": req.start_ts, "end_ts": req.end_ts, "period_interval": period}
+
+            def check(resp: ApiResponse) -> None:
+                try:
+                    page = check_historical_candles_page(resp.body)
+                except FatalApiError as e:
+                    raise BadPageError(str(e)) from e
+                if page["ticker"] != ticker:
+                    raise WrongEventError(f"historical page for {ticker} is for {page['ticker']}")
+
+            try:
+                resp = await run.client.get_json(path, params, check=check, scope=self.stats)
+            except HttpStatusError as e:
+                if e.status == 404:
+                    return False
+                raise
+            envelope = PageEnvelope(
+                kind=KIND_HISTORICAL_MARKET_CANDLES,
+                series_ticker=key.series_ticker,
+                event_ticker=key.event_ticker,
+                market_ticker=ticker,
+                period_interval=period,
+                window_policy=key.window_policy,
+                path=resp.path,
+                params=dict(params),
+                status=resp.status,
+                retrieved_at_utc=resp.retrieved_at,
+                body=resp.body,
+            )
+            crashpoint(EXTRACT_PAGE_BEFORE_WRITE)
+            await asyncio.to_thread(
+                run.archive.write_page, key.page_path(req.start_ts, ticker), envelope
+            )
+            crashpoint(EXTRACT_PAGE_AFTER_WRITE)
+            _count_market(
+                ticker, resp.body["candlesticks"], self.state.candle_keys, self.state.per_market
+            )
+            self.state.market_pages.append(name)
+            self._page_done(historical=True)
+        return True
 
 
 # --- the stage --------------------------------------------------------------------------
@@ -575,7 +903,7 @@ async def _execute(
     client: KalshiClient | None,
     progress: Progress | None,
 ) -> CandlesSummary:
-    todo = [(p.key, p.window) for p in plan if isinstance(p.window, Window)]
+    todo = [(p.key, p.window, p.markets) for p in plan if isinstance(p.window, Window)]
     skipped = [(p.key, p.window) for p in plan if isinstance(p.window, SkipReason)]
     counts = {reason: 0 for reason in SkipReason}
     for key, reason in skipped:
@@ -583,17 +911,17 @@ async def _execute(
         log.warning("%s: skipped: %s", key, reason.value)
 
     async def work(run: _Run) -> CandlesSummary:
-        queue: asyncio.Queue[tuple[WindowKey, Window]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[WindowKey, Window, tuple[MarketTimes, ...]]] = asyncio.Queue()
         for item in todo:
             queue.put_nowait(item)
 
         async def worker() -> None:
             while True:
                 try:
-                    key, window = queue.get_nowait()
+                    key, window, markets = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                await run.window(key, window)
+                await run.window(key, window, markets)
 
         try:
             async with asyncio.TaskGroup() as tg:
@@ -605,21 +933,46 @@ async def _execute(
         run.tick(force=True)
         run.progress.close()
         s = run.summary
-        s.requests = run.client.stats.requests
-        s.retries = run.client.stats.retries
+        spent = run.cutoff.stats
+        s.requests = run.client.stats.requests - spent.requests
+        s.retries = run.client.stats.retries - spent.retries
         s.throttled = run.client.stats.throttled
+        s.cutoff = str(run.cutoff.current or "")
+        s.cutoff_reads = run.cutoff.reads
         return s
 
-    progress = progress or Progress()
+    def new_run(c: KalshiClient) -> _Run:
+        return _Run(config, engine, archive, c, len(todo), shown, CutoffTracker(c))
+
+    shown = progress or Progress()
     if client is not None:
-        summary = await work(_Run(config, engine, archive, client, len(todo), progress))
+        summary = await _coordinated(config, engine, new_run(client), work)
     else:
         async with KalshiClient(config.api, concurrency=config.concurrency) as own:
-            summary = await work(_Run(config, engine, archive, own, len(todo), progress))
+            summary = await _coordinated(config, engine, new_run(own), work)
     summary.no_trade_window = counts[SkipReason.NO_TRADE_WINDOW]
     summary.no_markets = counts[SkipReason.NO_MARKETS]
     summary.not_started = counts[SkipReason.NOT_STARTED]
     return summary
+
+
+async def _coordinated(
+    config: ExtractConfig,
+    engine: Engine,
+    run: _Run,
+    work: Callable[[_Run], Awaitable[CandlesSummary]],
+) -> CandlesSummary:
+    """``work(run)`` registered, heartbeating and leasing windows (:mod:`extract.workers`)."""
+    run.coord = Coordinator(
+        engine,
+        config.db_url,
+        config.worker_id,
+        config.lease_seconds,
+        throttle=run.client.throttle if config.shared_budget else None,
+        key_rps=config.api.rate.rps,
+    )
+    async with run.coord.running():
+        return await work(run)
 
 
 def _first(group: BaseExceptionGroup[KalshiBackfillError]) -> KalshiBackfillError:
