@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +32,7 @@ from load.report import (
     inspect_event,
     series_status,
     verify_event,
+    workers,
 )
 from schemas.archive import open_archive
 from schemas.cli import (
@@ -44,6 +45,7 @@ from schemas.cli import (
 )
 from schemas.db import make_engine
 from schemas.errors import InputError
+from schemas.workers import WorkerRow
 
 F = TypeVar("F", bound=Callable[..., Any])
 FRAME_FORMATS = ("table", "csv", "json", "parquet")
@@ -275,11 +277,21 @@ def format_status(statuses: list[SeriesStatus]) -> str:
             )
         for n in s.leased:
             expires = n.lease_expires_utc.isoformat() if n.lease_expires_utc else "?"
+            since = n.lease_claimed_utc.isoformat() if n.lease_claimed_utc else "?"
             lines.append(
                 f"LEASED {n.event_ticker} p{n.period_interval} {n.window_policy} ({n.status}) "
-                f"by {n.lease_owner} until {expires}"
+                f"by {n.lease_owner} since {since} until {expires}"
             )
     return "\n".join(lines) + "\n"
+
+
+def format_workers(rows: list[WorkerRow], now: datetime) -> str:
+    """One line per registered extract/load process: live or gone, since when."""
+    return "".join(
+        f"WORKER {w.worker_id} {w.kind} {'live' if w.live(now) else 'gone'}: "
+        f"started {w.started_at_utc.isoformat()}, last heartbeat {w.heartbeat_utc.isoformat()}\n"
+        for w in rows
+    )
 
 
 @click.command("status")
@@ -295,10 +307,11 @@ def status_cmd(
     def body() -> None:
         with _engine(db_url) as engine:
             statuses = series_status(engine, series)
+            procs = workers(engine)
         text = (
             to_json([s.to_json() for s in statuses]) + "\n"
             if fmt == "json"
-            else format_status(statuses)
+            else format_status(statuses) + format_workers(procs, datetime.now(UTC))
         )
         _write(text, out)
 

@@ -43,6 +43,7 @@ from schemas.tables import (
     kalshi_window_stats,
 )
 from schemas.tickers import validate_event_ticker, validate_series_ticker
+from schemas.workers import WorkerRow, list_workers
 
 Normalizer = Callable[[Sequence[PageEnvelope]], pl.DataFrame]
 """Pages in, a frame with ``schemas.tables.CANDLE_COLUMNS`` out (the load stage's)."""
@@ -78,6 +79,8 @@ class WindowNote:
     last_error: str | None = None
     lease_owner: str | None = None
     lease_expires_utc: datetime | None = None
+    lease_claimed_utc: datetime | None = None
+    """Since when ``lease_owner`` holds the window (renewals keep it)."""
 
 
 @dataclass
@@ -132,7 +135,20 @@ def _note_json(n: WindowNote) -> dict[str, Any]:
         "lease_expires_utc": None
         if n.lease_expires_utc is None
         else n.lease_expires_utc.isoformat(),
+        "lease_claimed_utc": None
+        if n.lease_claimed_utc is None
+        else n.lease_claimed_utc.isoformat(),
     }
+
+
+def workers(engine: Engine) -> list[WorkerRow]:
+    """The extract and load processes registered on this database (live or gone)."""
+    try:
+        with engine.connect() as conn:
+            return list_workers(conn)
+    except SQLAlchemyError as e:
+        url = engine.url.render_as_string(hide_password=False)
+        raise translate_db_error(e, url, "reading workers") from e
 
 
 def series_status(engine: Engine, series_ticker: str | None = None) -> list[SeriesStatus]:
@@ -164,6 +180,7 @@ def series_status(engine: Engine, series_ticker: str | None = None) -> list[Seri
             cp.last_error,
             cp.lease_owner,
             cp.lease_expires_utc,
+            cp.lease_claimed_utc,
         )
         if cp.status is CheckpointStatus.FAILED:
             st.failed.append(note)
