@@ -20,6 +20,7 @@ before it commits, so SUCCESS can never exist without its rows.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,11 @@ from schemas.crashpoints import (
 from schemas.tables import CANDLE_COLUMNS, CANDLE_KEY_COLUMNS, kalshi_candle
 
 STAGE_TABLE = "kalshi_candle_stage"
+#: Server/client errors that mean "LOAD DATA LOCAL is disabled here" (MySQL 5.7/8,
+#: the MySQL client library, MariaDB): fall back to INSERTs.
+LOCAL_INFILE_REFUSED = frozenset({1148, 2068, 3948, 4166})
+
+log = logging.getLogger(__name__)
 
 _stage_metadata = MetaData()
 _stage = Table(
@@ -77,7 +83,7 @@ def write_candles(
     if conn.dialect.name in ("mysql", "mariadb"):
         _create_stage(conn, frame.height)
         if staging == "load_data":
-            _mysql_load_data(conn, frame, work_dir)
+            _mysql_load_data_or_insert(conn, frame, work_dir)
         else:
             _mysql_insert(conn, frame)
         crashpoint(LOAD_STAGE_FILLED)
@@ -141,6 +147,23 @@ def _as_text(frame: pl.DataFrame, time_formats: dict[str, str]) -> pl.DataFrame:
         ),
         pl.col(pl.Decimal).cast(pl.String),
     )
+
+
+def _mysql_load_data_or_insert(conn: Connection, frame: pl.DataFrame, work_dir: Path) -> None:
+    """LOAD DATA LOCAL, or multi-row INSERTs where the server or client refuses it.
+
+    MySQL 8 ships with ``local_infile`` OFF; the refusal comes before any row is read
+    and fails only that statement, so the same transaction goes on with INSERTs.
+    """
+    try:
+        _mysql_load_data(conn, frame, work_dir)
+    except DBAPIError as e:
+        code = getattr(e.orig, "args", (None,))[0]
+        if code not in LOCAL_INFILE_REFUSED:
+            raise
+        log.warning("LOAD DATA LOCAL INFILE refused (%s): staging with INSERTs instead", code)
+        conn.exec_driver_sql(f"DELETE FROM {STAGE_TABLE}")
+        _mysql_insert(conn, frame)
 
 
 def _mysql_load_data(conn: Connection, frame: pl.DataFrame, work_dir: Path) -> None:

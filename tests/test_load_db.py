@@ -307,6 +307,29 @@ def test_staging_methods_and_batch_sizes_give_the_same_table(
         eng.dispose()
 
 
+@pytest.mark.mariadb
+def test_server_refusing_load_data_local_falls_back_to_inserts(
+    mariadb_url: str, archive_dir: Path, world: World, events: list[str], caplog: Any
+) -> None:
+    """MySQL 8 ships with local_infile OFF: the load still works, through INSERTs."""
+    build_window(new_archive(archive_dir), world, events[1])
+    make_engine(mariadb_url).dispose()  # creates the tables
+    refusing = create_engine(
+        mariadb_url,
+        connect_args={
+            "local_infile": False,
+            "init_command": "SET SESSION time_zone='+00:00', sql_mode='STRICT_TRANS_TABLES'",
+        },
+    )
+    try:
+        summary = load_windows(config(mariadb_url, archive_dir), engine=refusing)
+        assert summary.windows_loaded == 1
+        assert "LOAD DATA LOCAL INFILE refused (4166)" in caplog.text
+        assert stored(refusing) == ground_truth(world, [events[1]])
+    finally:
+        refusing.dispose()
+
+
 # --- lost connections -------------------------------------------------------------------
 
 
