@@ -116,7 +116,13 @@ def add_missing_columns(conn: Connection) -> list[str]:
             if col.name in present or not col.nullable:
                 continue
             sql_type = col.type.compile(dialect=conn.dialect)
-            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {col.name} {sql_type}")
+            try:  # a failed ALTER aborts only itself on MySQL and SQLite, not the transaction
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {col.name} {sql_type}")
+            except SQLAlchemyError:
+                # Several workers upgrading at once: another one added it first.
+                if col.name not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
+                    raise
+                continue
             added.append(f"{table.name}.{col.name}")
     return added
 
