@@ -20,6 +20,8 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, inspect, select
 
 from load.cli import cli
+from load.config import LoadConfig
+from load.loader import load_windows
 from schemas.checkpoints import list_checkpoints
 from schemas.db import make_engine
 from schemas.tables import CheckpointStatus, kalshi_candle
@@ -164,12 +166,9 @@ def test_sigkill_mid_load_then_rerun_equals_an_uninterrupted_load(
             f"{len(events) - len(success)} windows loaded, {len(success)} skipped" in rerun.stderr
         )
 
-        clean = subprocess.run(
-            _load(clean_url, archive_dir), cwd=REPO, env=_env(), capture_output=True, text=True
-        )
-        assert clean.returncode == 0, clean.stderr
-        clean_engine = make_engine(clean_url)
+        clean_engine = make_engine(clean_url)  # an uninterrupted load, in-process
         try:
+            load_windows(LoadConfig(db_url=clean_url, archive_dir=archive_dir), engine=clean_engine)
             expected = full_rows(clean_engine)
         finally:
             clean_engine.dispose()
