@@ -122,7 +122,9 @@ def _create_stage(conn: Connection, rows: int) -> None:
             f"SET SESSION max_heap_table_size = {max(16 << 20, rows * _MEMORY_ROW_BYTES)}"
         )
         engine = " ENGINE=MEMORY"
-    except DBAPIError:
+    except DBAPIError as e:
+        if e.connection_invalidated:
+            raise  # the server went away: the loader retries the batch, not this engine
         engine = ""
     conn.exec_driver_sql(_mysql_stage_ddl(conn) + engine)
 
