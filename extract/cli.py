@@ -192,7 +192,10 @@ def events(
             series_tz=series_tz,
         )
         summary = asyncio.run(sync_events(config))
-        click.echo(f"{summary.series}: {summary.events} events, {summary.markets} markets synced")
+        click.echo(
+            f"{summary.series}: {summary.events} events, {summary.markets} markets synced "
+            f"({summary.historical_markets} historical; cutoff {summary.cutoff})"
+        )
 
     run_command(body)
 
