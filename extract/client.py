@@ -26,7 +26,7 @@ from extract.config import ApiConfig, Credentials
 from extract.errors import BadPageError, HttpStatusError, TransportError
 from extract.retry import RetryPolicy
 from extract.throttle import Throttle
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, FatalApiError
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,9 @@ class KalshiClient:
                 raw = await resp.read()
         except TimeoutError as e:
             raise TransportError(f"timeout after {self.api.timeout_s}s on {full}") from e
+        except aiohttp.ClientSSLError as e:
+            # A certificate that does not verify will not verify on the next try either.
+            raise FatalApiError(f"TLS certificate verification failed for {full}: {e}") from e
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise TransportError(f"{type(e).__name__} on {full}: {e}") from e
         except aiohttp.ClientError as e:
