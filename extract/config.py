@@ -154,15 +154,21 @@ def series_timezone(series: str, override: str | None = None) -> ZoneInfo:
 # --- the API connection ---------------------------------------------------------------
 
 
+def redact_api_base(url: str) -> str:
+    """``url`` with the password of any ``user:password@`` part replaced by ``***``."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
+
+
 def validate_api_base(url: str) -> str:
     """Return the base URL without a trailing slash, or raise ConfigError in one line."""
     parts = urlsplit(url.strip())
+    shown = redact_api_base(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"invalid API base URL {url!r}: expected http(s)://host/path, like {DEFAULT_API_BASE}"
+            f"invalid API base URL {shown!r}: expected http(s)://host/path, like {DEFAULT_API_BASE}"
         )
     if parts.query or parts.fragment:
-        raise ConfigError(f"invalid API base URL {url!r}: no query string or fragment")
+        raise ConfigError(f"invalid API base URL {shown!r}: no query string or fragment")
     return url.strip().rstrip("/")
 
 
