@@ -480,7 +480,7 @@ async def test_a_corrupt_archived_page_is_quarantined_and_refetched(
         )
 
 
-async def test_markets_moved_to_the_historical_tier_leave_live_windows(
+async def test_markets_moved_to_the_historical_tier_are_fetched_per_market(
     sqlite_url: str, archive_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with SimServer(sim_config()) as sim:
@@ -507,7 +507,24 @@ async def test_markets_moved_to_the_historical_tier_leave_live_windows(
 
         assert (await run_candles(cfg)).done == 1
         m = manifests(archive_dir)[SETTLED]
-        assert [x.market_ticker for x in m.markets] == [second.ticker]
-        got = archived_candles(archive_dir, m)
+        routes = {x.market_ticker: x.route for x in m.markets}
+        assert routes == {first.ticker: "historical", second.ticker: "live"}
+        live = [e for e in pages_of(archive_dir, m) if e.market_ticker is None]
+        hist = [e for e in pages_of(archive_dir, m) if e.market_ticker is not None]
+        assert {e.market_ticker for e in hist} == {first.ticker}
+        got: dict[int, Any] = {}
+        for env in live:
+            for t, cs in zip(
+                env.body["market_tickers"], env.body["market_candlesticks"], strict=True
+            ):
+                assert t == second.ticker
+                got.update({c["end_period_ts"]: c for c in cs})
         want = truth(sim, SETTLED, m.window_start_ts, m.window_end_ts)
-        assert got == {second.ticker: want[second.ticker]}
+        assert got == want[second.ticker]
+        hist_got = {c["end_period_ts"]: c for e in hist for c in e.body["candlesticks"]}
+        hist_want = orjson.loads(
+            orjson.dumps(
+                sim.world.historical_candles(first.ticker, 1, m.window_start_ts, m.window_end_ts)
+            )
+        )
+        assert hist_got == {c["end_period_ts"]: c for c in hist_want}
