@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from extract.client import ApiResponse, KalshiClient, RequestStats
@@ -84,7 +84,7 @@ from schemas.crashpoints import (
     EXTRACT_PAGE_BEFORE_WRITE,
     crashpoint,
 )
-from schemas.db import make_engine, translate_db_error
+from schemas.db import make_engine, run_transaction, translate_db_error
 from schemas.errors import (
     ApiError,
     ArchiveError,
@@ -470,17 +470,19 @@ class _Run:
     def save(
         self, key: WindowKey, window: Window, status: CheckpointStatus, **fields: object
     ) -> None:
-        try:
-            with self.engine.begin() as conn:
-                save_checkpoint(
-                    conn,
-                    key,
-                    status=status,
-                    window_start_ts=window.start_ts,
-                    window_end_ts=window.end_ts,
-                    is_final=window.is_final,
-                    **fields,
-                )
+        def write(conn: Connection) -> None:
+            save_checkpoint(
+                conn,
+                key,
+                status=status,
+                window_start_ts=window.start_ts,
+                window_end_ts=window.end_ts,
+                is_final=window.is_final,
+                **fields,
+            )
+
+        try:  # rerun after a lock conflict: other workers upsert neighbouring rows
+            run_transaction(self.engine, write)
         except SQLAlchemyError as e:
             raise translate_db_error(e, self.config.db_url, f"saving checkpoint of {key}") from None
 
@@ -590,8 +592,8 @@ class _WindowJob:
 
     Each market has one route at a time and may switch once: live → historical when a
     live page lacks it (the cutoff moved past it), historical → live when the historical
-    route answers 404 (it is still live). A second switch would mean neither tier has
-    it: the market keeps what it got and a warning says so.
+    route answers 404 (it is still live). A market that neither tier serves fails the
+    window (FAILED, non-zero exit) rather than leaving it silently incomplete.
     """
 
     def __init__(
@@ -653,7 +655,7 @@ class _WindowJob:
         """Switch ``ticker`` to ``route``; False if it already switched once."""
         if ticker in self.switched:
             log.warning(
-                "%s: %s %s, and it already changed tier once: keeping what was archived",
+                "%s: %s %s, and it already changed tier once",
                 self.key,
                 ticker,
                 why,
@@ -700,14 +702,12 @@ class _WindowJob:
             if self.routes[ticker] is not Route.LIVE:
                 continue
             why = "is missing from the live event pages"
-            if self._reroute(ticker, Route.HISTORICAL, why) and not await self._market(ticker):
-                log.warning(
-                    "%s: %s is on neither tier (absent from live pages, historical 404): "
-                    "its window may be incomplete",
-                    key,
-                    ticker,
+            if not self._reroute(ticker, Route.HISTORICAL, why) or not await self._market(ticker):
+                # Never archive a window that silently lacks a market: fail it loudly.
+                raise FatalApiError(
+                    f"{ticker} is on neither tier (absent from the live event pages, "
+                    "404 on the historical route): the window would be incomplete"
                 )
-                self.routes[ticker] = Route.LIVE
 
         pages = tuple(_page_file(start) for start, _ in self.state.paginator.chain)
         manifest = Manifest(
