@@ -404,7 +404,9 @@ async def test_frequent_429s_and_faults_still_complete(sqlite_url: str, archive_
             sim.fail_next("/candlesticks", kind)
         summary = await run_candles(cfg)
         assert (summary.done, summary.failed) == (4, 0)
-        assert summary.throttled == sim.counters.throttled > 1
+        # Every 429 the client counted was sent; one the server sent to a request the
+        # client had already given up on (0.5 s timeout) reaches no one.
+        assert 1 < summary.throttled <= sim.counters.throttled
         assert summary.requests == summary.pages + summary.retries
         assert summary.retries >= len(FAULT_KINDS)
         assert f"retries: {summary.retries}, 429s: {summary.throttled}" in summary.lines()[1]
