@@ -28,11 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from extract.errors import LeaseLostError
@@ -46,7 +47,7 @@ from schemas.checkpoints import (
     renew_window,
     take_over_window,
 )
-from schemas.db import translate_db_error
+from schemas.db import run_transaction, translate_db_error
 from schemas.errors import DatabaseError
 from schemas.workers import (
     KIND_EXTRACT,
@@ -58,6 +59,7 @@ from schemas.workers import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Longest pause between two heartbeats (shorter leases beat more often).
 MAX_HEARTBEAT_S = 5.0
@@ -114,41 +116,52 @@ class Coordinator:
         self.held: set[WindowKey] = set()
         self.lost: set[WindowKey] = set()
 
-    def _db(self, what: str) -> contextlib.AbstractContextManager[None]:
-        return _translated(self.db_url, what)
+    def _tx(self, what: str, work: Callable[[Connection], T]) -> T:
+        """``work`` in its own short transaction (rerun after a lock conflict)."""
+        try:
+            return run_transaction(self.engine, work)
+        except SQLAlchemyError as e:
+            raise translate_db_error(e, self.db_url, what) from None
 
     # --- leases ---
 
     def claim(self, key: WindowKey, start_ts: int, end_ts: int, is_final: bool) -> Claim:
         """Create the window's checkpoint if new and try to take its lease."""
-        with self._db(f"claiming {key}"), self.engine.begin() as conn:
+        me, lease = self.worker_id, self.lease_seconds
+
+        def attempt(conn: Connection) -> Claim:
             ensure_checkpoint(
                 conn, key, window_start_ts=start_ts, window_end_ts=end_ts, is_final=is_final
             )
             before = get_checkpoint(conn, key)
-            ok = claim_window(conn, key, self.worker_id, self.lease_seconds)
-            after = before if ok else get_checkpoint(conn, key)
-            holder = after.lease_owner if after else None
-            if not ok and holder is not None and local_process_gone(holder):
-                # A killed process of this host: its lease would only delay a rerun.
-                ok = take_over_window(conn, key, self.worker_id, holder, self.lease_seconds)
-                before = after
-        if not ok:
-            return Claim(False, holder, after.lease_expires_utc if after else None)
-        self.held.add(key)
-        self.lost.discard(key)
-        previous = before.lease_owner if before else None
-        if previous is not None and previous != self.worker_id:
-            return Claim(True, taken_over_from=previous)
-        return Claim(True)
+            if claim_window(conn, key, me, lease):
+                previous = before.lease_owner if before else None
+                return Claim(True, taken_over_from=previous if previous != me else None)
+            now = get_checkpoint(conn, key)
+            holder = now.lease_owner if now else None
+            # A killed process of this host: waiting for its lease would only delay a rerun.
+            if (
+                holder is not None
+                and local_process_gone(holder)
+                and take_over_window(conn, key, me, holder, lease)
+            ):
+                return Claim(True, taken_over_from=holder)
+            return Claim(False, holder, now.lease_expires_utc if now else None)
+
+        claim = self._tx(f"claiming {key}", attempt)
+        if claim.ok:
+            self.held.add(key)
+            self.lost.discard(key)
+        return claim
 
     def renew(self, key: WindowKey) -> None:
         """Extend our lease; LeaseLostError if another worker took the window meanwhile."""
         if key in self.lost:
             raise LeaseLostError(f"{key}: lease lost to another worker")
-        with self._db(f"renewing the lease of {key}"), self.engine.begin() as conn:
-            ok = renew_window(conn, key, self.worker_id, self.lease_seconds)
-        if not ok:
+        me, lease = self.worker_id, self.lease_seconds
+        if not self._tx(
+            f"renewing the lease of {key}", lambda conn: renew_window(conn, key, me, lease)
+        ):
             self.held.discard(key)
             self.lost.add(key)
             raise LeaseLostError(f"{key}: lease lost to another worker")
@@ -157,22 +170,28 @@ class Coordinator:
         """Give the window back (a no-op if another worker holds it now)."""
         self.held.discard(key)
         self.lost.discard(key)
-        with self._db(f"releasing {key}"), self.engine.begin() as conn:
-            release_window(conn, key, self.worker_id)
+        self._tx(f"releasing {key}", lambda conn: release_window(conn, key, self.worker_id))
 
     # --- heartbeat and budget ---
 
     def beat(self, now: datetime | None = None) -> None:
         """Refresh our row, renew every held lease, and resize our share of the budget."""
-        now = now or datetime.now(UTC)
+        at = now or datetime.now(UTC)
         ttl = self.interval * LIVE_BEATS
-        with self._db("heartbeat"), self.engine.begin() as conn:
-            heartbeat(conn, self.worker_id, KIND_EXTRACT, ttl, now=now)
-            live = count_live(conn, KIND_EXTRACT, now=now)
-        for key in sorted(self.held):
-            with self._db(f"renewing the lease of {key}"), self.engine.begin() as conn:
-                ok = renew_window(conn, key, self.worker_id, self.lease_seconds, now=now)
-            if not ok:
+        keys = sorted(self.held)
+
+        def attempt(conn: Connection) -> tuple[int, list[WindowKey]]:
+            heartbeat(conn, self.worker_id, KIND_EXTRACT, ttl, now=at)
+            lost = [
+                k
+                for k in keys
+                if not renew_window(conn, k, self.worker_id, self.lease_seconds, now=at)
+            ]
+            return count_live(conn, KIND_EXTRACT, now=at), lost
+
+        live, lost = self._tx("heartbeat", attempt)
+        for key in lost:
+            if key in self.held:  # not released meanwhile
                 log.warning("%s: lease lost to another worker (we stalled past it)", key)
                 self.held.discard(key)
                 self.lost.add(key)
@@ -206,8 +225,7 @@ class Coordinator:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Coordinator]:
         """Register (and size the budget) before the first request; unregister at the end."""
-        with self._db("registering the worker"), self.engine.begin() as conn:
-            prune_workers(conn)
+        self._tx("registering the worker", prune_workers)
         self.beat()
         task = asyncio.create_task(self._beat_forever(), name="extract-heartbeat")
         try:
@@ -217,19 +235,12 @@ class Coordinator:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             # Best effort: a lease or a row left behind only expires a little later.
-            with (
-                contextlib.suppress(DatabaseError),
-                self._db("unregistering the worker"),
-                self.engine.begin() as conn,
-            ):
-                for key in sorted(self.held):
+            keys = sorted(self.held)
+
+            def leave(conn: Connection) -> None:
+                for key in keys:
                     release_window(conn, key, self.worker_id)
                 unregister(conn, self.worker_id)
 
-
-@contextlib.contextmanager
-def _translated(db_url: str, what: str) -> Iterator[None]:
-    try:
-        yield
-    except SQLAlchemyError as e:
-        raise translate_db_error(e, db_url, what) from None
+            with contextlib.suppress(DatabaseError):
+                self._tx("unregistering the worker", leave)

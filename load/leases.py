@@ -36,7 +36,7 @@ from schemas.checkpoints import (
     renew_window,
     take_over_window,
 )
-from schemas.db import translate_db_error
+from schemas.db import run_transaction, translate_db_error
 from schemas.errors import DatabaseError
 from schemas.tables import CheckpointStatus
 from schemas.workers import KIND_LOAD, heartbeat, local_process_gone, unregister
@@ -102,30 +102,39 @@ class LoadLeases:
         self, manifest: Manifest, needs_load: Callable[[Manifest, Checkpoint | None], bool]
     ) -> bool:
         """Take the window if no live worker holds it and it still needs loading."""
-        key, me = manifest.key, self.config.worker_id
+        key, me, lease = manifest.key, self.config.worker_id, self.config.lease_seconds
+
+        def attempt(conn: Connection) -> tuple[bool, Checkpoint | None, str | None]:
+            _ensure(conn, manifest)
+            ok = claim_window(conn, key, me, lease)
+            cp = get_checkpoint(conn, key)
+            holder = cp.lease_owner if cp else None
+            if not ok and holder is not None and local_process_gone(holder):
+                ok = take_over_window(conn, key, me, holder, lease)  # a dead process here
+                taken = holder if ok else None
+            else:
+                taken = None
+            if ok and not needs_load(manifest, cp):
+                release_window(conn, key, me)  # another loader finished it meanwhile
+                return False, cp, None
+            return ok, cp, taken if ok else holder
+
         try:
-            with self.engine.begin() as conn:
-                _ensure(conn, manifest)
-                ok = claim_window(conn, key, me, self.config.lease_seconds)
-                cp = get_checkpoint(conn, key)
-                holder = cp.lease_owner if cp else None
-                if not ok and holder is not None and local_process_gone(holder):
-                    ok = take_over_window(conn, key, me, holder, self.config.lease_seconds)
-                    log.warning("%s: taken over from %s (a dead process here)", key, holder)
-                if ok and not needs_load(manifest, cp):
-                    release_window(conn, key, me)  # another loader finished it meanwhile
-                    return False
+            ok, cp, other = run_transaction(self.engine, attempt)
         except SQLAlchemyError as e:
             raise self._db(e, f"claiming {key}") from None
-        if not ok:
+        if ok:
+            if other is not None:
+                log.warning("%s: taken over from %s (a dead process here)", key, other)
+            with self._lock:
+                self.held.add(key)
+            return True
+        if other is not None:
             with self._lock:
                 self.skipped_held += 1
             until = cp.lease_expires_utc.isoformat() if cp and cp.lease_expires_utc else "?"
-            log.info("%s: held by %s until %s, skipped", key, holder, until)
-            return False
-        with self._lock:
-            self.held.add(key)
-        return True
+            log.info("%s: held by %s until %s, skipped", key, other, until)
+        return False
 
     def done(self, keys: Iterable[WindowKey]) -> None:
         """Forget windows whose lease a transaction released (or another worker took)."""
@@ -136,13 +145,16 @@ class LoadLeases:
         now = datetime.now(UTC)
         with self._lock:
             keys = sorted(self.held)
+        me, lease = self.config.worker_id, self.config.lease_seconds
+        ttl = self.interval * LIVE_BEATS
+
+        def attempt(conn: Connection) -> None:
+            heartbeat(conn, me, KIND_LOAD, ttl, now=now)
+            for key in keys:
+                renew_window(conn, key, me, lease)
+
         try:
-            with self.engine.begin() as conn:
-                heartbeat(
-                    conn, self.config.worker_id, KIND_LOAD, self.interval * LIVE_BEATS, now=now
-                )
-                for key in keys:
-                    renew_window(conn, key, self.config.worker_id, self.config.lease_seconds)
+            run_transaction(self.engine, attempt)
         except SQLAlchemyError as e:
             raise self._db(e, "renewing leases") from None
 
@@ -162,9 +174,12 @@ class LoadLeases:
         with self._lock:
             keys = sorted(self.held)
             self.held.clear()
+
+        def leave(conn: Connection) -> None:
+            release_leases(conn, keys, self.config)
+            unregister(conn, self.config.worker_id)
+
         try:
-            with self.engine.begin() as conn:
-                release_leases(conn, keys, self.config)
-                unregister(conn, self.config.worker_id)
+            run_transaction(self.engine, leave)
         except SQLAlchemyError as e:
             log.warning("%s (the leases expire by themselves)", self._db(e, "releasing leases"))

@@ -7,16 +7,18 @@ wrong password or an unreachable server gives one clear line and never leaks sec
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from schemas.errors import ConfigError, DatabaseError
 from schemas.tables import metadata
@@ -144,6 +146,47 @@ def translate_db_error(e: SQLAlchemyError, url: str, what: str) -> DatabaseError
         f"{what} failed on {redact_url(url)}: "
         f"{redact_text(str(orig), password if isinstance(password, str) else None)}"
     )
+
+
+#: Lock conflicts after which the same transaction can simply run again: InnoDB's
+#: deadlock victim (1213) and lock wait timeout (1205), TiDB's write conflict (9007).
+LOCK_CONFLICT_CODES = frozenset({1205, 1213, 9007})
+
+T = TypeVar("T")
+
+
+def is_lock_conflict(e: SQLAlchemyError) -> bool:
+    """True when the statement lost a lock race, so rerunning its transaction is safe."""
+    orig: Any = getattr(e, "orig", None)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in LOCK_CONFLICT_CODES
+    return "database is locked" in str(orig or e)  # SQLite, past its busy timeout
+
+
+def run_transaction(
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    attempts: int = 8,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``work(conn)`` in its own transaction, rerun after a lock conflict.
+
+    Several workers upserting neighbouring checkpoint rows at once can deadlock on
+    InnoDB's gap locks even though each touches only its own row: the server rolls one
+    back, and running it again is the documented answer. Short jittered waits (under a
+    second in all) keep the workers from colliding again. Other errors propagate.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except DBAPIError as e:
+            if attempt == attempts or not is_lock_conflict(e):
+                raise
+            sleep(random.uniform(0, min(0.25, 0.01 * 2**attempt)))
+    raise AssertionError("unreachable")
 
 
 def upsert(
