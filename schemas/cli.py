@@ -43,7 +43,8 @@ def archive_option(f: F) -> F:
         envvar="KALSHI_ARCHIVE_DIR",
         default=DEFAULT_ARCHIVE_DIR,
         show_default=True,
-        help="Root folder of the raw page archive.",
+        help="Root of the raw page archive: a folder, or an fsspec URL such as "
+        "s3://bucket/prefix (credentials from the standard AWS_* variables).",
     )(f)
 
 
