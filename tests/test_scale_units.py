@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from extract.cli import main as extract_main
 from extract.config import ExtractConfig
 from extract.throttle import Throttle
 from extract.workers import budget_share, heartbeat_interval
+from load.cli import cli as load_cli
 from schemas.errors import InputError
 from schemas.workers import default_worker_id, local_process_gone
 
@@ -105,3 +110,16 @@ async def test_a_resized_throttle_paces_at_the_new_rate() -> None:
 def test_worker_options_are_checked(worker_id: str, lease: float, message: str) -> None:
     with pytest.raises(InputError, match=message):
         ExtractConfig(series="KXHIGHNY", worker_id=worker_id, lease_seconds=lease)
+
+
+def test_the_command_lines_refuse_bad_worker_options(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    r = CliRunner().invoke(
+        extract_main,
+        ["candles", "--series", "KXHIGHNY", "--db", db, "--lease-seconds", "0.5"],
+    )
+    assert r.exit_code == 2 and "--lease-seconds must be at least 1" in r.output
+    r = CliRunner().invoke(
+        load_cli, ["run", "--db", db, "--archive", str(tmp_path), "--worker-id", "w" * 129]
+    )
+    assert r.exit_code == 1 and "--worker-id must be 1 to 128" in r.output
