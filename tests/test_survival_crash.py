@@ -1,0 +1,113 @@
+"""Kill both stages with SIGKILL at seeded moments; the rerun must equal an uninterrupted run.
+
+One reference run (simulator → ``python -m extract candles`` → ``python -m load run`` on
+MariaDB) per module; then scenarios, each on a fresh database and archive, kill the
+extractor and the loader again and again (named crash points from
+:mod:`schemas.crashpoints`, and timed SIGKILLs from outside), rerun until they finish,
+and compare: identical ``kalshi_candle`` rows (``retrieved_at_utc`` aside, which must
+instead equal the pages of the run's own archive), identical archive, identical window
+stats, every checkpoint SUCCESS, no stray temporary file. Invariants are also checked
+after every single kill (manifest ⇒ pages, rows ⇔ SUCCESS).
+
+Replay a failure with ``KALSHI_CRASH_SEED=<seed printed in the message>``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from schemas.crashpoints import EXTRACT_POINTS, LOAD_POINTS
+from tests.kalshi_sim import SimServer, run_sim_in_thread
+from tests.test_survival_support import (
+    EVENTS,
+    SIM,
+    Reference,
+    Zygote,
+    crash_scenario,
+    mariadb_database,
+    reference_run,
+    stored_values,
+    truth_values,
+)
+
+SEED = int(os.environ.get("KALSHI_CRASH_SEED") or secrets.randbelow(2**31))
+FAST_KILLS = 20
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    with run_sim_in_thread(SIM) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def reference(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reference]:
+    work = tmp_path_factory.mktemp("reference")
+    zygote = Zygote(work)
+    try:
+        with mariadb_database() as db_url:
+            ref = reference_run(sim, db_url, work, zygote.run)
+            # The reference itself is right: the simulator's ground truth, value for value.
+            assert stored_values(db_url) == truth_values(sim, EVENTS)
+    finally:
+        zygote.close()
+    yield ref
+
+
+def test_reference_reaches_every_crash_point(reference: Reference) -> None:
+    """A crash point never reached would make its kills silently test nothing."""
+    missing = [p for p in (*EXTRACT_POINTS, *LOAD_POINTS) if not reference.hits.get(p)]
+    assert missing == []
+    assert all(v == "SUCCESS" for v in reference.checkpoints.values())
+    assert sorted(reference.checkpoints) == list(EVENTS)
+
+
+def run_crash_suite(
+    sim: SimServer, reference: Reference, tmp_path: Path, *, target: int, kills_per_stage: int
+) -> None:
+    """Scenarios two at a time (one per core) until ``target`` kills have landed.
+
+    Scenario ``i`` draws from ``Random(f"{SEED}:{i}")``, so each replays on its own.
+    """
+    print(f"crash suite seed {SEED} (replay: KALSHI_CRASH_SEED={SEED})")
+    logs: dict[int, list[str]] = {}
+
+    def scenario(i: int) -> int:
+        logs[i] = log = []
+        work = tmp_path / f"s{i}"
+        work.mkdir()
+        zygote = Zygote(work)
+        try:
+            rng = random.Random(f"{SEED}:{i}")
+            return crash_scenario(
+                sim, reference, rng, work, kills_per_stage, log, runner=zygote.run
+            )
+        except AssertionError as e:
+            plan = "\n".join(log)
+            raise AssertionError(f"seed {SEED} scenario {i}, kill plan so far:\n{plan}\n{e}") from e
+        finally:
+            zygote.close()
+
+    landed, started = 0, 0
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        while landed < target:
+            assert started < 4 * target, f"seed {SEED}: only {landed} kills landed"
+            wave = [pool.submit(scenario, started + k) for k in range(2)]
+            started += 2
+            landed += sum(f.result() for f in wave)
+    for i in sorted(logs):
+        print(f"-- scenario {i}", *logs[i], sep="\n")
+    print(f"seed {SEED}: {landed} kills landed in {started} scenarios")
+
+
+def test_killed_anywhere_then_rerun_equals_an_uninterrupted_run(
+    sim: SimServer, reference: Reference, tmp_path: Path
+) -> None:
+    run_crash_suite(sim, reference, tmp_path, target=FAST_KILLS, kills_per_stage=4)
