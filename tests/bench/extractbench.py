@@ -130,7 +130,7 @@ def bench_extract_rate(
         )
         env = stage_env(api_base=sim.base_url, db_url=db_url, archive=Path(tmp) / "raw")
         with Sampler(sim) as sampler:
-            run_child(
+            child = run_child(
                 extract_candles_args(RATE_SERIES, first, last, RATE_BUDGET_RPS),
                 env=env,
                 log=config.out_dir / "logs" / "extract-rate.log",
@@ -166,6 +166,15 @@ def bench_extract_rate(
         "steady rate ÷ budget",
         steady / RATE_BUDGET_RPS,
         "×",
+    )
+    cpu_ms = 1000 * child.cpu_s / max(1, figures.requests)
+    results.add(
+        "extract.cpu_ms_per_request",
+        "extract",
+        "extract CPU per request (user + sys)",
+        cpu_ms,
+        "ms",
+        f"{RATE_BUDGET_RPS * cpu_ms / 1000:.2f} of a core to keep the budget",
     )
     at = ", ".join(f"{t:g}" for t in figures.throttled_at_s[:10])
     results.add(

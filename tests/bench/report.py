@@ -36,6 +36,7 @@ REQUIRED_METRICS: tuple[str, ...] = (
     "extract.achieved_rps",
     "extract.steady_rps",
     "extract.steady_fraction_of_budget",
+    "extract.cpu_ms_per_request",
     "extract.throttled_total",
     "extract.throttled_steady",
     "memory.extract_short_mb",
