@@ -22,10 +22,9 @@ import os
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from enum import IntEnum
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +32,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from load.export import events_by_date
+from load.stats import maintenance_mask
 from schemas.checkpoints import dt_to_ts
 from schemas.db import translate_db_error
 from schemas.errors import ConfigError, InputError
@@ -41,8 +41,6 @@ from schemas.tickers import validate_series_ticker
 
 IntArray = npt.NDArray[np.int64]
 CellArray = npt.NDArray[np.int8]
-
-_NEW_YORK = ZoneInfo("America/New_York")
 
 
 class Cell(IntEnum):
@@ -87,24 +85,6 @@ class CoverageMatrix:
         return int(np.count_nonzero(self.cells == cell))
 
 
-def maintenance_mask(ts: IntArray) -> npt.NDArray[np.bool_]:
-    """Periods ending inside the weekly pause, Thursday (03:00, 05:00] New York time.
-
-    One pass per distinct UTC day of the range, so zoneinfo handles daylight saving.
-    """
-    mask = np.zeros(ts.shape, dtype=np.bool_)
-    if ts.size == 0:
-        return mask
-    for day in range(int(ts.min()) // 86400 - 1, int(ts.max()) // 86400 + 2):
-        d = datetime.fromtimestamp(day * 86400, UTC).date()
-        if d.weekday() != 3:
-            continue
-        start = int(datetime(d.year, d.month, d.day, 3, tzinfo=_NEW_YORK).timestamp())
-        end = int(datetime(d.year, d.month, d.day, 5, tzinfo=_NEW_YORK).timestamp())
-        mask |= (ts > start) & (ts <= end)
-    return mask
-
-
 def window_start(spans: Sequence[MarketSpan], period_s: int) -> int:
     """The event's first period boundary at or before its earliest market open."""
     first = min(s.open_ts for s in spans)
@@ -138,7 +118,7 @@ def event_coverage_row(
     cells[some & (present == expected)] = Cell.COMPLETE
     cells[some & (present > 0) & (present < expected)] = Cell.PARTIAL
     cells[some & (present == 0)] = Cell.MISSING
-    cells[some & (present < expected) & maintenance_mask(ends)] = Cell.MAINTENANCE
+    cells[some & (present < expected) & maintenance_mask(ends, period_s)] = Cell.MAINTENANCE
     return cells
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from schemas.archive import Manifest, ManifestMarket
@@ -45,6 +47,17 @@ def in_maintenance(start: pl.Expr) -> pl.Expr:
     """True where a period STARTING at ``start`` (Datetime UTC) lies in the weekly pause."""
     local = start.dt.convert_time_zone(MAINTENANCE_TZ)
     return (local.dt.weekday() == MAINTENANCE_WEEKDAY) & local.dt.hour().is_in(MAINTENANCE_HOURS)
+
+
+def maintenance_mask(ends: npt.ArrayLike, period_s: int = 60) -> npt.NDArray[np.bool_]:
+    """:func:`in_maintenance` for an array of period END times (unix seconds), as numpy.
+
+    The one definition of the pause, shared with the coverage picture.
+    """
+    starts = pl.DataFrame({"start": np.asarray(ends, dtype=np.int64) - period_s})
+    start = pl.from_epoch("start", time_unit="s").dt.replace_time_zone("UTC")
+    mask = starts.select(in_maintenance(start))
+    return mask.to_series().to_numpy().astype(np.bool_)
 
 
 def compute_stats(

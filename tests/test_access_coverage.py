@@ -16,9 +16,9 @@ from load.coverage import (
     MarketSpan,
     build_coverage,
     event_coverage_row,
-    maintenance_mask,
     render_coverage,
 )
+from load.stats import maintenance_mask
 from schemas.errors import InputError
 from tests.test_access_data import EVENTS, SERIES, WORLD, seed
 
