@@ -18,8 +18,6 @@ one, never half of one, and a killed export leaves no partial ``part-0.parquet``
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
@@ -31,13 +29,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from load.normalize import CANDLE_SCHEMA
 from load.query import event_candles_stmt, read_candles
+from schemas.archive import atomic_path
 from schemas.db import translate_db_error
 from schemas.errors import ConfigError, InputError
 from schemas.tables import kalshi_event
 from schemas.tickers import event_date_from_ticker, validate_series_ticker
 
 PART_NAME = "part-0.parquet"
-TEMP_PREFIX = ".tmp-"
 
 
 @dataclass(frozen=True)
@@ -77,21 +75,11 @@ def events_by_date(
 
 
 def write_parquet_atomic(frame: pl.DataFrame, dest: Path) -> None:
-    """Write ``frame`` to ``dest`` through a fsynced temporary file and a rename."""
-    tmp = dest.with_name(f"{TEMP_PREFIX}{dest.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    """Write ``frame`` to ``dest`` atomically (see :func:`schemas.archive.atomic_path`)."""
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        with atomic_path(dest) as tmp:
+            frame.write_parquet(tmp, compression="zstd", statistics=True)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {dest}: {e.strerror or e}") from e
 
 

@@ -24,6 +24,7 @@ import os
 import secrets
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -258,6 +259,36 @@ def decode_gzip_json(data: bytes, where: str) -> Any:
         raise CorruptArchiveError(f"{where}: invalid JSON ({e})") from e
 
 
+@contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """A temporary path beside ``dest`` to write; on success it replaces ``dest`` durably.
+
+    The one atomic-file recipe (archive pages, manifests, exported Parquet): write the
+    temporary file, fsync it, rename it over ``dest``, fsync the folder. A failure, or a
+    kill at any moment, leaves ``dest`` as it was; a killed writer's ``.tmp-`` file is
+    removed by the next run (:meth:`LocalArchive.remove_stray_temp_files`).
+    """
+    tmp = dest.with_name(f"{TEMP_MARKER}{dest.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        crashpoint(ARCHIVE_BEFORE_RENAME)
+        os.replace(tmp, dest)
+        dir_fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class ArchiveStore:
     """Typed archive operations on top of a handful of raw file operations.
 
@@ -410,22 +441,10 @@ class LocalArchive(ArchiveStore):
     def write_atomic(self, rel: str, data: bytes) -> None:
         """Temporary file in the same folder, fsync, rename, fsync the folder."""
         dest = self._abs(rel)
-        tmp = dest.with_name(f"{TEMP_MARKER}{dest.name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            crashpoint(ARCHIVE_BEFORE_RENAME)
-            os.replace(tmp, dest)
-            dir_fd = os.open(dest.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            with atomic_path(dest) as tmp:
+                tmp.write_bytes(data)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise ArchiveError(f"cannot write {dest}: {e.strerror}") from e
 
     def delete(self, rel: str) -> None:
