@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from schemas.errors import KalshiBackfillError
 from tests.bench.config import (
     DEFAULT_OUT_DIR,
     PRESETS,
@@ -91,11 +92,21 @@ def run(config: BenchConfig, *, keep_db: bool = False) -> str:
         bench_database(config, keep=keep_db) as db_version,
         tempfile.TemporaryDirectory(prefix="kalshi-bench-") as work,
     ):
-        bench_load(archive, config.db_url, Path(work), results, say)
-        bench_extract_rate(config, config.db_url, results, say)
-        bench_memory(config, config.db_url, results, say)
+        try:
+            bench_load(archive, config.db_url, Path(work), results, say)
+            bench_extract_rate(config, config.db_url, results, say)
+            bench_memory(config, config.db_url, results, say)
+        except (BenchError, KalshiBackfillError) as e:
+            # Keep what was measured (a shared MariaDB may be restarted under us), but
+            # never over the last complete results.
+            results.notes.append(f"INCOMPLETE: a step failed, later metrics are missing: {e}")
+            doc = to_json(results, machine_info(), versions(db_version))
+            _, md_path, _ = write(config.out_dir, doc, stem="results-incomplete")
+            raise BenchError(f"{e}\n(metrics measured before it: {md_path})") from e
     doc = to_json(results, machine_info(), versions(db_version))
     json_path, md_path, markdown = write(config.out_dir, doc)
+    for stale in config.out_dir.glob("results-incomplete.*"):
+        stale.unlink()
     say(f"wrote {md_path} and {json_path}")
     return markdown
 

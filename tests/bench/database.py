@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,6 +40,11 @@ def bench_database(config: BenchConfig, *, keep: bool = False) -> Iterator[str]:
     )
     try:
         yield version
-    finally:
+    except BaseException:
         if not keep:
-            _admin(config, f"DROP DATABASE IF EXISTS `{name}`")
+            # The failed step's own error is the one to show, even if the server is gone.
+            with contextlib.suppress(BenchError):
+                _admin(config, f"DROP DATABASE IF EXISTS `{name}`")
+        raise
+    if not keep:
+        _admin(config, f"DROP DATABASE IF EXISTS `{name}`")

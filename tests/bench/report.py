@@ -253,11 +253,11 @@ def to_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(out_dir: Path, doc: dict[str, Any]) -> tuple[Path, Path, str]:
-    """Write ``results.json`` and ``results.md`` (atomically); returns the paths and the text."""
+def write(out_dir: Path, doc: dict[str, Any], stem: str = "results") -> tuple[Path, Path, str]:
+    """Write ``<stem>.json`` and ``<stem>.md`` (atomically); returns the paths and the text."""
     out_dir.mkdir(parents=True, exist_ok=True)
     md = to_markdown(doc)
-    paths = (out_dir / "results.json", out_dir / "results.md")
+    paths = (out_dir / f"{stem}.json", out_dir / f"{stem}.md")
     for path, text in zip(paths, (json.dumps(doc, indent=2) + "\n", md), strict=True):
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
