@@ -772,6 +772,7 @@ class _WindowJob:
                 pager.check(start, page["adjusted_end_ts"])
 
             resp = await run.client.get_json(path, params, check=check, scope=self.stats)
+            received = time.monotonic()
             envelope = PageEnvelope(
                 kind=KIND_EVENT_CANDLES,
                 series_ticker=series,
@@ -795,7 +796,7 @@ class _WindowJob:
             if lacking - missing - moved:
                 # A live answer without a market we expected: the cutoff has probably
                 # moved past it. Re-read it, so windows not started yet route by it.
-                await run.cutoff.refresh()
+                await run.cutoff.refresh(seen_at=received)
             missing |= lacking
             self._page_done(historical=False)
         return missing

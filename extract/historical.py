@@ -39,19 +39,17 @@ class CutoffTracker:
     """The run's view of the cutoff: read before the first window, re-read when a live
     answer suggests it moved.
 
-    Several windows can notice the move at once; they share one request, and a refresh
-    within ``min_interval_s`` of the last one returns the value just read instead of
-    asking again (the cutoff moves about once a day, not once a second).
+    Several windows can notice the move at once; they share one request: a refresh is
+    answered from a read that started after the evidence was seen (see :meth:`refresh`).
     """
 
-    def __init__(self, client: KalshiClient, *, min_interval_s: float = 2.0) -> None:
+    def __init__(self, client: KalshiClient) -> None:
         self.client = client
-        self.min_interval_s = min_interval_s
         self.stats = RequestStats()
         """Requests spent on the cutoff (kept out of the run's candle request count)."""
         self.reads = 0
         self._cutoff: Cutoff | None = None
-        self._read_at = -float("inf")
+        self._read_started = -1.0
         self._lock = asyncio.Lock()
 
     @property
@@ -63,28 +61,35 @@ class CutoffTracker:
         """The cutoff, read on first use: a run whose windows are all archived asks nothing."""
         async with self._lock:
             if self._cutoff is None:
-                self._store(await read_cutoff(self.client, self.stats))
+                started = time.monotonic()
+                self._store(await read_cutoff(self.client, self.stats), started)
             assert self._cutoff is not None
             return self._cutoff
 
-    async def refresh(self) -> Cutoff:
-        """Re-read the cutoff, unless it was read in the last ``min_interval_s`` seconds."""
+    async def refresh(self, seen_at: float) -> Cutoff:
+        """Re-read the cutoff because an answer seen at ``seen_at`` suggests it moved.
+
+        ``seen_at`` is the ``time.monotonic()`` of that answer. A read that started after
+        it already reflects it, so several windows noticing the same move share one
+        request; any earlier read does not, so it is never trusted for new evidence.
+        """
         async with self._lock:
-            if time.monotonic() - self._read_at < self.min_interval_s and self._cutoff:
+            if self._cutoff is not None and self._read_started >= seen_at:
                 return self._cutoff
             before = self._cutoff
-            self._store(await read_cutoff(self.client, self.stats))
+            started = time.monotonic()
+            self._store(await read_cutoff(self.client, self.stats), started)
             now = self._cutoff
             assert now is not None
         if before is not None and now != before:
             log.warning("historical cutoff moved during the run: %s -> %s", before, now)
         return now
 
-    def _store(self, cutoff: Cutoff) -> None:
+    def _store(self, cutoff: Cutoff, started: float) -> None:
         # The cutoff only moves forward: never step back to an older answer.
         if self._cutoff is None or cutoff.market_settled_ts >= self._cutoff.market_settled_ts:
             self._cutoff = cutoff
-        self._read_at = time.monotonic()
+        self._read_started = started
         self.reads += 1
 
 
