@@ -14,6 +14,6 @@ machine, because a shared machine's absolute timings drift from one minute to th
 - normalization alone: candles/s from gzipped pages to the Polars frame.
 
 Results go to ``data/bench/results.{md,json}`` (machine, versions, date, every metric and
-each target's PASS/MISS); see ``docs/bench.md``. ``--quick`` runs the same steps on
+each target's PASS/MISS); see the README's "Benchmarks" section. ``--quick`` runs the same steps on
 smaller sizes; the test suite smoke-tests it on tiny ones.
 """
