@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import re
 import secrets
 import zlib
 from collections.abc import Iterator
@@ -289,6 +290,20 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         raise
 
 
+#: The writer's pid in a temporary name: ``.tmp-NAME.PID.HEX`` or ``.tmp-probe-PID``.
+_TEMP_PID = re.compile(r"\.(\d+)\.[0-9a-f]+$|^\.tmp-probe-(\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
 class ArchiveStore:
     """Typed archive operations on top of a handful of raw file operations.
 
@@ -420,12 +435,24 @@ class LocalArchive(ArchiveStore):
     def ensure_writable(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            self._remove_dead_writers_temp_files()
             probe = self.root / f"{TEMP_MARKER}probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as e:
             raise ArchiveError(f"archive folder {self.root} is not writable: {e.strerror}") from e
         self.check_version(create=True)
+
+    def _remove_dead_writers_temp_files(self) -> None:
+        """Temporary files at the root (``archive.json``'s) of writers that were killed.
+
+        Window folders are cleaned by the extractor holding the window; the root has no
+        such owner, so a file is removed only when the pid in its name is not running.
+        """
+        for p in self.root.glob(f"{TEMP_MARKER}*"):
+            m = _TEMP_PID.search(p.name)
+            if m is not None and not _pid_alive(int(m.group(1) or m.group(2))):
+                p.unlink(missing_ok=True)
 
     def exists(self, rel: str) -> bool:
         return self._abs(rel).is_file()
