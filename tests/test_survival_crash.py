@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.crashpoints import EXTRACT_POINTS, LOAD_POINTS
+from schemas.crashpoints import ARCHIVE_BEFORE_RENAME, EXTRACT_POINTS, LOAD_POINTS
 from tests.kalshi_sim import SimServer, run_sim_in_thread
 from tests.test_survival_support import (
     EVENTS,
@@ -31,9 +31,14 @@ from tests.test_survival_support import (
     Reference,
     Zygote,
     crash_scenario,
+    extract_cmd,
     mariadb_database,
     reference_run,
+    run_stage,
+    stage_env,
     stored_values,
+    stray_temp_files,
+    sync_events,
     truth_values,
 )
 
@@ -111,3 +116,19 @@ def test_killed_anywhere_then_rerun_equals_an_uninterrupted_run(
     sim: SimServer, reference: Reference, tmp_path: Path
 ) -> None:
     run_crash_suite(sim, reference, tmp_path, target=FAST_KILLS, kills_per_stage=4)
+
+
+def test_killed_while_creating_the_archive_root_leaves_no_temporary_file(
+    sim: SimServer, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The first atomic write of a new archive is ``archive.json``, at the root, where no
+    window's cleanup looks: found by the soak (seed 1363712044, scenario 21)."""
+    archive, tmp = tmp_path / "raw", tmp_path / "tmp"
+    tmp.mkdir()
+    sync_events(sim, sqlite_url)
+    cmd = extract_cmd(sim, sqlite_url, archive)
+    killed = run_stage(cmd, stage_env(tmp, crash=f"{ARCHIVE_BEFORE_RENAME}:1"))
+    assert killed.killed
+    assert [p.name[:18] for p in archive.iterdir()] == [".tmp-archive.json."]
+    assert run_stage(cmd, stage_env(tmp)).returncode == 0
+    assert stray_temp_files(archive, tmp) == []
