@@ -9,18 +9,19 @@ windows FAILED prints its summary and exits 1.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from extract.candles import run_candles
 from extract.config import (
     DEFAULT_API_BASE,
-    DEFAULT_LEASE_SECONDS,
     TIERS,
     ApiConfig,
     AsOfPolicy,
@@ -31,23 +32,59 @@ from extract.config import (
 )
 from extract.events import sync_events
 from schemas.cli import (
+    F,
     archive_option,
+    command_body,
     db_option,
+    lease_options,
     period_option,
-    run_command,
-    setup_logging,
-    verbosity_options,
+    series_option,
 )
 from schemas.db import make_engine
 from schemas.errors import ConfigError
 from schemas.tables import WindowPolicy
 from schemas.workers import default_worker_id
 
-F = TypeVar("F", bound=Callable[..., Any])
+
+@dataclass(frozen=True)
+class ApiOptions:
+    """What :func:`api_options` read from the command line; :meth:`config` builds the rest."""
+
+    api_base: str
+    rps: float | None
+    tier: str | None
+    timeout: float
+    max_retries: int
+    backoff_base: float
+
+    def config(self) -> ApiConfig:
+        """The ApiConfig, with the KALSHI_API_KEY_ID/KALSHI_PRIVATE_KEY_PATH environment."""
+        key_id = os.environ.get("KALSHI_API_KEY_ID") or None
+        key_path = os.environ.get("KALSHI_PRIVATE_KEY_PATH") or None
+        if bool(key_id) != bool(key_path):
+            raise ConfigError("set both KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH, or neither")
+        credentials = Credentials(key_id, Path(key_path)) if key_id and key_path else None
+        return ApiConfig(
+            base_url=self.api_base,
+            rate=choose_rate(self.rps, self.tier, signed=credentials is not None),
+            timeout_s=self.timeout,
+            max_retries=self.max_retries,
+            backoff_base_s=self.backoff_base,
+            backoff_max_s=max(30.0, self.backoff_base),
+            credentials=credentials,
+        )
 
 
-def api_options(f: F) -> F:
-    """``--api-base``, rate (``--rps``/``--tier``), ``--timeout``, ``--max-retries``."""
+def api_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--api-base``, rate (``--rps``/``--tier``), ``--timeout``, ``--max-retries``, given
+    to the command as one ``api: ApiOptions``."""
+
+    @functools.wraps(f)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        names = ("api_base", "rps", "tier", "timeout", "max_retries", "backoff_base")
+        options = {name: kwargs.pop(name) for name in names}
+        return f(*args, api=ApiOptions(**options), **kwargs)
+
     options = [
         click.option(
             "--api-base",
@@ -90,8 +127,8 @@ def api_options(f: F) -> F:
         ),
     ]
     for option in reversed(options):
-        f = option(f)
-    return f
+        command = option(command)
+    return command
 
 
 def as_of_options(f: F) -> F:
@@ -115,31 +152,6 @@ def as_of_options(f: F) -> F:
     )(f)
 
 
-def build_api(
-    api_base: str,
-    rps: float | None,
-    tier: str | None,
-    timeout: float,
-    max_retries: int,
-    backoff_base: float,
-) -> ApiConfig:
-    """The ApiConfig from the options and the KALSHI_API_KEY_ID/KALSHI_PRIVATE_KEY_PATH env."""
-    key_id = os.environ.get("KALSHI_API_KEY_ID") or None
-    key_path = os.environ.get("KALSHI_PRIVATE_KEY_PATH") or None
-    if bool(key_id) != bool(key_path):
-        raise ConfigError("set both KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH, or neither")
-    credentials = Credentials(key_id, Path(key_path)) if key_id and key_path else None
-    return ApiConfig(
-        base_url=api_base,
-        rate=choose_rate(rps, tier, signed=credentials is not None),
-        timeout_s=timeout,
-        max_retries=max_retries,
-        backoff_base_s=backoff_base,
-        backoff_max_s=max(30.0, backoff_base),
-        credentials=credentials,
-    )
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Extract Kalshi weather events and 1-minute candlesticks into the raw archive."""
@@ -147,89 +159,44 @@ def main() -> None:
 
 @main.command("init-db")
 @db_option
-@verbosity_options
-def init_db(db_url: str, verbose: int, quiet: bool) -> None:
+@command_body
+def init_db(db_url: str) -> None:
     """Create every table (idempotent)."""
-    setup_logging(verbose, quiet)
-
-    def body() -> None:
-        make_engine(db_url).dispose()
-        click.echo("database ready")
-
-    run_command(body)
+    make_engine(db_url).dispose()
+    click.echo("database ready")
 
 
 @main.command()
-@click.option("--series", required=True, help="Series ticker, e.g. KXHIGHNY.")
+@series_option
 @db_option
 @api_options
 @as_of_options
-@verbosity_options
+@command_body
 def events(
     series: str,
     db_url: str,
-    api_base: str,
-    rps: float | None,
-    tier: str | None,
-    timeout: float,
-    max_retries: int,
-    backoff_base: float,
+    api: ApiOptions,
     trade_start: str,
     trade_end: str,
     series_tz: str | None,
-    verbose: int,
-    quiet: bool,
 ) -> None:
     """Sync a series' events and markets into kalshi_event and kalshi_market."""
-    setup_logging(verbose, quiet)
-
-    def body() -> None:
-        config = ExtractConfig(
-            series=series,
-            db_url=db_url,
-            api=build_api(api_base, rps, tier, timeout, max_retries, backoff_base),
-            as_of=AsOfPolicy(DayOffset.parse(trade_start), DayOffset.parse(trade_end)),
-            series_tz=series_tz,
-        )
-        summary = asyncio.run(sync_events(config))
-        click.echo(
-            f"{summary.series}: {summary.events} events, {summary.markets} markets synced "
-            f"({summary.historical_markets} historical; cutoff {summary.cutoff})"
-        )
-
-    run_command(body)
-
-
-def worker_options(f: F) -> F:
-    """``--worker-id``, ``--lease-seconds``, ``--no-shared-budget`` (see extract.workers)."""
-    options = [
-        click.option(
-            "--worker-id",
-            envvar="KALSHI_WORKER_ID",
-            default=None,
-            help="This process in window leases and status (default: hostname:pid).",
-        ),
-        click.option(
-            "--lease-seconds",
-            type=float,
-            default=DEFAULT_LEASE_SECONDS,
-            show_default=True,
-            help="A dead worker's window is taken over this long after its last renewal.",
-        ),
-        click.option(
-            "--no-shared-budget",
-            is_flag=True,
-            help="--rps/--tier is this process's own rate, not the key's budget split "
-            "among the live extractors.",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    config = ExtractConfig(
+        series=series,
+        db_url=db_url,
+        api=api.config(),
+        as_of=AsOfPolicy(DayOffset.parse(trade_start), DayOffset.parse(trade_end)),
+        series_tz=series_tz,
+    )
+    summary = asyncio.run(sync_events(config))
+    click.echo(
+        f"{summary.series}: {summary.events} events, {summary.markets} markets synced "
+        f"({summary.historical_markets} historical; cutoff {summary.cutoff})"
+    )
 
 
 @main.command()
-@click.option("--series", required=True, help="Series ticker, e.g. KXHIGHNY.")
+@series_option
 @click.option("--event", default=None, help="Only this event ticker.")
 @click.option(
     "--from", "date_from", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First event date."
@@ -254,8 +221,14 @@ def worker_options(f: F) -> F:
 @db_option
 @archive_option
 @api_options
-@worker_options
-@verbosity_options
+@lease_options
+@click.option(
+    "--no-shared-budget",
+    is_flag=True,
+    help="--rps/--tier is this process's own rate, not the key's budget split "
+    "among the live extractors.",
+)
+@command_body
 def candles(
     series: str,
     event: str | None,
@@ -267,53 +240,41 @@ def candles(
     dry_run: bool,
     db_url: str,
     archive_dir: str,
-    api_base: str,
-    rps: float | None,
-    tier: str | None,
-    timeout: float,
-    max_retries: int,
-    backoff_base: float,
+    api: ApiOptions,
     worker_id: str | None,
     lease_seconds: float,
     no_shared_budget: bool,
-    verbose: int,
-    quiet: bool,
-) -> None:
+) -> int:
     """Archive the candlestick pages of a series' event windows.
 
     Several processes (on one host or several sharing the database and the archive) can
     run this at once: each window is leased to one of them, and --rps/--tier is the API
     key's budget, split evenly among the live extractors.
     """
-    setup_logging(verbose, quiet)
-
-    def body() -> int:
-        config = ExtractConfig(
-            series=series,
-            event=event,
-            date_from=date_from.date() if date_from else None,
-            date_to=date_to.date() if date_to else None,
-            window_policy=WindowPolicy(window_policy.upper()),
-            period=period,
-            concurrency=concurrency,
-            dry_run=dry_run,
-            db_url=db_url,
-            archive_dir=archive_dir,
-            api=build_api(api_base, rps, tier, timeout, max_retries, backoff_base),
-            worker_id=worker_id or default_worker_id(),
-            lease_seconds=lease_seconds,
-            shared_budget=not no_shared_budget,
+    config = ExtractConfig(
+        series=series,
+        event=event,
+        date_from=date_from.date() if date_from else None,
+        date_to=date_to.date() if date_to else None,
+        window_policy=WindowPolicy(window_policy.upper()),
+        period=period,
+        concurrency=concurrency,
+        dry_run=dry_run,
+        db_url=db_url,
+        archive_dir=archive_dir,
+        api=api.config(),
+        worker_id=worker_id or default_worker_id(),
+        lease_seconds=lease_seconds,
+        shared_budget=not no_shared_budget,
+    )
+    summary = asyncio.run(run_candles(config))
+    for line in summary.plan or summary.lines():
+        click.echo(line)
+    if not summary.ok:
+        click.echo(
+            f"error: {summary.failed} event windows FAILED (see above); "
+            "rerun the same command to retry them",
+            err=True,
         )
-        summary = asyncio.run(run_candles(config))
-        for line in summary.plan or summary.lines():
-            click.echo(line)
-        if not summary.ok:
-            click.echo(
-                f"error: {summary.failed} event windows FAILED (see above); "
-                "rerun the same command to retry them",
-                err=True,
-            )
-            return 1
-        return 0
-
-    run_command(body)
+        return 1
+    return 0

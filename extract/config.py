@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.archive import WindowKey
+from schemas.checkpoints import DEFAULT_LEASE_SECONDS
 from schemas.cli import DEFAULT_ARCHIVE_DIR, PERIODS
 from schemas.db import DEFAULT_DATABASE_URL
 from schemas.errors import ConfigError, InputError
@@ -218,7 +219,6 @@ class ApiConfig:
 
 # --- several workers ------------------------------------------------------------------
 
-DEFAULT_LEASE_SECONDS = 120.0
 MAX_WORKER_ID_CHARS = 128  # kalshi_backfill_checkpoint.lease_owner, kalshi_worker.worker_id
 
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import orjson
@@ -36,18 +36,18 @@ from load.report import (
 )
 from schemas.archive import open_archive
 from schemas.cli import (
+    F,
     archive_option,
+    command_body,
     db_option,
+    event_option,
     period_option,
-    run_command,
-    setup_logging,
-    verbosity_options,
+    series_option,
 )
 from schemas.db import make_engine
 from schemas.errors import InputError
 from schemas.workers import WorkerRow
 
-F = TypeVar("F", bound=Callable[..., Any])
 FRAME_FORMATS = ("table", "csv", "json", "parquet")
 
 
@@ -137,9 +137,17 @@ def _engine(db_url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _run(verbose: int, quiet: bool, body: Callable[[], int | None]) -> None:
-    setup_logging(verbose, quiet)
-    run_command(body)
+def event_dates_options(required: bool) -> Callable[[F], F]:
+    """``--from`` / ``--to``: the first and last event date (YYYY-MM-DD), as text."""
+
+    def deco(f: F) -> F:
+        help_to = "Last event date, YYYY-MM-DD."
+        f = click.option("--to", "date_to", required=required, help=help_to)(f)
+        return click.option(
+            "--from", "date_from", required=required, help="First event date, YYYY-MM-DD."
+        )(f)
+
+    return deco
 
 
 # --- query / asof / export ----------------------------------------------------------------
@@ -154,7 +162,7 @@ def _run(verbose: int, quiet: bool, body: Callable[[], int | None]) -> None:
 @period_option
 @format_options(FRAME_FORMATS)
 @db_option
-@verbosity_options
+@command_body
 def query_cmd(
     market: str,
     start: str,
@@ -163,22 +171,16 @@ def query_cmd(
     fmt: str,
     out: str | None,
     db_url: str,
-    verbose: int,
-    quiet: bool,
 ) -> None:
     """Candles of one market whose period ends in [--from, --to]."""
-
-    def body() -> None:
-        lo, hi = parse_time(start, "--from"), parse_time(end, "--to")
-        with _engine(db_url) as engine:
-            frame = query_candles(engine, market, lo, hi, period)
-        emit_frame(frame, fmt, out)
-
-    _run(verbose, quiet, body)
+    lo, hi = parse_time(start, "--from"), parse_time(end, "--to")
+    with _engine(db_url) as engine:
+        frame = query_candles(engine, market, lo, hi, period)
+    emit_frame(frame, fmt, out)
 
 
 @click.command("asof")
-@click.option("--event", required=True, help="Event ticker, e.g. KXHIGHNY-25NOV20.")
+@event_option
 @click.option("--at", "at", multiple=True, required=True, help="ISO-8601 time; repeatable.")
 @click.option(
     "--lookback-minutes",
@@ -190,7 +192,7 @@ def query_cmd(
 @period_option
 @format_options(FRAME_FORMATS)
 @db_option
-@verbosity_options
+@command_body
 def asof_cmd(
     event: str,
     at: tuple[str, ...],
@@ -199,31 +201,24 @@ def asof_cmd(
     fmt: str,
     out: str | None,
     db_url: str,
-    verbose: int,
-    quiet: bool,
 ) -> None:
     """Yes bid/ask of every market of an event at each --at (close of the last candle ending
     at or before it: no look-ahead)."""
-
-    def body() -> None:
-        times = [parse_time(t, "--at") for t in at]
-        with _engine(db_url) as engine:
-            frame = asof_snapshots(
-                engine, event, times, period, lookback=timedelta(minutes=lookback_minutes)
-            )
-        emit_frame(frame, fmt, out)
-
-    _run(verbose, quiet, body)
+    times = [parse_time(t, "--at") for t in at]
+    with _engine(db_url) as engine:
+        frame = asof_snapshots(
+            engine, event, times, period, lookback=timedelta(minutes=lookback_minutes)
+        )
+    emit_frame(frame, fmt, out)
 
 
 @click.command("export")
-@click.option("--series", required=True, help="Series ticker, e.g. KXHIGHNY.")
-@click.option("--from", "date_from", required=True, help="First event date, YYYY-MM-DD.")
-@click.option("--to", "date_to", required=True, help="Last event date, YYYY-MM-DD.")
+@series_option
+@event_dates_options(required=True)
 @click.option("--out", "out_dir", required=True, help="Folder for series=/date= partitions.")
 @period_option
 @db_option
-@verbosity_options
+@command_body
 def export_cmd(
     series: str,
     date_from: str,
@@ -231,21 +226,15 @@ def export_cmd(
     out_dir: str,
     period: int,
     db_url: str,
-    verbose: int,
-    quiet: bool,
 ) -> None:
     """Parquet files partitioned by series and event date, one day at a time."""
-
-    def body() -> None:
-        lo, hi = _date(date_from, "--from"), _date(date_to, "--to")
-        assert lo is not None and hi is not None
-        with _engine(db_url) as engine:
-            parts = export_series(engine, series, lo, hi, out_dir, period)
-        for p in parts:
-            click.echo(f"{p.path}\t{p.rows} rows\t{','.join(p.events)}")
-        click.echo(f"{len(parts)} files, {sum(p.rows for p in parts)} rows", err=True)
-
-    _run(verbose, quiet, body)
+    lo, hi = _date(date_from, "--from"), _date(date_to, "--to")
+    assert lo is not None and hi is not None
+    with _engine(db_url) as engine:
+        parts = export_series(engine, series, lo, hi, out_dir, period)
+    for p in parts:
+        click.echo(f"{p.path}\t{p.rows} rows\t{','.join(p.events)}")
+    click.echo(f"{len(parts)} files, {sum(p.rows for p in parts)} rows", err=True)
 
 
 # --- status / inspect / verify ------------------------------------------------------------
@@ -298,24 +287,18 @@ def format_workers(rows: list[WorkerRow], now: datetime) -> str:
 @click.option("--series", default=None, help="Only this series.")
 @format_options(("table", "json"))
 @db_option
-@verbosity_options
-def status_cmd(
-    series: str | None, fmt: str, out: str | None, db_url: str, verbose: int, quiet: bool
-) -> None:
+@command_body
+def status_cmd(series: str | None, fmt: str, out: str | None, db_url: str) -> None:
     """Per series: windows by status, rows stored, missing minutes, failures, leases."""
-
-    def body() -> None:
-        with _engine(db_url) as engine:
-            statuses = series_status(engine, series)
-            procs = workers(engine)
-        text = (
-            to_json([s.to_json() for s in statuses]) + "\n"
-            if fmt == "json"
-            else format_status(statuses) + format_workers(procs, datetime.now(UTC))
-        )
-        _write(text, out)
-
-    _run(verbose, quiet, body)
+    with _engine(db_url) as engine:
+        statuses = series_status(engine, series)
+        procs = workers(engine)
+    text = (
+        to_json([s.to_json() for s in statuses]) + "\n"
+        if fmt == "json"
+        else format_status(statuses) + format_workers(procs, datetime.now(UTC))
+    )
+    _write(text, out)
 
 
 def _write(text: str, out: str | None) -> None:
@@ -355,12 +338,12 @@ def format_inspect(windows: list[WindowPages]) -> str:
 
 
 @click.command("inspect")
-@click.option("--event", required=True, help="Event ticker.")
+@event_option
 @click.option("--start-ts", type=int, default=None, help="Only the page requested from this ts.")
 @click.option("--body", "with_body", is_flag=True, help="Also print each page's raw body.")
 @format_options(("table", "json"))
 @archive_option
-@verbosity_options
+@command_body
 def inspect_cmd(
     event: str,
     start_ts: int | None,
@@ -368,21 +351,13 @@ def inspect_cmd(
     fmt: str,
     out: str | None,
     archive_dir: str,
-    verbose: int,
-    quiet: bool,
 ) -> None:
     """The archived raw pages of an event: request, status, time, candles per market."""
-
-    def body() -> None:
-        windows = inspect_event(open_archive(archive_dir), event, start_ts, with_body)
-        text = (
-            to_json([w.to_json() for w in windows]) + "\n"
-            if fmt == "json"
-            else format_inspect(windows)
-        )
-        _write(text, out)
-
-    _run(verbose, quiet, body)
+    windows = inspect_event(open_archive(archive_dir), event, start_ts, with_body)
+    text = (
+        to_json([w.to_json() for w in windows]) + "\n" if fmt == "json" else format_inspect(windows)
+    )
+    _write(text, out)
 
 
 def format_verify(report: VerifyReport, limit: int = 200) -> str:
@@ -410,43 +385,36 @@ def format_verify(report: VerifyReport, limit: int = 200) -> str:
 
 
 @click.command("verify")
-@click.option("--event", required=True, help="Event ticker.")
+@event_option
 @format_options(("table", "json"))
 @db_option
 @archive_option
-@verbosity_options
+@command_body
 def verify_cmd(
     event: str,
     fmt: str,
     out: str | None,
     db_url: str,
     archive_dir: str,
-    verbose: int,
-    quiet: bool,
-) -> None:
+) -> int:
     """Compare an event's archive with the database; exit 1 on any difference."""
-
-    def body() -> int:
-        with _engine(db_url) as engine:
-            report = verify_event(engine, open_archive(archive_dir), event)
-        text = to_json(report.to_json()) + "\n" if fmt == "json" else format_verify(report)
-        _write(text, out)
-        return 0 if report.ok else 1
-
-    _run(verbose, quiet, body)
+    with _engine(db_url) as engine:
+        report = verify_event(engine, open_archive(archive_dir), event)
+    text = to_json(report.to_json()) + "\n" if fmt == "json" else format_verify(report)
+    _write(text, out)
+    return 0 if report.ok else 1
 
 
 # --- coverage -----------------------------------------------------------------------------
 
 
 @click.command("coverage")
-@click.option("--series", required=True, help="Series ticker.")
-@click.option("--from", "date_from", default=None, help="First event date, YYYY-MM-DD.")
-@click.option("--to", "date_to", default=None, help="Last event date, YYYY-MM-DD.")
+@series_option
+@event_dates_options(required=False)
 @click.option("--out", required=True, help="PNG file to write.")
 @period_option
 @db_option
-@verbosity_options
+@command_body
 def coverage_cmd(
     series: str,
     date_from: str | None,
@@ -454,19 +422,13 @@ def coverage_cmd(
     out: str,
     period: int,
     db_url: str,
-    verbose: int,
-    quiet: bool,
 ) -> None:
     """A PNG of completeness: one row an event, holes and maintenance pauses coloured."""
-
-    def body() -> None:
-        lo, hi = _date(date_from, "--from"), _date(date_to, "--to")
-        with _engine(db_url) as engine:
-            matrix = build_coverage(engine, series, lo, hi, period)
-        path = render_coverage(matrix, out)
-        click.echo(f"wrote {path} ({len(matrix.events)} events)", err=True)
-
-    _run(verbose, quiet, body)
+    lo, hi = _date(date_from, "--from"), _date(date_to, "--to")
+    with _engine(db_url) as engine:
+        matrix = build_coverage(engine, series, lo, hi, period)
+    path = render_coverage(matrix, out)
+    click.echo(f"wrote {path} ({len(matrix.events)} events)", err=True)
 
 
 ACCESS_COMMANDS: tuple[click.Command, ...] = (

@@ -8,24 +8,10 @@ from __future__ import annotations
 
 import click
 
-from load.access_cli import (
-    asof_cmd,
-    coverage_cmd,
-    export_cmd,
-    inspect_cmd,
-    query_cmd,
-    status_cmd,
-    verify_cmd,
-)
+from load.access_cli import ACCESS_COMMANDS
 from load.config import LoadConfig, StagingMethod
 from load.loader import load_windows
-from schemas.cli import (
-    archive_option,
-    db_option,
-    run_command,
-    setup_logging,
-    verbosity_options,
-)
+from schemas.cli import archive_option, command_body, db_option, lease_options
 from schemas.db import make_engine, redact_url
 from schemas.tickers import validate_series_ticker
 from schemas.workers import default_worker_id
@@ -54,20 +40,8 @@ def cli() -> None:
     show_default=True,
     help="MySQL: fill the staging table by LOAD DATA LOCAL INFILE or by multi-row INSERT.",
 )
-@click.option(
-    "--worker-id",
-    envvar="KALSHI_WORKER_ID",
-    default=None,
-    help="This process in window leases and status (default: hostname:pid).",
-)
-@click.option(
-    "--lease-seconds",
-    type=float,
-    default=120.0,
-    show_default=True,
-    help="A dead loader's windows are taken over this long after its last renewal.",
-)
-@verbosity_options
+@lease_options
+@command_body
 def run(
     series: str | None,
     db_url: str,
@@ -76,54 +50,35 @@ def run(
     staging: StagingMethod,
     worker_id: str | None,
     lease_seconds: float,
-    verbose: int,
-    quiet: bool,
 ) -> None:
     """Load every completely extracted window that is not loaded yet.
 
     Several loaders (on one host or several) can run at once on the same archive and
     database: each window is leased to one of them, the others skip it this run.
     """
-    setup_logging(verbose, quiet)
-
-    def body() -> int:
-        config = LoadConfig(
-            db_url=db_url,
-            archive_dir=archive_dir,
-            series=validate_series_ticker(series) if series else None,
-            batch_windows=batch_windows,
-            staging_method=staging,
-            worker_id=worker_id or default_worker_id(),
-            lease_seconds=lease_seconds,
-        )
-        load_windows(config)  # logs its summary line; raises when a window failed
-        return 0
-
-    run_command(body)
+    config = LoadConfig(
+        db_url=db_url,
+        archive_dir=archive_dir,
+        series=validate_series_ticker(series) if series else None,
+        batch_windows=batch_windows,
+        staging_method=staging,
+        worker_id=worker_id or default_worker_id(),
+        lease_seconds=lease_seconds,
+    )
+    load_windows(config)  # logs its summary line; raises when a window failed
 
 
 @cli.command("init-db")
 @db_option
-@verbosity_options
-def init_db(db_url: str, verbose: int, quiet: bool) -> None:
+@command_body
+def init_db(db_url: str) -> None:
     """Create every table (harmless when they exist)."""
-    setup_logging(verbose, quiet)
-
-    def body() -> int:
-        make_engine(db_url).dispose()
-        click.echo(f"tables ready in {redact_url(db_url)}", err=True)
-        return 0
-
-    run_command(body)
+    make_engine(db_url).dispose()
+    click.echo(f"tables ready in {redact_url(db_url)}", err=True)
 
 
-cli.add_command(query_cmd)
-cli.add_command(asof_cmd)
-cli.add_command(export_cmd)
-cli.add_command(status_cmd)
-cli.add_command(inspect_cmd)
-cli.add_command(verify_cmd)
-cli.add_command(coverage_cmd)
+for command in ACCESS_COMMANDS:
+    cli.add_command(command)
 
 
 def main() -> None:

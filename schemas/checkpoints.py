@@ -19,6 +19,8 @@ from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_backfill_check
 
 _cp = kalshi_backfill_checkpoint
 MAX_ERROR_CHARS = 2000
+#: How long a claimed window stays its worker's without renewal (``--lease-seconds``).
+DEFAULT_LEASE_SECONDS = 120.0
 
 
 def ts_to_dt(ts: int) -> datetime:

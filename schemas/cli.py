@@ -7,6 +7,7 @@ line on stderr and a non-zero exit (no traceback for problems the user can fix).
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from schemas.checkpoints import DEFAULT_LEASE_SECONDS
 from schemas.db import DEFAULT_DATABASE_URL
 from schemas.errors import InputError, KalshiBackfillError
 
@@ -52,6 +54,48 @@ def verbosity_options(f: F) -> F:
     """``-v`` / ``-q``."""
     f = click.option("-v", "--verbose", count=True, help="More log lines (-vv: debug).")(f)
     return click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")(f)
+
+
+def command_body(f: Callable[..., int | None]) -> Callable[..., None]:
+    """``-v`` / ``-q``, then ``f`` as the command's body: logging set up, our errors
+    turned into one line by :func:`run_command`, and ``f``'s return value the exit code.
+
+    Put it right under the other options, on the function itself.
+    """
+
+    @functools.wraps(f)
+    def command(*args: Any, verbose: int, quiet: bool, **kwargs: Any) -> None:
+        setup_logging(verbose, quiet)
+        run_command(lambda: f(*args, **kwargs))
+
+    return verbosity_options(command)
+
+
+def series_option(f: F) -> F:
+    """``--series`` (required)."""
+    return click.option("--series", required=True, help="Series ticker, e.g. KXHIGHNY.")(f)
+
+
+def event_option(f: F) -> F:
+    """``--event`` (required)."""
+    return click.option("--event", required=True, help="Event ticker, e.g. KXHIGHNY-25NOV20.")(f)
+
+
+def lease_options(f: F) -> F:
+    """``--worker-id`` / ``KALSHI_WORKER_ID`` and ``--lease-seconds`` (window leases)."""
+    f = click.option(
+        "--lease-seconds",
+        type=float,
+        default=DEFAULT_LEASE_SECONDS,
+        show_default=True,
+        help="A dead worker's windows are taken over this long after its last renewal.",
+    )(f)
+    return click.option(
+        "--worker-id",
+        envvar="KALSHI_WORKER_ID",
+        default=None,
+        help="This process in window leases and status (default: hostname:pid).",
+    )(f)
 
 
 def period_option(f: F) -> F:
