@@ -749,6 +749,35 @@ class _WindowJob:
             "" if window.is_final else " (open: not final)",
         )
 
+    async def _archive(
+        self,
+        kind: str,
+        market_ticker: str | None,
+        start_ts: int,
+        params: dict[str, int],
+        resp: ApiResponse,
+    ) -> None:
+        """Write one fetched page, in its envelope, atomically to the window's folder."""
+        key = self.key
+        envelope = PageEnvelope(
+            kind=kind,
+            series_ticker=key.series_ticker,
+            event_ticker=key.event_ticker,
+            market_ticker=market_ticker,
+            period_interval=key.period_interval,
+            window_policy=key.window_policy,
+            path=resp.path,
+            params=dict(params),
+            status=resp.status,
+            retrieved_at_utc=resp.retrieved_at,
+            body=resp.body,
+        )
+        crashpoint(EXTRACT_PAGE_BEFORE_WRITE)
+        # In a thread: on object storage a write is a network round trip.
+        rel = key.page_path(start_ts, market_ticker)
+        await asyncio.to_thread(self.run_.archive.write_page, rel, envelope)
+        crashpoint(EXTRACT_PAGE_AFTER_WRITE)
+
     async def _event_chain(self, moved: set[str]) -> set[str]:
         """Page the event route to the window end; returns the live markets it lacked."""
         key, run, pager = self.key, self.run_, self.state.paginator
@@ -773,23 +802,7 @@ class _WindowJob:
 
             resp = await run.client.get_json(path, params, check=check, scope=self.stats)
             received = time.monotonic()
-            envelope = PageEnvelope(
-                kind=KIND_EVENT_CANDLES,
-                series_ticker=series,
-                event_ticker=event,
-                market_ticker=None,
-                period_interval=period,
-                window_policy=key.window_policy,
-                path=resp.path,
-                params=dict(params),
-                status=resp.status,
-                retrieved_at_utc=resp.retrieved_at,
-                body=resp.body,
-            )
-            crashpoint(EXTRACT_PAGE_BEFORE_WRITE)
-            # In a thread: on object storage a write is a network round trip.
-            await asyncio.to_thread(run.archive.write_page, key.page_path(req.start_ts), envelope)
-            crashpoint(EXTRACT_PAGE_AFTER_WRITE)
+            await self._archive(KIND_EVENT_CANDLES, None, req.start_ts, params, resp)
             pager.advance(req.start_ts, resp.body["adjusted_end_ts"])
             _count(resp.body, self.state.candle_keys, self.state.per_market)
             lacking = missing_live_markets(self._live(), resp.body["market_tickers"])
@@ -833,24 +846,7 @@ class _WindowJob:
                 if e.status == 404:
                     return False
                 raise
-            envelope = PageEnvelope(
-                kind=KIND_HISTORICAL_MARKET_CANDLES,
-                series_ticker=key.series_ticker,
-                event_ticker=key.event_ticker,
-                market_ticker=ticker,
-                period_interval=period,
-                window_policy=key.window_policy,
-                path=resp.path,
-                params=dict(params),
-                status=resp.status,
-                retrieved_at_utc=resp.retrieved_at,
-                body=resp.body,
-            )
-            crashpoint(EXTRACT_PAGE_BEFORE_WRITE)
-            await asyncio.to_thread(
-                run.archive.write_page, key.page_path(req.start_ts, ticker), envelope
-            )
-            crashpoint(EXTRACT_PAGE_AFTER_WRITE)
+            await self._archive(KIND_HISTORICAL_MARKET_CANDLES, ticker, req.start_ts, params, resp)
             _count_market(
                 ticker, resp.body["candlesticks"], self.state.candle_keys, self.state.per_market
             )

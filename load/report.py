@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -119,26 +119,15 @@ class SeriesStatus:
             "missing_candles": self.missing_candles,
             "missing_in_maintenance": self.missing_in_maintenance,
             "missing_pct": None if pct is None else str(pct),
-            "failed": [_note_json(n) for n in self.failed],
-            "leased": [_note_json(n) for n in self.leased],
+            "failed": [_fields_json(n) for n in self.failed],
+            "leased": [_fields_json(n) for n in self.leased],
         }
 
 
-def _note_json(n: WindowNote) -> dict[str, Any]:
-    return {
-        "event_ticker": n.event_ticker,
-        "period_interval": n.period_interval,
-        "window_policy": n.window_policy,
-        "status": n.status,
-        "last_error": n.last_error,
-        "lease_owner": n.lease_owner,
-        "lease_expires_utc": None
-        if n.lease_expires_utc is None
-        else n.lease_expires_utc.isoformat(),
-        "lease_claimed_utc": None
-        if n.lease_claimed_utc is None
-        else n.lease_claimed_utc.isoformat(),
-    }
+def _fields_json(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields in order, each datetime as ISO-8601 (other values as they are)."""
+    doc = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in doc.items()}
 
 
 def workers(engine: Engine) -> list[WorkerRow]:
@@ -237,23 +226,14 @@ class PageSummary:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "in_manifest": self.in_manifest,
-            "kind": self.kind,
-            "market_ticker": self.market_ticker,
-            "path": self.path,
-            "params": self.params,
-            "status": self.status,
-            "retrieved_at_utc": None
-            if self.retrieved_at_utc is None
-            else self.retrieved_at_utc.isoformat(),
-            "adjusted_end_ts": self.adjusted_end_ts,
-            "candles": self.candles,
-            "candles_total": sum(self.candles.values()),
-            **({"body": self.body} if self.body is not None else {}),
-            **({"error": self.error} if self.error is not None else {}),
-        }
+        doc = _fields_json(self)
+        body, error = doc.pop("body"), doc.pop("error")
+        doc["candles_total"] = sum(self.candles.values())
+        if body is not None:
+            doc["body"] = body
+        if error is not None:
+            doc["error"] = error
+        return doc
 
 
 @dataclass(frozen=True)
@@ -397,15 +377,7 @@ class Difference:
     db_value: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "market_ticker": self.market_ticker,
-            "end_period_ts_utc": self.end_period_ts_utc.isoformat(),
-            "period_interval": self.period_interval,
-            "column": self.column,
-            "archive_value": self.archive_value,
-            "db_value": self.db_value,
-        }
+        return _fields_json(self)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from schemas.crashpoints import ARCHIVE_BEFORE_RENAME, crashpoint
 from schemas.errors import ArchiveError, CorruptArchiveError
 from schemas.tables import WindowPolicy
 from schemas.tickers import validate_event_ticker, validate_market_ticker, validate_series_ticker
+from schemas.workers import pid_alive
 
 ARCHIVE_VERSION = 1
 ARCHIVE_FORMAT = "kalshi-candles-raw-archive"
@@ -294,16 +295,6 @@ def atomic_path(dest: Path) -> Iterator[Path]:
 _TEMP_PID = re.compile(r"\.(\d+)\.[0-9a-f]+$|^\.tmp-probe-(\d+)$")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
 class ArchiveStore:
     """Typed archive operations on top of a handful of raw file operations.
 
@@ -451,7 +442,7 @@ class LocalArchive(ArchiveStore):
         """
         for p in self.root.glob(f"{TEMP_MARKER}*"):
             m = _TEMP_PID.search(p.name)
-            if m is not None and not _pid_alive(int(m.group(1) or m.group(2))):
+            if m is not None and not pid_alive(int(m.group(1) or m.group(2))):
                 p.unlink(missing_ok=True)
 
     def exists(self, rel: str) -> bool:

@@ -52,10 +52,11 @@ def local_process_gone(
     pid = int(pid_text)
     if pid == os.getpid() or pid <= 1:
         return False
-    return not (alive or _pid_alive)(pid)
+    return not (alive or pid_alive)(pid)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while a process ``pid`` exists on this host (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
