@@ -61,7 +61,11 @@ from extract.windows import (
     plan_window,
 )
 from extract.workers import Coordinator
-from schemas.api import check_event_candles_page, check_historical_candles_page
+from schemas.api import (
+    EventCandlesPage,
+    check_event_candles_page,
+    check_historical_candles_page,
+)
 from schemas.archive import (
     KIND_EVENT_CANDLES,
     KIND_HISTORICAL_MARKET_CANDLES,
@@ -341,9 +345,12 @@ def _market_page_file(market_ticker: str, start_ts: int) -> str:
     return f"markets/{market_ticker}/{start_ts}{PAGE_SUFFIX}"
 
 
-def _count(body: dict[str, object], keys: set[tuple[str, int]], per_market: dict[str, int]) -> None:
-    """Add a page's candles to the window's distinct (market, end_period_ts) set."""
-    page = check_event_candles_page(body)
+def _count(page: EventCandlesPage, keys: set[tuple[str, int]], per_market: dict[str, int]) -> None:
+    """Add a page's candles to the window's distinct (market, end_period_ts) set.
+
+    ``page`` has passed :func:`check_event_candles_page` already (before it was archived,
+    or when it was read back): it is not walked a second time here.
+    """
     for ticker, candles in zip(page["market_tickers"], page["market_candlesticks"], strict=True):
         _count_market(ticker, candles, keys, per_market)
 
@@ -354,14 +361,15 @@ def _count_market(
     keys: set[tuple[str, int]],
     per_market: dict[str, int],
 ) -> None:
-    for c in candles:
-        k = (ticker, c["end_period_ts"])
-        if k not in keys:
-            keys.add(k)
-            per_market[ticker] = per_market.get(ticker, 0) + 1
+    new = {(ticker, c["end_period_ts"]) for c in candles} - keys
+    if new:
+        keys |= new
+        per_market[ticker] = per_market.get(ticker, 0) + len(new)
 
 
-def _archived_body(archive: ArchiveStore, key: WindowKey, rel: str, start_ts: int) -> Any:
+def _archived_body(
+    archive: ArchiveStore, key: WindowKey, rel: str, start_ts: int
+) -> EventCandlesPage:
     """The body of the archived page at ``rel`` if it is this window's page at ``start_ts``."""
     env = archive.read_page(rel)
     want = (KIND_EVENT_CANDLES, key.event_ticker, start_ts, key.period_interval)
@@ -394,7 +402,7 @@ def read_chain(archive: ArchiveStore, key: WindowKey, window: Window) -> _Window
             pager.advance(cursor, body["adjusted_end_ts"])
         except NoProgressError:
             break
-        _count(dict(body), state.candle_keys, state.per_market)
+        _count(body, state.candle_keys, state.per_market)
         state.page_tickers.append(frozenset(body["market_tickers"]))
     return state
 
@@ -623,18 +631,18 @@ class _WindowJob:
     def _pages(self) -> int:
         return len(self.state.paginator.chain) + len(self.state.market_pages)
 
+    def _progress(self) -> dict[str, object]:
+        """The checkpoint's progress columns as of now."""
+        return {
+            "resume_cursor_ts": self.state.paginator.cursor,
+            "pages_archived": self._pages(),
+            "requests": self.base_requests + self.stats.requests,
+            "retries": self.base_retries + self.stats.retries,
+            "candles_archived": len(self.state.candle_keys),
+        }
+
     def _save(self, status: CheckpointStatus, **fields: object) -> None:
-        self.run_.save(
-            self.key,
-            self.window,
-            status,
-            resume_cursor_ts=self.state.paginator.cursor,
-            pages_archived=self._pages(),
-            requests=self.base_requests + self.stats.requests,
-            retries=self.base_retries + self.stats.retries,
-            candles_archived=len(self.state.candle_keys),
-            **fields,
-        )
+        self.run_.save(self.key, self.window, status, **self._progress(), **fields)
 
     def _page_done(self, historical: bool) -> None:
         summary = self.run_.summary
@@ -645,9 +653,13 @@ class _WindowJob:
         else:
             summary.live_pages += 1
             self.fetched_live += 1
-        self._save(CheckpointStatus.RUNNING)
-        if self.run_.coord is not None:
-            self.run_.coord.renew(self.key)  # LeaseLostError if another worker took it
+        coord = self.run_.coord
+        if coord is None:
+            self._save(CheckpointStatus.RUNNING)
+        else:
+            # The checkpoint and the lease renewal in one UPDATE, written only while the
+            # window is ours: LeaseLostError if another worker took it.
+            coord.renew(self.key, CheckpointStatus.RUNNING, **self._progress())
         crashpoint(EXTRACT_BETWEEN_PAGES)
         self.run_.tick()
 

@@ -7,9 +7,10 @@ process of our own:
   row if needed and takes the lease with ONE conditional UPDATE that matches only an
   unclaimed row, an expired lease or our own (:func:`schemas.checkpoints.claim_window`).
   Exactly one worker wins; the others skip the window this run ("held by W until T").
-  The lease is renewed after every page and at every heartbeat and released when the
-  window ends, so it expires only when its worker died or stalled: then the next worker
-  to reach the window takes it over and resumes from the pages already archived. A
+  The lease is renewed after every page (by the same UPDATE that saves the page's
+  checkpoint) and at every heartbeat and released when the window ends, so it expires
+  only when its worker died or stalled: then the next worker to reach the window takes
+  it over and resumes from the pages already archived. A
   holder that is a dead process of this very host (default ``hostname:pid`` ids) is
   taken over at once, so rerunning a killed command never waits for its old leases.
 - **One API budget.** Every extractor registers in ``kalshi_worker`` and heartbeats; its
@@ -31,7 +32,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -49,6 +50,7 @@ from schemas.checkpoints import (
 )
 from schemas.db import run_transaction, translate_db_error
 from schemas.errors import DatabaseError
+from schemas.tables import CheckpointStatus
 from schemas.workers import (
     KIND_EXTRACT,
     count_live,
@@ -154,13 +156,20 @@ class Coordinator:
             self.lost.discard(key)
         return claim
 
-    def renew(self, key: WindowKey) -> None:
-        """Extend our lease; LeaseLostError if another worker took the window meanwhile."""
+    def renew(
+        self, key: WindowKey, status: CheckpointStatus | None = None, **progress: Any
+    ) -> None:
+        """Extend our lease; LeaseLostError if another worker took the window meanwhile.
+
+        ``status``/``progress``: the window's checkpoint columns, saved in the same UPDATE
+        (:func:`schemas.checkpoints.renew_window`), so a page costs one statement.
+        """
         if key in self.lost:
             raise LeaseLostError(f"{key}: lease lost to another worker")
         me, lease = self.worker_id, self.lease_seconds
+        what = f"saving the checkpoint of {key}" if progress else f"renewing the lease of {key}"
         if not self._tx(
-            f"renewing the lease of {key}", lambda conn: renew_window(conn, key, me, lease)
+            what, lambda conn: renew_window(conn, key, me, lease, status=status, **progress)
         ):
             self.held.discard(key)
             self.lost.add(key)

@@ -7,11 +7,12 @@ the same transaction as the window's rows, so SUCCESS never exists without them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, or_, select, update
+from sqlalchemy import Connection, Update, and_, bindparam, case, or_, select, update
 
 from schemas.archive import WindowKey
 from schemas.db import upsert
@@ -248,19 +249,48 @@ def renew_window(
     lease_seconds: float,
     *,
     now: datetime | None = None,
+    status: CheckpointStatus | None = None,
+    **progress: Any,
 ) -> bool:
     """Extend ``owner``'s lease; False if it no longer holds it (never takes a free window).
 
-    For renewals that may race a release (a renewal thread, a loader's commit).
+    For renewals that may race a release (a renewal thread, a loader's commit). With
+    ``status`` and/or ``progress`` (other columns: counters, resume cursor), the window's
+    progress is saved by the SAME statement, and only while ``owner`` holds the lease: an
+    extractor's per-page checkpoint costs one UPDATE, and a worker that lost its window
+    never overwrites the new holder's progress.
     """
     now = now or datetime.now(UTC)
-    result = conn.execute(
-        update(_cp)
-        .where(_where(key))
-        .where(_cp.c.lease_owner == owner)
-        .values(lease_expires_utc=now + timedelta(seconds=lease_seconds))
+    if status is not None:
+        progress["status"] = status.value
+    if progress:
+        progress["updated_at_utc"] = now
+    progress["lease_expires_utc"] = now + timedelta(seconds=lease_seconds)
+    params = {f"set_{name}": value for name, value in progress.items()}
+    params.update(
+        w_event=key.event_ticker,
+        w_period=key.period_interval,
+        w_policy=key.window_policy.value,
+        w_owner=owner,
     )
+    result = conn.execute(_renew_statement(tuple(progress)), params)
     return result.rowcount == 1
+
+
+@functools.cache
+def _renew_statement(columns: tuple[str, ...]) -> Update:
+    """The renewal UPDATE setting ``columns``, built once: a page's checkpoint then costs
+    no statement construction (and SQLAlchemy reuses its cache key and compiled form)."""
+    return (
+        update(_cp)
+        .where(
+            _cp.c.event_ticker == bindparam("w_event"),
+            _cp.c.period_interval_minutes == bindparam("w_period"),
+            _cp.c.window_policy == bindparam("w_policy"),
+            _cp.c.lease_owner == bindparam("w_owner"),
+        )
+        .values({name: bindparam(f"set_{name}") for name in columns})
+    )
 
 
 def take_over_window(
