@@ -34,6 +34,13 @@ def cli() -> None:
     help="Windows per staged upsert and transaction (more is faster, uses more memory).",
 )
 @click.option(
+    "--writers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="MySQL: batches written at once, each on its own connection (SQLite: 1).",
+)
+@click.option(
     "--staging",
     type=click.Choice(["load_data", "insert"]),
     default="load_data",
@@ -47,6 +54,7 @@ def run(
     db_url: str,
     archive_dir: str,
     batch_windows: int,
+    writers: int,
     staging: StagingMethod,
     worker_id: str | None,
     lease_seconds: float,

@@ -32,6 +32,8 @@ class LoadConfig:
     """First wait between tries; doubles each time."""
     staging_method: StagingMethod = "load_data"
     """MySQL only: fill the staging table with LOAD DATA LOCAL (measured faster) or INSERT."""
+    writers: int = 2
+    """MySQL: batches written at once, each on its own connection (SQLite: always 1)."""
     prefetch: bool = True
     """Read and normalize the next batch in a thread while the current one is written."""
     worker_id: str = field(default_factory=default_worker_id)
@@ -42,6 +44,8 @@ class LoadConfig:
     def __post_init__(self) -> None:
         if self.batch_windows < 1:
             raise ConfigError(f"batch_windows must be at least 1, not {self.batch_windows}")
+        if self.writers < 1:
+            raise ConfigError(f"writers must be at least 1, not {self.writers}")
         if self.db_attempts < 1:
             raise ConfigError(f"db_attempts must be at least 1, not {self.db_attempts}")
         if self.retry_backoff_s < 0:

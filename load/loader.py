@@ -16,7 +16,8 @@ Failures are grouped by what happens next:
 - any other database error in a batch of several windows: each window is retried alone,
   so one bad window cannot sink its neighbours.
 
-Memory stays flat: one batch is written while (at most) the next one is read.
+Memory stays flat: ``writers`` batches (default 2, each on its own connection and in its
+own transaction) are written while the next one waits and the one after it is read.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -125,6 +126,15 @@ class LoadSummary:
     def rows_per_s(self) -> int:
         return int(self.rows / self.elapsed_s) if self.elapsed_s > 0 else 0
 
+    def add(self, other: LoadSummary) -> None:
+        """Count ``other`` (one batch's writes) in this summary too."""
+        self.windows_loaded += other.windows_loaded
+        self.windows_skipped += other.windows_skipped
+        self.windows_failed += other.windows_failed
+        self.windows_held += other.windows_held
+        self.rows += other.rows
+        self.failures.extend(other.failures)
+
     def line(self) -> str:
         return (
             f"load: {self.windows_loaded} windows loaded, {self.windows_skipped} skipped, "
@@ -154,13 +164,15 @@ def load_windows(config: LoadConfig, *, engine: Engine | None = None) -> LoadSum
         leases = LoadLeases(eng, config)
         claim = partial(leases.claim, needs_load=needs_load)
         try:
-            for results in _prepared(archive, batches, prefetch=config.prefetch, claim=claim):
-                ready = [r for r in results if isinstance(r, PreparedWindow)]
-                for failure in (r for r in results if isinstance(r, WindowFailure)):
-                    _fail_window(archive, eng, config, failure, summary)
-                if ready:
-                    _write_with_retries(eng, ready, work_dir, config, summary)
-                leases.done(r.manifest.key for r in results if r.manifest is not None)
+            with BatchWriters(eng, work_dir, config, summary, leases) as writers:
+                for results in _prepared(archive, batches, prefetch=config.prefetch, claim=claim):
+                    ready = [r for r in results if isinstance(r, PreparedWindow)]
+                    for failure in (r for r in results if isinstance(r, WindowFailure)):
+                        _fail_window(archive, eng, config, failure, summary)
+                        if failure.manifest is not None:
+                            leases.done([failure.manifest.key])
+                    if ready:
+                        writers.submit(ready)
         finally:
             leases.close()
             summary.windows_held += leases.skipped_held
@@ -279,7 +291,8 @@ def _prepared(
     Only the windows ``claim`` grants (their lease: see ``load.leases``) are read.
 
     Reading is gunzip and Polars (both release the GIL), writing mostly waits on the
-    server: overlapping them uses the second core. At most two batches are in memory.
+    server: overlapping them uses the second core. Besides the batches being written,
+    at most two are in memory (the one yielded, the one being read).
     """
 
     def read(batch: Sequence[tuple[str, Manifest]]) -> list[PreparedWindow | WindowFailure]:
@@ -414,6 +427,88 @@ def write_batch(
     release_leases(conn, [w.manifest.key for w in windows], config)
     crashpoint(LOAD_BEFORE_COMMIT)
     return rows
+
+
+class BatchWriters:
+    """Writes batches on ``config.writers`` connections at once, one thread each.
+
+    Each batch stays ONE transaction on one connection (lease check, stage, merge, stats,
+    SUCCESS, commit): two writers let one connection's merge run on a core while the
+    other's LOAD DATA runs on the other. ``submit`` blocks while every writer is busy, so
+    at most ``writers`` batches are being written, plus the one the caller holds and the
+    one the reader prefetches. With one writer (always on SQLite, where a second would
+    only wait for the file lock) each batch is written in the caller's thread.
+
+    A writer that raises (the database unusable, a bug) fails the run: the error comes
+    out of the next ``submit`` or of the ``with`` block once every batch in flight has
+    finished, so no thread is left writing behind the caller's back.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        work_dir: Path,
+        config: LoadConfig,
+        summary: LoadSummary,
+        leases: LoadLeases,
+    ) -> None:
+        self.engine, self.work_dir, self.config = engine, work_dir, config
+        self.summary, self.leases = summary, leases
+        self.writers = config.writers if engine.dialect.name in ("mysql", "mariadb") else 1
+        self._pool = (
+            ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="load-write")
+            if self.writers > 1
+            else None
+        )
+        self._in_flight: dict[Future[LoadSummary], list[WindowKey]] = {}
+
+    def __enter__(self) -> BatchWriters:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._pool is None:
+            return
+        try:
+            self._collect(ALL_COMPLETED)
+        except BaseException:
+            if exc is None:
+                raise
+            log.exception("a batch writer failed too")
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, windows: Sequence[PreparedWindow]) -> None:
+        """Write ``windows`` as one batch (now, or on the next free writer)."""
+        keys = [w.manifest.key for w in windows]
+        if self._pool is None:
+            self.summary.add(self._write(windows))
+            self.leases.done(keys)
+            return
+        while len(self._in_flight) >= self.writers:
+            self._collect(FIRST_COMPLETED)
+        self._in_flight[self._pool.submit(self._write, windows)] = keys
+
+    def _write(self, windows: Sequence[PreparedWindow]) -> LoadSummary:
+        part = LoadSummary()  # merged by the caller's thread: no shared counters
+        _write_with_retries(self.engine, windows, self.work_dir, self.config, part)
+        return part
+
+    def _collect(self, return_when: str) -> None:
+        """Wait for one (or every) batch in flight; count them; raise the first error."""
+        if not self._in_flight:
+            return
+        done, _ = wait(self._in_flight, return_when=return_when)
+        error: BaseException | None = None
+        for future in done:
+            keys = self._in_flight.pop(future)
+            try:
+                self.summary.add(future.result())
+            except BaseException as e:  # re-raised below, once every done batch is counted
+                error = error or e
+                continue  # still held: LoadLeases.close releases it
+            self.leases.done(keys)
+        if error is not None:
+            raise error
 
 
 def _write_with_retries(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from dataclasses import dataclass, field
 
 ENV_PLAN = "KALSHI_CRASHPOINT"
@@ -91,6 +92,8 @@ def parse_plan(text: str) -> dict[str, int]:
 
 
 _state: _State | None = None
+#: The loader reaches its points from two writer threads: each hit must be counted once.
+_lock = threading.Lock()
 
 
 def _load() -> _State:
@@ -104,10 +107,11 @@ def crashpoint(name: str) -> None:
     state = _state or _load()
     if not state.active:
         return
-    n = state.seen[name] = state.seen.get(name, 0) + 1
-    if state.trace is not None:
-        with open(state.trace, "a", encoding="utf-8") as fh:
-            fh.write(f"{name}\n")
+    with _lock:
+        n = state.seen[name] = state.seen.get(name, 0) + 1
+        if state.trace is not None:
+            with open(state.trace, "a", encoding="utf-8") as fh:
+                fh.write(f"{name}\n")
     if state.plan.get(name) == n:
         os.kill(os.getpid(), signal.SIGKILL)
 
