@@ -17,16 +17,18 @@ from typing import Any
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, select, update
 
 from extract.candles import CandlesSummary, run_candles
+from extract.cli import main as extract_main
 from extract.client import ApiResponse, KalshiClient, Params
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.events import sync_events
 from load.config import LoadConfig
 from load.loader import load_windows
 from schemas.archive import LocalArchive, Manifest
-from schemas.checkpoints import get_checkpoint
+from schemas.checkpoints import get_checkpoint, list_checkpoints
 from schemas.db import make_engine
 from schemas.tables import (
     CANDLE_COUNT_COLUMNS,
@@ -34,7 +36,7 @@ from schemas.tables import (
     CheckpointStatus,
     kalshi_market,
 )
-from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, World
+from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, World, run_sim_in_thread
 from tests.test_load_support import Truth, stored, truth_row
 
 NOW = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)
@@ -324,6 +326,49 @@ async def test_a_historical_404_sends_the_market_back_to_the_live_route(
         assert load(sqlite_url, archive_dir) == len(want)
         assert stored(engine) == want
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("event", "tier"), [("KXHIGHNY-25OCT23", "live"), ("KXHIGHNY-25OCT20", "historical")]
+)
+def test_a_market_on_neither_tier_fails_its_window_and_only_it(
+    sqlite_url: str, archive_dir: Path, event: str, tier: str
+) -> None:
+    """Neither the event pages nor the historical route know the market any more: the
+    window is FAILED with a line naming it, the others are extracted, the command exits 1."""
+    config = sim_config(first_date=date(2025, 10, 20), last_date=date(2025, 10, 24))
+    with run_sim_in_thread(config) as sim:
+        common = ["--series", SERIES, "--db", sqlite_url, "--api-base", sim.base_url]
+        synced = CliRunner().invoke(extract_main, ["events", *common])
+        assert synced.exit_code == 0, synced.output
+        lost = sim.world.market_infos(event)[0]
+        assert sim.world.is_historical(lost) == (tier == "historical")
+        sim.hide_market(lost.ticker)
+        sim.reset()
+        r = CliRunner().invoke(
+            extract_main, ["candles", *common, "--archive", str(archive_dir), "--max-retries", "1"]
+        )
+        hist_404s = [
+            x.status for x in sim.counters.requests_to(f"/historical/markets/{lost.ticker}/")
+        ]
+    assert r.exit_code == 1, r.output
+    reason = (
+        f"{lost.ticker} is on neither tier (absent from the live event pages, 404 on the "
+        "historical route): the window would be incomplete"
+    )
+    assert f"ERROR extract.candles: {event} p1 FULL_MARKET_WINDOW: FAILED: {reason}" in r.output
+    assert f"FAILED {event} p1 FULL_MARKET_WINDOW: {reason}" in r.output
+    assert "error: 1 event windows FAILED" in r.output
+    assert "windows: 4 done, 0 skipped (already archived), 1 failed" in r.output
+    assert hist_404s == [404]  # asked once, then no tier is left to try
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        status = {c.key.event_ticker: (c.status, c.last_error) for c in list_checkpoints(conn)}
+    engine.dispose()
+    assert status.pop(event) == (CheckpointStatus.FAILED, reason)
+    assert set(status) == {f"{SERIES}-25OCT{d}" for d in (20, 21, 22, 23, 24)} - {event}
+    assert {s for s, _ in status.values()} == {CheckpointStatus.EXTRACTED}
+    assert set(manifests(archive_dir)) == set(status)  # no manifest for the failed window
 
 
 # --- resume and dry run ------------------------------------------------------------------

@@ -632,6 +632,38 @@ async def test_moving_the_cutoff_mid_run_moves_markets_between_tiers(
     assert page["market_tickers"] == []
 
 
+@pytest.mark.parametrize("event", [LIVE_EVENT, HIST_EVENT])
+async def test_a_hidden_market_is_on_neither_tier(
+    sim: SimServer, http: aiohttp.ClientSession, event: str
+) -> None:
+    markets = sim.world.market_infos(event)
+    lost = markets[1].ticker
+    sim.hide_market(lost)
+    rng = {"start_ts": 0, "end_ts": ts(NOW), "period_interval": 60}
+    _, page = await get(http, sim, f"/series/KXHIGHNY/events/{event}/candlesticks", **rng)
+    assert lost not in page["market_tickers"]
+    _, body = await get(http, sim, f"/events/{event}", with_nested_markets=True)
+    assert lost not in [m["ticker"] for m in body["markets"]]
+    _, listed = await get(http, sim, "/historical/markets", event_ticker=event)
+    assert lost not in [m["ticker"] for m in listed["markets"]]
+    _, batch = await get(http, sim, "/markets/candlesticks", market_tickers=lost, **rng)
+    assert batch == {"markets": []}
+    for path in (
+        f"/series/KXHIGHNY/markets/{lost}/candlesticks",
+        f"/historical/markets/{lost}/candlesticks",
+        f"/markets/{lost}",
+        f"/historical/markets/{lost}",
+    ):
+        assert (await get(http, sim, path, **rng))[0] == 404, path
+    assert len(sim.world.candles(lost, 60)) > 0  # the ground truth keeps it
+    sim.hide_market(lost, hidden=False)
+    _, listed = await get(http, sim, "/historical/markets", event_ticker=event)
+    _, page = await get(http, sim, f"/series/KXHIGHNY/events/{event}/candlesticks", **rng)
+    assert lost in [m["ticker"] for m in listed["markets"]] + page["market_tickers"]
+    with pytest.raises(KeyError):
+        sim.hide_market("KXHIGHNY-25NOV18-T999")
+
+
 # --- batch and per-market routes ---------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ Usage::
         sim.world.candles("KXHIGHNY-25NOV20-T52", period=1)   # ground truth, live shape
         sim.fail_next("/candlesticks", "503", times=2)
         sim.set_cutoff(datetime(...))           # move markets to the historical tier
+        sim.hide_market("KXHIGHNY-25NOV20-T52") # on neither tier: every route loses it
         sim.counters.log                        # [(path, route, params, status, fault)]
 
     with run_sim_in_thread(config) as sim:      # same object, served from a thread

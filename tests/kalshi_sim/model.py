@@ -1,7 +1,8 @@
 """The simulated world: series, events, markets and their candles, as ground truth.
 
-Pure and deterministic from ``SimConfig``: the only state is the simulated ``now``
-and an optional cutoff override, which tests move with ``set_now``/``set_cutoff``.
+Pure and deterministic from ``SimConfig``: the only state is the simulated ``now``,
+an optional cutoff override and the markets hidden from both tiers, which tests move
+with ``set_now``/``set_cutoff``/``hide_market``.
 Nothing is built eagerly: events and markets are derived from their ticker on
 demand, candles are generated per market on first use and kept in small LRU
 caches, so a 12-month world costs only what a test actually reads.
@@ -10,6 +11,10 @@ Decisions where the spec and notes leave room (see also ``server.py``):
 - A market is *historical* when it is settled (``settlement_ts <= now``) and its
   ``settlement_ts`` is before the cutoff. Markets of one event settle a few
   minutes apart, so a cutoff can split an event.
+- A *hidden* market (``hide_market``) is on neither tier: no live route and no
+  historical route serves or lists it. Kalshi does not document such a state; it
+  stands for an API that lost a market, which a backfill must not paper over. Its
+  ground truth (``candles``, ``market_infos``) is unchanged.
 - Market summary prices (``yes_bid_dollars``, ``volume_fp``, ...) are synthetic
   and not derived from the candles: the backfill does not keep them.
 """
@@ -201,6 +206,7 @@ class World:
         self.config = config
         self._now = config.now
         self._cutoff: datetime | None = None
+        self._hidden: set[str] = set()
         self._events = _Lru[str, EventInfo | None](4096)
         self._minutes = _Lru[str, Series](512)
         self._candles = _Lru[tuple[str, int, int], tuple[list[int], list[Candle]]](96)
@@ -239,6 +245,15 @@ class World:
         if cutoff is not None and cutoff.tzinfo is None:
             raise ValueError("cutoff must be timezone-aware")
         self._cutoff = None if cutoff is None else cutoff.astimezone(UTC)
+
+    def hide_market(self, ticker: str, hidden: bool = True) -> None:
+        """Take a market off both tiers (or, with ``hidden=False``, put it back)."""
+        if self.market_info(ticker) is None:
+            raise KeyError(ticker)
+        if hidden:
+            self._hidden.add(ticker)
+        else:
+            self._hidden.discard(ticker)
 
     # --- structure ---------------------------------------------------------------
 
@@ -374,7 +389,13 @@ class World:
 
     def is_historical(self, m: MarketInfo) -> bool:
         """Settled before the cutoff: served only by the /historical routes."""
+        if m.ticker in self._hidden:
+            return False
         return m.settlement_ts <= self.now_ts and m.settlement_ts < self.cutoff_ts
+
+    def is_live(self, m: MarketInfo) -> bool:
+        """Served by the live routes: neither historical nor hidden."""
+        return m.ticker not in self._hidden and not self.is_historical(m)
 
     def event_status(self, ev: EventInfo) -> EventStatus:
         now = self.now_ts
@@ -388,7 +409,7 @@ class World:
 
     def live_markets(self, event_ticker: str) -> list[MarketInfo]:
         ev = self.event_info(event_ticker)
-        return [] if ev is None else [m for m in ev.markets if not self.is_historical(m)]
+        return [] if ev is None else [m for m in ev.markets if self.is_live(m)]
 
     def historical_market_infos(
         self, event_ticker: str | None = None, series: str | None = None
@@ -476,11 +497,7 @@ class World:
         ev = self.event_info(event_ticker)
         if ev is None:
             return []
-        return [
-            self._market_json(m)
-            for m in ev.markets
-            if include_historical or not self.is_historical(m)
-        ]
+        return [self._market_json(m) for m in ev.markets if include_historical or self.is_live(m)]
 
     def _market_json(self, m: MarketInfo) -> dict[str, Any]:
         status = self.market_status(m)

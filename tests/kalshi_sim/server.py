@@ -6,7 +6,9 @@ Decisions where the spec leaves room (documented here because clients depend on 
   historical answers 200 with empty ``market_tickers``/``market_candlesticks`` and
   ``adjusted_end_ts == end_ts``. Unknown event or series/event mismatch: 404.
 - The per-market live route answers 404 for unknown and historical markets; the
-  historical routes answer 404 for unknown and still-live markets.
+  historical routes answer 404 for unknown and still-live markets. A market hidden
+  with ``hide_market`` is on neither tier: left out of every listing and of event
+  candlesticks, 404 on every per-market route.
 - Per-market live and historical candlesticks are not capped and not paginated (the
   spec's responses carry no cursor nor adjusted_end_ts).
 - Batch candlesticks leave unknown and historical tickers out of ``markets`` and cut
@@ -120,7 +122,7 @@ class SimServer:
     ``async with SimServer(SimConfig(...)) as sim:`` then point a client at
     ``sim.base_url``; ``sim.world`` is the ground truth, ``sim.counters`` the
     request accounting. The control methods (``set_now``, ``set_cutoff``,
-    ``fail_next``, ``set_rate_limit``, ``reset``) are safe to call from another
+    ``hide_market``, ``fail_next``, ``set_rate_limit``, ``reset``) are safe to call from another
     thread (see ``run_sim_in_thread``).
     """
 
@@ -153,6 +155,10 @@ class SimServer:
 
     def set_cutoff(self, cutoff: datetime | None) -> None:
         self.world.set_cutoff(cutoff)
+
+    def hide_market(self, ticker: str, hidden: bool = True) -> None:
+        """Make a market unknown to both tiers (``hidden=False`` restores it)."""
+        self.world.hide_market(ticker, hidden)
 
     def fail_next(self, route_substring: str, kind: FaultKind, times: int = 1) -> None:
         """The next ``times`` requests whose path contains the substring fail with ``kind``."""
@@ -345,7 +351,7 @@ class SimServer:
         m = self.world.market_info(ticker)
         if m is None or (series is not None and m.series_ticker != series):
             return False
-        return not self.world.is_historical(m)
+        return self.world.is_live(m)
 
     async def _market_candles(self, request: web.Request) -> web.Response:
         ticker = request.match_info["ticker"]
