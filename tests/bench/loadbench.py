@@ -12,18 +12,28 @@ Four loads of the SAME rows into MariaDB, one after another in one run:
 
 Normalization alone is timed on the way: gunzip and ``load.normalize.normalize_json``
 over every window, exactly the loader's pure step, with the bytes already in memory.
+
+Where the time goes: during the loader run and the raw LOAD DATA, the CPU seconds of
+this process (the loader runs in it), of the MariaDB server when it runs on this machine,
+and how busy the whole machine was (every process, other sessions' included). A loader
+whose CPU plus the server's fills the machine's cores is CPU-bound, not waiting.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
+import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.engine import make_url
 
 from load.config import LoadConfig
 from load.loader import load_windows
@@ -87,6 +97,80 @@ def db_text(frame: pl.DataFrame) -> pl.DataFrame:
 def _count(engine: Engine, table: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", None)
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuUse:
+    """CPU seconds spent while one step ran (see the module docstring)."""
+
+    wall_s: float = 0.0
+    own_s: float = 0.0
+    server_s: float | None = None
+    """The database server's, or None when it is not a process on this machine."""
+    machine_busy: float = 0.0
+    """Busy share of every core of the machine, 0 to 1."""
+
+
+def server_pid(db_url: str) -> int | None:
+    """The local MariaDB/MySQL server's pid (None if remote, not found, or several)."""
+    if make_url(db_url).host not in _LOCAL_HOSTS:
+        return None
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() in ("mariadbd", "mysqld"):
+                pids.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return pids[0] if len(pids) == 1 else None
+
+
+def _proc_cpu_s(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def _machine_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of every core since boot."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks) - idle) / _TICK, sum(ticks) / _TICK
+
+
+def _own_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+@contextmanager
+def cpu_use(server: int | None) -> Iterator[CpuUse]:
+    """Fills the yielded CpuUse when the block ends."""
+    use = CpuUse()
+    wall, own, srv, (busy, total) = (
+        time.perf_counter(),
+        _own_cpu_s(),
+        _proc_cpu_s(server),
+        _machine_cpu_s(),
+    )
+    yield use
+    use.wall_s = time.perf_counter() - wall
+    use.own_s = _own_cpu_s() - own
+    srv_end = _proc_cpu_s(server)
+    use.server_s = srv_end - srv if srv is not None and srv_end is not None else None
+    busy_end, total_end = _machine_cpu_s()
+    use.machine_busy = (busy_end - busy) / (total_end - total) if total_end > total else 0.0
 
 
 def _timed_loader(db_url: str, archive_dir: Path, expected: int, what: str) -> float:
@@ -166,14 +250,17 @@ def bench_load(
     del frame, as_text
 
     engine = make_engine(db_url)
+    server = server_pid(db_url)
     try:
         say(f"loader: {n:,} rows from the gzipped archive ...")
-        loader_s = _timed_loader(db_url, archive_dir, n, "loader")
+        with cpu_use(server) as loader_cpu:
+            loader_s = _timed_loader(db_url, archive_dir, n, "loader")
         if _count(engine, kalshi_candle.name) != n:
             raise BenchError("the loader did not leave every row in kalshi_candle")
 
         say("reference: LOAD DATA LOCAL INFILE of the same rows ...")
-        load_data_s = _timed_load_data(engine, csv)
+        with cpu_use(server) as load_data_cpu:
+            load_data_s = _timed_load_data(engine, csv)
         csv.unlink()
         say("reference: executemany INSERT ... ON DUPLICATE KEY UPDATE ...")
         executemany_s = _timed_executemany(engine, rows)
@@ -209,6 +296,31 @@ def bench_load(
         rate["loader"],
         "rows/s",
         f"{loader_s:.1f} s",
+    )
+    results.add(
+        "load.loader_cpu_s",
+        "load",
+        "loader's own CPU (read, normalize, CSV, driver)",
+        loader_cpu.own_s,
+        "s",
+        f"in {loader_cpu.wall_s:.1f} s",
+    )
+    if loader_cpu.server_s is not None and load_data_cpu.server_s is not None:
+        results.add(
+            "load.loader_server_cpu_s",
+            "load",
+            "MariaDB's CPU during the loader (stage + merge)",
+            loader_cpu.server_s,
+            "s",
+            f"raw LOAD DATA: {load_data_cpu.server_s:.1f} s",
+        )
+    results.add(
+        "load.loader_machine_busy",
+        "load",
+        "machine CPU busy during the loader (every process)",
+        100 * loader_cpu.machine_busy,
+        "%",
+        f"{100 * load_data_cpu.machine_busy:.0f}% during raw LOAD DATA",
     )
     results.add(
         "load.load_data_rows_per_s",
