@@ -7,45 +7,23 @@ unreachable FAILS the tests: the suite never silently skips the production targe
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
-MYSQL_SERVER_URL = os.environ.get("KALSHI_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
+from tests.databases import MYSQL_SERVER_URL, drop_database, mariadb_database, new_database
 
-
-def _new_mysql_database() -> str:
-    name = f"kalshi_t_{secrets.token_hex(5)}"
-    admin = create_engine(MYSQL_SERVER_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    finally:
-        admin.dispose()
-    return name
-
-
-def _drop_mysql_database(name: str) -> None:
-    admin = create_engine(MYSQL_SERVER_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-    finally:
-        admin.dispose()
+# Still imported from here by tests/test_load_cli.py, under these names.
+__all__ = ["MYSQL_SERVER_URL"]
+_new_mysql_database, _drop_mysql_database = new_database, drop_database
 
 
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """URL of a new, empty MariaDB database, dropped after the test."""
-    name = _new_mysql_database()
-    try:
-        yield f"{MYSQL_SERVER_URL}/{name}"
-    finally:
-        _drop_mysql_database(name)
+    with mariadb_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,43 +9,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.bench.config import BenchError, check_bench_db_url
 from tests.bench.extractbench import Sample, split_run
 from tests.bench.report import REQUIRED_METRICS, TARGETS
+from tests.databases import MYSQL_SERVER_URL, database_exists, drop_database
 
-MYSQL_SERVER_URL = os.environ.get("KALSHI_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _database_exists(name: str) -> bool:
-    engine = create_engine(MYSQL_SERVER_URL)
-    try:
-        with engine.connect() as conn:
-            found = conn.execute(
-                text("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = :n"),
-                {"n": name},
-            ).scalar_one()
-    finally:
-        engine.dispose()
-    return bool(found)
-
-
-def _drop(name: str) -> None:
-    engine = create_engine(MYSQL_SERVER_URL)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.mariadb
@@ -79,9 +55,9 @@ def test_quick_bench_on_tiny_sizes_writes_every_metric(tmp_path: Path) -> None:
             timeout=300,
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        assert not _database_exists(name), "the bench must drop the database it created"
+        assert not database_exists(name), "the bench must drop the database it created"
     finally:
-        _drop(name)
+        drop_database(name)
 
     doc = json.loads((out / "results.json").read_text())
     assert set(doc["metrics"]) == set(REQUIRED_METRICS)

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from extract.candles import run_candles
 from extract.config import ApiConfig, ExtractConfig, RateLimit
@@ -38,7 +38,7 @@ from schemas.checkpoints import get_checkpoint, list_checkpoints
 from schemas.db import make_engine
 from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_candle, kalshi_window_stats
 from schemas.workers import list_workers
-from tests.conftest import MYSQL_SERVER_URL
+from tests.databases import MYSQL_SERVER_URL, drop_database, new_database
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, run_sim_in_thread
 
 pytestmark = pytest.mark.mariadb
@@ -70,22 +70,6 @@ S3_ENV = {
 def sim() -> Iterator[SimServer]:
     with run_sim_in_thread(SIM) as server:
         yield server
-
-
-def _new_db() -> str:
-    name = f"kalshi_t_{secrets.token_hex(5)}"
-    admin = create_engine(MYSQL_SERVER_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    admin.dispose()
-    return name
-
-
-def _drop_db(name: str) -> None:
-    admin = create_engine(MYSQL_SERVER_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-    admin.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -152,17 +136,17 @@ def _place(request: pytest.FixtureRequest, tmp_path: Path, db: str, where: str) 
 
 @pytest.fixture(params=["local", "s3"])
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
-    db = _new_db()
+    db = new_database()
     try:
         yield _place(request, tmp_path, db, str(request.param))
     finally:
-        _drop_db(db)
+        drop_database(db)
 
 
 @pytest.fixture(scope="module")
 def reference(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Everything a single extractor and a single loader leave behind."""
-    db = _new_db()
+    db = new_database()
     try:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         ref = Place(f"{MYSQL_SERVER_URL}/{db}", str(tmp_path_factory.mktemp("ref") / "raw"), env)
@@ -172,7 +156,7 @@ def reference(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         load_windows(LoadConfig(db_url=ref.db_url, archive_dir=ref.archive, worker_id="solo"))
         yield _outcome(ref)
     finally:
-        _drop_db(db)
+        drop_database(db)
 
 
 # --- commands -------------------------------------------------------------------------------------

@@ -30,16 +30,13 @@ from tests.test_survival_support import (
     SIM,
     Reference,
     Zygote,
+    checked_reference,
     crash_scenario,
     extract_cmd,
-    mariadb_database,
-    reference_run,
     run_stage,
     stage_env,
-    stored_values,
     stray_temp_files,
     sync_events,
-    truth_values,
 )
 
 SEED = int(os.environ.get("KALSHI_CRASH_SEED") or secrets.randbelow(2**31))
@@ -54,16 +51,8 @@ def sim() -> Iterator[SimServer]:
 
 @pytest.fixture(scope="module")
 def reference(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reference]:
-    work = tmp_path_factory.mktemp("reference")
-    zygote = Zygote(work)
-    try:
-        with mariadb_database() as db_url:
-            ref = reference_run(sim, db_url, work, zygote.run)
-            # The reference itself is right: the simulator's ground truth, value for value.
-            assert stored_values(db_url) == truth_values(sim, EVENTS)
-    finally:
-        zygote.close()
-    yield ref
+    with checked_reference(sim, tmp_path_factory.mktemp("reference")) as ref:
+        yield ref
 
 
 def test_reference_reaches_every_crash_point(reference: Reference) -> None:

@@ -30,6 +30,7 @@ from load.config import LoadConfig
 from load.loader import load_windows
 from schemas.db import make_engine
 from schemas.errors import KalshiBackfillError
+from tests.databases import MYSQL_SERVER_URL, mariadb_database
 from tests.kalshi_sim import FAULT_KINDS, FaultConfig, FaultKind, SimServer, run_sim_in_thread
 from tests.test_survival_support import (
     EVENTS,
@@ -41,7 +42,6 @@ from tests.test_survival_support import (
     truth_values,
 )
 
-MYSQL_SERVER_URL = "mysql+pymysql://root@127.0.0.1:3306"
 FAULTY = EVENTS[1]
 
 #: What the FAILED reason must say for each fault kind that never stops.
@@ -173,8 +173,6 @@ class ConnectionKiller:
 @pytest.fixture(scope="module")
 def extracted(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One archive of the three events (extracted once for the whole module)."""
-    from tests.test_survival_support import mariadb_database
-
     archive = tmp_path_factory.mktemp("extracted") / "raw"
     with mariadb_database() as db_url:
         sync_events(sim, db_url)

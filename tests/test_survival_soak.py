@@ -23,17 +23,16 @@ import pytest
 import tests.test_survival_crash as crash
 import tests.test_survival_faults as faults
 from schemas.crashpoints import LOAD_AFTER_COMMIT
+from tests.databases import mariadb_database
 from tests.kalshi_sim import SimServer, run_sim_in_thread
 from tests.test_survival_support import (
     REPO,
     SIM,
     Reference,
-    Zygote,
+    checked_reference,
     checkpoint_statuses,
     extract_cmd,
     load_cmd,
-    mariadb_database,
-    reference_run,
     stage_env,
     stored_values,
     sync_events,
@@ -52,13 +51,8 @@ def sim() -> Iterator[SimServer]:
 
 @pytest.fixture(scope="module")
 def reference(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reference]:
-    work = tmp_path_factory.mktemp("reference")
-    zygote = Zygote(work)
-    try:
-        with mariadb_database() as db_url:
-            yield reference_run(sim, db_url, work, zygote.run)
-    finally:
-        zygote.close()
+    with checked_reference(sim, tmp_path_factory.mktemp("reference")) as ref:
+        yield ref
 
 
 def test_soak_200_kills(sim: SimServer, reference: Reference, tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ from schemas.tables import (
     kalshi_candle,
     kalshi_window_stats,
 )
-from tests.conftest import MYSQL_SERVER_URL, _drop_mysql_database, _new_mysql_database
+from tests.databases import mariadb_database
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,16 +72,6 @@ CandleRow = tuple[Any, ...]
 
 
 # --- databases --------------------------------------------------------------------------
-
-
-@contextmanager
-def mariadb_database() -> Iterator[str]:
-    """A fresh MariaDB database URL, dropped on exit (one per scenario)."""
-    name = _new_mysql_database()
-    try:
-        yield f"{MYSQL_SERVER_URL}/{name}"
-    finally:
-        _drop_mysql_database(name)
 
 
 def sync_events(sim: SimServer, db_url: str) -> None:
@@ -341,6 +331,21 @@ def reference_run(sim: SimServer, db_url: str, work: Path, runner: Runner = run_
         ex.elapsed_s,
         ld.elapsed_s,
     )
+
+
+@contextmanager
+def checked_reference(sim: SimServer, work: Path) -> Iterator[Reference]:
+    """The reference of a crash suite (a module fixture): an uninterrupted run through
+    the fork server on its own database, checked against the simulator's ground truth."""
+    zygote = Zygote(work)
+    try:
+        with mariadb_database() as db_url:
+            ref = reference_run(sim, db_url, work, zygote.run)
+            # The reference itself is right: the simulator's ground truth, value for value.
+            assert stored_values(db_url) == truth_values(sim, EVENTS)
+    finally:
+        zygote.close()
+    yield ref
 
 
 @dataclass
