@@ -24,6 +24,8 @@ Op = Literal[">=", "<=", "<", "=="]
 REQUIRED_METRICS: tuple[str, ...] = (
     "load.rows",
     "load.loader_rows_per_s",
+    "load.loader_cpu_s",
+    "load.loader_machine_busy",
     "load.load_data_rows_per_s",
     "load.executemany_rows_per_s",
     "load.reload_rows_per_s",
