@@ -65,6 +65,7 @@ from schemas.crashpoints import (
 from schemas.db import make_engine, translate_db_error, upsert
 from schemas.errors import ArchiveError, ConfigError, CorruptArchiveError, DatabaseError, InputError
 from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_window_stats
+from schemas.workers import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def load_windows(config: LoadConfig, *, engine: Engine | None = None) -> LoadSum
     started = time.perf_counter()
     archive = _open_archive(config.archive_dir)
     own_engine = engine is None
-    eng = make_engine(config.db_url) if engine is None else engine
+    eng = make_engine(config.db_url, local_infile=True) if engine is None else engine
     summary = LoadSummary()
     work_dir = new_work_dir()
     try:
@@ -202,19 +203,9 @@ def new_work_dir() -> Path:
     root = Path(tempfile.gettempdir())
     for stale in root.glob(f"{WORK_DIR_PREFIX}*"):
         pid = stale.name[len(WORK_DIR_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{WORK_DIR_PREFIX}{os.getpid()}-"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
 
 
 # --- discover ---------------------------------------------------------------------------

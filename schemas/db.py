@@ -52,8 +52,13 @@ def is_mysql(engine: Engine) -> bool:
     return engine.dialect.name in ("mysql", "mariadb")
 
 
-def make_engine(url: str, *, create_tables: bool = True) -> Engine:
+def make_engine(url: str, *, create_tables: bool = True, local_infile: bool = False) -> Engine:
     """An engine for ``url``, checked by connecting once, with every table created.
+
+    ``local_infile`` lets MySQL connections send files for ``LOAD DATA LOCAL INFILE``.
+    Only the loader asks for it: with it on, the *server* names the file the client
+    sends, so a rogue or compromised server could read any file the process can (the
+    extractor's private key, say). Every other connection leaves it off.
 
     Raises ConfigError for a URL we cannot use and DatabaseError when the server cannot
     be reached or refuses the login; neither message contains the password.
@@ -73,7 +78,9 @@ def make_engine(url: str, *, create_tables: bool = True) -> Engine:
         connect_args["timeout"] = 30
     elif backend in ("mysql", "mariadb"):
         if parsed.get_driver_name() in ("pymysql", ""):
-            connect_args.update(local_infile=True, charset="utf8mb4", init_command=_MYSQL_SESSION)
+            connect_args.update(
+                local_infile=local_infile, charset="utf8mb4", init_command=_MYSQL_SESSION
+            )
             connect_args.setdefault("connect_timeout", 10)
         kwargs["pool_recycle"] = 3600
     else:

@@ -166,7 +166,9 @@ def test_sigkill_mid_load_then_rerun_equals_an_uninterrupted_load(
             f"{len(events) - len(success)} windows loaded, {len(success)} skipped" in rerun.stderr
         )
 
-        clean_engine = make_engine(clean_url)  # an uninterrupted load, in-process
+        clean_engine = make_engine(
+            clean_url, local_infile=True
+        )  # an uninterrupted load, in-process
         try:
             load_windows(LoadConfig(db_url=clean_url, archive_dir=archive_dir), engine=clean_engine)
             expected = full_rows(clean_engine)

@@ -68,7 +68,7 @@ def events(world: World) -> list[str]:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
+    eng = make_engine(db_url, local_infile=True)
     yield eng
     eng.dispose()
 
@@ -291,7 +291,7 @@ def test_staging_methods_and_batch_sizes_give_the_same_table(
     mariadb_url: str, archive_dir: Path, world: World, events: list[str]
 ) -> None:
     build_all(new_archive(archive_dir), world, events[:2])
-    eng = make_engine(mariadb_url)
+    eng = make_engine(mariadb_url, local_infile=True)
     try:
         results = []
         for method, batch in (("load_data", 3), ("insert", 1), ("load_data", 1)):
@@ -360,7 +360,7 @@ def test_lost_connection_is_retried_without_partial_rows(
     mariadb_url: str, archive_dir: Path, world: World, events: list[str]
 ) -> None:
     build_all(new_archive(archive_dir), world, events)
-    eng = make_engine(mariadb_url)
+    eng = make_engine(mariadb_url, local_infile=True)
     killer = Killer(eng, times=2)
     try:
         summary = load_windows(config(mariadb_url, archive_dir), engine=eng)
@@ -378,7 +378,7 @@ def test_connection_lost_on_every_try_marks_failed_then_rerun_loads(
 ) -> None:
     archive = new_archive(archive_dir)
     built = build_window(archive, world, events[2])
-    eng = make_engine(mariadb_url)
+    eng = make_engine(mariadb_url, local_infile=True)
     killer = Killer(eng, times=3)
     try:
         with pytest.raises(LoadFailedError, match=r"Lost connection|gone away|2013|2006"):

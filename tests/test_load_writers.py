@@ -67,7 +67,7 @@ def truth(world: World, events: list[str], archive_dir: Path) -> Truth:
 
 @pytest.fixture
 def engine(mariadb_url: str) -> Iterator[Engine]:
-    eng = make_engine(mariadb_url)
+    eng = make_engine(mariadb_url, local_infile=True)
     yield eng
     eng.dispose()
 

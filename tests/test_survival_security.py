@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import logging
 import re
 import ssl
 import subprocess
@@ -24,12 +25,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import DBAPIError
 
 from extract.config import ApiConfig, ExtractConfig
 from extract.events import sync_events as events_sync
 from load.config import LoadConfig
 from load.loader import WORK_DIR_PREFIX, load_windows
+from load.writer import LOCAL_INFILE_REFUSED
 from schemas.db import make_engine
 from schemas.errors import ApiError
 from tests.kalshi_sim import SimServer, run_sim_in_thread
@@ -223,7 +226,7 @@ def test_sql_is_parameterized() -> None:
 
 @pytest.mark.mariadb
 def test_load_data_local_reads_only_files_the_loader_wrote(
-    sim: SimServer, mariadb_url: str, tmp_path: Path
+    sim: SimServer, mariadb_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     archive = tmp_path / "raw"
     sync_events(sim, mariadb_url)
@@ -232,19 +235,21 @@ def test_load_data_local_reads_only_files_the_loader_wrote(
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    eng = make_engine(mariadb_url)
     seen: list[Any] = []
 
-    @event.listens_for(eng, "before_cursor_execute")
     def spy(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
         if "LOCAL INFILE" in statement:
             path = Path(params[0])
             seen.append((path, path.exists()))
 
+    # On every engine: the loader must make its own, the only one allowed LOCAL INFILE.
+    event.listen(Engine, "before_cursor_execute", spy)
     try:
-        load_windows(LoadConfig(db_url=mariadb_url, archive_dir=archive), engine=eng)
+        with caplog.at_level(logging.WARNING):
+            load_windows(LoadConfig(db_url=mariadb_url, archive_dir=archive))
     finally:
-        eng.dispose()
+        event.remove(Engine, "before_cursor_execute", spy)
+    assert "refused" not in caplog.text  # LOAD DATA LOCAL ran: no fallback to INSERTs
     assert len(seen) == 3
     tmp_root = Path(tempfile.gettempdir()).resolve()
     for path, existed in seen:
@@ -253,6 +258,31 @@ def test_load_data_local_reads_only_files_the_loader_wrote(
         assert path.parent.name.startswith(WORK_DIR_PREFIX)
         assert not path.exists() and not path.parent.exists()  # removed after the load
         assert archive.resolve() not in path.resolve().parents
+
+
+def test_only_the_loaders_connections_may_send_local_files(
+    mariadb_url: str, tmp_path: Path
+) -> None:
+    """With LOCAL INFILE allowed, the SERVER names the file the client sends: a rogue
+    server could ask the extractor for its private key. Only the loader's engine allows it."""
+    secret = tmp_path / "private-key.pem"
+    secret.write_text("not for the server\n")
+    statement = "LOAD DATA LOCAL INFILE %s INTO TABLE infile_probe (line)"
+    default, loader = make_engine(mariadb_url), make_engine(mariadb_url, local_infile=True)
+    try:
+        with default.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE infile_probe (line TEXT)")
+        with pytest.raises(DBAPIError) as refused, default.begin() as conn:
+            conn.exec_driver_sql(statement, (str(secret),))
+        assert refused.value.orig.args[0] in LOCAL_INFILE_REFUSED
+        with loader.begin() as conn:
+            conn.exec_driver_sql(statement, (str(secret),))
+            assert conn.exec_driver_sql("SELECT line FROM infile_probe").scalar_one() == (
+                "not for the server"
+            )
+    finally:
+        default.dispose()
+        loader.dispose()
 
 
 def test_tickers_from_the_api_cannot_reach_sql_or_paths() -> None:

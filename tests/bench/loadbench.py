@@ -249,7 +249,7 @@ def bench_load(
     rows: list[tuple[Any, ...]] = as_text.rows()
     del frame, as_text
 
-    engine = make_engine(db_url)
+    engine = make_engine(db_url, local_infile=True)
     server = server_pid(db_url)
     try:
         say(f"loader: {n:,} rows from the gzipped archive ...")
