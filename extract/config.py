@@ -21,7 +21,7 @@ from schemas.db import DEFAULT_DATABASE_URL
 from schemas.errors import ConfigError, InputError
 from schemas.tables import WindowPolicy
 from schemas.tickers import validate_event_ticker, validate_series_ticker
-from schemas.workers import default_worker_id
+from schemas.workers import default_worker_id, validate_worker
 
 DEFAULT_API_BASE = "https://api.elections.kalshi.com/trade-api/v2"
 
@@ -218,17 +218,6 @@ class ApiConfig:
 
 
 # --- several workers ------------------------------------------------------------------
-
-MAX_WORKER_ID_CHARS = 128  # kalshi_backfill_checkpoint.lease_owner, kalshi_worker.worker_id
-
-
-def validate_worker(worker_id: str, lease_seconds: float) -> None:
-    """Refuse a worker id the tables cannot hold, or a lease too short to renew in time."""
-    if not worker_id or len(worker_id) > MAX_WORKER_ID_CHARS or not worker_id.isprintable():
-        raise InputError(f"--worker-id must be 1 to {MAX_WORKER_ID_CHARS} printable characters")
-    if not lease_seconds >= 1:
-        raise InputError(f"--lease-seconds must be at least 1, got {lease_seconds:g}")
-
 
 # --- the stage --------------------------------------------------------------------------
 

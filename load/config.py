@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from schemas.checkpoints import DEFAULT_LEASE_SECONDS
 from schemas.cli import DEFAULT_ARCHIVE_DIR
 from schemas.db import DEFAULT_DATABASE_URL
-from schemas.errors import ConfigError
-from schemas.workers import default_worker_id
+from schemas.errors import InputError
+from schemas.workers import default_worker_id, validate_worker
 
 StagingMethod = Literal["load_data", "insert"]
 
@@ -38,21 +39,18 @@ class LoadConfig:
     """Read and normalize the next batch in a thread while the current one is written."""
     worker_id: str = field(default_factory=default_worker_id)
     """This loader in window leases and ``kalshi_worker`` (default ``hostname:pid``)."""
-    lease_seconds: float = 120.0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     """A killed loader's windows are taken over this long after its last renewal."""
 
     def __post_init__(self) -> None:
         if self.batch_windows < 1:
-            raise ConfigError(f"batch_windows must be at least 1, not {self.batch_windows}")
+            raise InputError(f"batch_windows must be at least 1, not {self.batch_windows}")
         if self.writers < 1:
-            raise ConfigError(f"writers must be at least 1, not {self.writers}")
+            raise InputError(f"writers must be at least 1, not {self.writers}")
         if self.db_attempts < 1:
-            raise ConfigError(f"db_attempts must be at least 1, not {self.db_attempts}")
+            raise InputError(f"db_attempts must be at least 1, not {self.db_attempts}")
         if self.retry_backoff_s < 0:
-            raise ConfigError("retry_backoff_s cannot be negative")
+            raise InputError("retry_backoff_s cannot be negative")
         if self.staging_method not in ("load_data", "insert"):
-            raise ConfigError(f"unknown staging method {self.staging_method!r}")
-        if not self.worker_id or len(self.worker_id) > 128 or not self.worker_id.isprintable():
-            raise ConfigError("--worker-id must be 1 to 128 printable characters")
-        if not self.lease_seconds >= 1:
-            raise ConfigError(f"--lease-seconds must be at least 1, not {self.lease_seconds:g}")
+            raise InputError(f"unknown staging method {self.staging_method!r}")
+        validate_worker(self.worker_id, self.lease_seconds)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, delete, func, select
 
 from schemas.db import upsert
+from schemas.errors import InputError
 from schemas.tables import kalshi_worker
 
 _w = kalshi_worker
@@ -53,6 +54,17 @@ def local_process_gone(
     if pid == os.getpid() or pid <= 1:
         return False
     return not (alive or pid_alive)(pid)
+
+
+MAX_WORKER_ID_CHARS = 128  # kalshi_backfill_checkpoint.lease_owner, kalshi_worker.worker_id
+
+
+def validate_worker(worker_id: str, lease_seconds: float) -> None:
+    """Refuse a worker id the tables cannot hold, or a lease too short to renew in time."""
+    if not worker_id or len(worker_id) > MAX_WORKER_ID_CHARS or not worker_id.isprintable():
+        raise InputError(f"--worker-id must be 1 to {MAX_WORKER_ID_CHARS} printable characters")
+    if not lease_seconds >= 1:
+        raise InputError(f"--lease-seconds must be at least 1, got {lease_seconds:g}")
 
 
 def pid_alive(pid: int) -> bool:

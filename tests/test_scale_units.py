@@ -12,6 +12,7 @@ from extract.config import ExtractConfig
 from extract.throttle import Throttle
 from extract.workers import budget_share, heartbeat_interval
 from load.cli import cli as load_cli
+from load.config import LoadConfig
 from schemas.errors import InputError
 from schemas.workers import default_worker_id, local_process_gone
 
@@ -110,6 +111,8 @@ async def test_a_resized_throttle_paces_at_the_new_rate() -> None:
 def test_worker_options_are_checked(worker_id: str, lease: float, message: str) -> None:
     with pytest.raises(InputError, match=message):
         ExtractConfig(series="KXHIGHNY", worker_id=worker_id, lease_seconds=lease)
+    with pytest.raises(InputError, match=message):
+        LoadConfig(worker_id=worker_id, lease_seconds=lease)
 
 
 def test_the_command_lines_refuse_bad_worker_options(tmp_path: Path) -> None:
@@ -122,4 +125,4 @@ def test_the_command_lines_refuse_bad_worker_options(tmp_path: Path) -> None:
     r = CliRunner().invoke(
         load_cli, ["run", "--db", db, "--archive", str(tmp_path), "--worker-id", "w" * 129]
     )
-    assert r.exit_code == 1 and "--worker-id must be 1 to 128" in r.output
+    assert r.exit_code == 2 and "--worker-id must be 1 to 128" in r.output
