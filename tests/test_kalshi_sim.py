@@ -32,7 +32,10 @@ from openapi_schema_validator import OAS30Validator
 from tests.kalshi_sim import FaultConfig, SimConfig, SimServer, World, run_sim_in_thread
 from tests.kalshi_sim.candles import maintenance_mask
 
-SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "kalshi-openapi"
+#: Kalshi's own OpenAPI operations, vendored so a clone validates anywhere; the team's
+#: copy lives in shared/ beside the repo, and the two must not drift (test below).
+SPEC_DIR = Path(__file__).resolve().parent / "kalshi_sim" / "openapi"
+SHARED_SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "kalshi-openapi"
 REPO = Path(__file__).resolve().parents[1]
 
 NOW = datetime(2025, 11, 20, 15, 0, tzinfo=UTC)
@@ -69,12 +72,23 @@ def _nullable_refs(node: Any) -> Any:
     return node
 
 
+def test_vendored_spec_is_the_shared_one() -> None:
+    """Every operation the simulator is checked against is here, and equals shared/'s copy."""
+    vendored = {p.name: p.read_bytes() for p in SPEC_DIR.glob("*.yaml")}
+    assert {"get-event-candlesticks.yaml", "get-historical-market-candlesticks.yaml"} <= set(
+        vendored
+    )
+    if SHARED_SPEC_DIR.is_dir():  # beside the team's checkout; a lone clone has only ours
+        shared = {p.name: p.read_bytes() for p in SHARED_SPEC_DIR.glob("*.yaml")}
+        assert vendored == shared, "tests/kalshi_sim/openapi/ differs from shared/kalshi-openapi/"
+
+
 @cache
 def validator(spec_file: str) -> OAS30Validator:
     """Validator of the 200 response of the single GET operation in ``spec_file``."""
     path = SPEC_DIR / spec_file
     if not path.is_file():
-        pytest.fail(f"Kalshi OpenAPI spec not found at {path} (expected shared/ beside the repo)")
+        pytest.fail(f"Kalshi OpenAPI spec not found at {path}")
     spec = yaml.safe_load(path.read_text())
     (operation,) = spec["paths"].values()
     ref = operation["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
