@@ -12,11 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import MYSQL_SERVER_URL, drop_database, mariadb_database, new_database
-
-# Still imported from here by tests/test_load_cli.py, under these names.
-__all__ = ["MYSQL_SERVER_URL"]
-_new_mysql_database, _drop_mysql_database = new_database, drop_database
+from tests.databases import mariadb_database
 
 
 @pytest.fixture

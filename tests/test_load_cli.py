@@ -25,7 +25,7 @@ from load.loader import load_windows
 from schemas.checkpoints import list_checkpoints
 from schemas.db import make_engine
 from schemas.tables import CheckpointStatus, kalshi_candle
-from tests.conftest import MYSQL_SERVER_URL, _drop_mysql_database, _new_mysql_database
+from tests.databases import MYSQL_SERVER_URL, drop_database, new_database
 from tests.kalshi_sim import World
 from tests.test_load_support import (
     T0,
@@ -128,7 +128,7 @@ def test_sigkill_mid_load_then_rerun_equals_an_uninterrupted_load(
     per_event = Counter(k[0].rsplit("-", 1)[0] for k in ground_truth(world, events))
 
     engine = make_engine(mariadb_url)
-    clean_name = _new_mysql_database()
+    clean_name = new_database()
     clean_url = f"{MYSQL_SERVER_URL}/{clean_name}"
     try:
         proc = subprocess.Popen(
@@ -178,4 +178,4 @@ def test_sigkill_mid_load_then_rerun_equals_an_uninterrupted_load(
         assert full_rows(engine) == expected
     finally:
         engine.dispose()
-        _drop_mysql_database(clean_name)
+        drop_database(clean_name)

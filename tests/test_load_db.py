@@ -34,6 +34,7 @@ from schemas.tables import (
     kalshi_candle,
     kalshi_window_stats,
 )
+from tests.databases import MYSQL_SERVER_URL
 from tests.kalshi_sim import World
 from tests.test_load_support import (
     T0,
@@ -47,8 +48,6 @@ from tests.test_load_support import (
     sim_config,
     stored,
 )
-
-MYSQL_SERVER_URL = "mysql+pymysql://root@127.0.0.1:3306"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ SUCCESS without its rows and that a rerun ends with the ground truth.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from schemas.tables import (
     kalshi_candle,
     kalshi_window_stats,
 )
+from tests.databases import MYSQL_SERVER_URL
 from tests.kalshi_sim import World
 from tests.test_load_support import (
     Truth,
@@ -42,7 +42,6 @@ from tests.test_load_support import (
 )
 from tests.test_survival_support import load_cmd, run_stage, stage_env
 
-MYSQL_SERVER_URL = os.environ.get("KALSHI_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 MERGE = "INSERT INTO kalshi_candle ("
 
 
