@@ -19,6 +19,7 @@ from schemas.checkpoints import DEFAULT_LEASE_SECONDS
 from schemas.cli import DEFAULT_ARCHIVE_DIR, PERIODS
 from schemas.db import DEFAULT_DATABASE_URL
 from schemas.errors import ConfigError, InputError
+from schemas.secrets import SECRET, URL, safe_repr
 from schemas.tables import WindowPolicy
 from schemas.tickers import validate_event_ticker, validate_series_ticker
 from schemas.workers import default_worker_id, validate_worker
@@ -175,19 +176,21 @@ def validate_api_base(url: str) -> str:
 
 @dataclass(frozen=True)
 class Credentials:
-    """An API key for signed requests. ``repr`` never shows the key file's content."""
+    """An API key for signed requests. ``repr`` shows neither the key id nor the key's path."""
 
-    key_id: str
+    key_id: str = field(metadata=SECRET)
     """KALSHI-ACCESS-KEY header value."""
-    private_key_path: Path
+    private_key_path: Path = field(metadata=SECRET)
     """PEM file of the RSA private key (read once per run, never logged)."""
+
+    __repr__ = safe_repr
 
 
 @dataclass(frozen=True)
 class ApiConfig:
     """How to talk to Kalshi: where, how fast, how patiently."""
 
-    base_url: str = DEFAULT_API_BASE
+    base_url: str = field(default=DEFAULT_API_BASE, metadata=URL)
     """Base URL up to and including ``/trade-api/v2``."""
     rate: RateLimit = UNSIGNED_RATE
     """Client-side token bucket shared by every concurrent request of the run."""
@@ -201,6 +204,8 @@ class ApiConfig:
     """Upper bound of one backoff sleep."""
     credentials: Credentials | None = None
     """Sign requests with this key (RSA-PSS), or send them unsigned."""
+
+    __repr__ = safe_repr  # a user:password@ in the base URL is masked
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", validate_api_base(self.base_url))
@@ -228,7 +233,7 @@ class ExtractConfig:
 
     series: str
     """Series ticker whose events are synced or extracted (``KXHIGHNY``)."""
-    db_url: str = DEFAULT_DATABASE_URL
+    db_url: str = field(default=DEFAULT_DATABASE_URL, metadata=URL)
     """SQLAlchemy URL of the database holding events, markets and checkpoints."""
     archive_dir: str | Path = DEFAULT_ARCHIVE_DIR
     """Root of the raw page archive."""
@@ -263,6 +268,8 @@ class ExtractConfig:
     shared_budget: bool = True
     """``api.rate`` is the budget of the API KEY, split evenly among the live extractors
     (``kalshi_worker``). False: it is this process's own rate (split it by hand)."""
+
+    __repr__ = safe_repr  # the database password is masked
 
     def __post_init__(self) -> None:
         validate_series_ticker(self.series)

@@ -10,6 +10,7 @@ from schemas.checkpoints import DEFAULT_LEASE_SECONDS
 from schemas.cli import DEFAULT_ARCHIVE_DIR
 from schemas.db import DEFAULT_DATABASE_URL
 from schemas.errors import InputError
+from schemas.secrets import URL, safe_repr
 from schemas.workers import default_worker_id, validate_worker
 
 StagingMethod = Literal["load_data", "insert"]
@@ -19,7 +20,7 @@ StagingMethod = Literal["load_data", "insert"]
 class LoadConfig:
     """Everything one ``load run`` needs; nothing here reaches the network."""
 
-    db_url: str = DEFAULT_DATABASE_URL
+    db_url: str = field(default=DEFAULT_DATABASE_URL, metadata=URL)
     """SQLAlchemy URL of the target database (SQLite or MySQL/MariaDB/TiDB)."""
     archive_dir: str | Path = DEFAULT_ARCHIVE_DIR
     """Root of the raw archive that extract wrote (a folder, or an fsspec URL)."""
@@ -41,6 +42,8 @@ class LoadConfig:
     """This loader in window leases and ``kalshi_worker`` (default ``hostname:pid``)."""
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     """A killed loader's windows are taken over this long after its last renewal."""
+
+    __repr__ = safe_repr  # the database password is masked
 
     def __post_init__(self) -> None:
         if self.batch_windows < 1:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
 from schemas.archive import ARCHIVE_VERSION
+from schemas.secrets import URL, safe_repr
 from tests.kalshi_sim import SimConfig
 
 DEFAULT_DB_URL = "mysql+pymysql://root@127.0.0.1:3306/kalshi_bench"
@@ -88,8 +89,10 @@ class BenchConfig:
 
     mode: str
     sizes: Sizes
-    db_url: str = DEFAULT_DB_URL
+    db_url: str = field(default=DEFAULT_DB_URL, metadata=URL)
     out_dir: Path = DEFAULT_OUT_DIR
+
+    __repr__ = safe_repr  # the database password is masked
 
     def __post_init__(self) -> None:
         check_bench_db_url(self.db_url)
