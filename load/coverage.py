@@ -2,7 +2,9 @@
 
 Each cell is one candle period of one event, counted from the event's window start (the
 earliest market open). Its class says how many of the markets that should have a candle
-there (``open_time < end <= close_time`` from ``kalshi_market``) actually have one:
+there (the period overlaps ``(open_time, close_time]`` from ``kalshi_market``: the stats'
+rule, :func:`load.stats.first_period_end` / :func:`load.stats.last_period_end`) actually
+have one:
 
 - ``OUTSIDE``: no market is open (the row ended, or has not started): white.
 - ``COMPLETE``: every open market has its candle: green.
@@ -32,7 +34,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from load.export import events_by_date
-from load.stats import maintenance_mask
+from load.stats import first_period_end, last_period_end, maintenance_mask
 from schemas.checkpoints import dt_to_ts
 from schemas.db import translate_db_error
 from schemas.errors import ConfigError, InputError
@@ -64,7 +66,7 @@ COLOURS = {
 
 @dataclass(frozen=True)
 class MarketSpan:
-    """A market's life as unix seconds: candles are expected to end in (open_ts, close_ts]."""
+    """A market's life as unix seconds: a candle is expected for each period overlapping it."""
 
     market_ticker: str
     open_ts: int
@@ -103,7 +105,9 @@ def event_coverage_row(
     expected = np.zeros(n_cols, dtype=np.int64)
     present = np.zeros(n_cols, dtype=np.int64)
     for span in spans:
-        open_mask = (ends > span.open_ts) & (ends - period_s < span.close_ts)
+        open_mask = (ends >= first_period_end(span.open_ts, period_s)) & (
+            ends <= last_period_end(span.close_ts, period_s)
+        )
         expected += open_mask
         ts = candle_ts.get(span.market_ticker)
         if ts is None or ts.size == 0:

@@ -1,20 +1,24 @@
 """Missing-minute statistics of one window: pure, vectorized Polars, no I/O.
 
 For each market of the window (from its manifest) the expected candles are the
-``end_period_ts`` values on the period grid (multiples of period × 60 s) that lie in
-``(open_ts, close_ts]`` and in ``[window_start_ts, window_end_ts]``. ``present`` counts the
-distinct candles on that grid, ``missing`` the rest. ``missing_in_maintenance`` counts
-the missing periods that START inside the weekly pause (Thursday 03:00–05:00
-America/New_York): quiet minutes there are expected. The pause is found by converting
-UTC to New York time in Polars, so daylight saving time is handled by the tz database,
-never by a fixed offset. ``null_book_candles`` counts candles whose yes bid or yes ask
-OHLC has a null.
+``end_period_ts`` values on the period grid (multiples of period × 60 s) of every period
+that overlaps the market's life ``(open_ts, close_ts]`` (:func:`first_period_end`,
+:func:`last_period_end`: the period holding an off-grid close counts, as its candle ends
+after the close) and that ends in ``[window_start_ts, window_end_ts]`` (an open window's
+period still forming has not ended). The coverage picture uses the same two functions.
+``present`` counts the distinct candles on that grid, ``missing`` the rest.
+``missing_in_maintenance`` counts the missing periods that START inside the weekly pause
+(Thursday 03:00–05:00 America/New_York): quiet minutes there are expected. The pause is
+found by converting UTC to New York time in Polars, so daylight saving time is handled
+by the tz database, never by a fixed offset. ``null_book_candles`` counts candles whose
+yes bid or yes ask OHLC has a null.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +64,24 @@ def maintenance_mask(ends: npt.ArrayLike, period_s: int = 60) -> npt.NDArray[np.
     return mask.to_series().to_numpy().astype(np.bool_)
 
 
+def first_period_end(open_ts: Any, step: int) -> Any:
+    """End of the first period a market open at ``open_ts`` trades in: the grid point > open.
+
+    Works alike on ints, numpy arrays and Polars expressions, so the stats and the
+    coverage picture share one rule.
+    """
+    return (-(-(open_ts + 1) // step)) * step
+
+
+def last_period_end(close_ts: Any, step: int) -> Any:
+    """End of the period holding ``close_ts``: the grid point at or after the close.
+
+    A close off the grid (23:59 with hourly candles, any close with daily ones) still has
+    the candle of the period it falls in, which ends after it.
+    """
+    return (-(-close_ts // step)) * step
+
+
 def compute_stats(
     candles: pl.DataFrame,
     markets: Sequence[ManifestMarket],
@@ -79,13 +101,17 @@ def compute_stats(
     bounds = pl.DataFrame(
         {
             "market_ticker": [m.market_ticker for m in markets],
-            "lo": [max(m.open_ts + 1, window_start_ts) for m in markets],
-            "hi": [min(m.close_ts, window_end_ts) for m in markets],
+            "open": [m.open_ts for m in markets],
+            "close": [m.close_ts for m in markets],
         },
-        schema={"market_ticker": pl.String, "lo": pl.Int64, "hi": pl.Int64},
+        schema={"market_ticker": pl.String, "open": pl.Int64, "close": pl.Int64},
     ).with_columns(
-        first=(-(-pl.col("lo") // step)) * step,  # ceil to the grid
-        last=(pl.col("hi") // step) * step,
+        first=pl.max_horizontal(
+            first_period_end(pl.col("open"), step), -(-window_start_ts // step) * step
+        ),
+        last=pl.min_horizontal(
+            last_period_end(pl.col("close"), step), (window_end_ts // step) * step
+        ),
     )
     grid = (
         bounds.select(

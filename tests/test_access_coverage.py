@@ -108,3 +108,14 @@ def test_coverage_input_errors(sqlite_url: str) -> None:
     with pytest.raises(InputError):
         build_coverage(engine, "bad/series")
     engine.dispose()
+
+
+def test_close_off_the_grid_is_one_rule_with_the_stats() -> None:
+    # Hand truth as in test_load_stats: open 10:00, close 23:59 the next day, hourly:
+    # 38 periods are expected, the last one (ending at midnight) holds the close.
+    open_ts = int(datetime(2025, 11, 3, 10, tzinfo=UTC).timestamp())
+    close_ts = int(datetime(2025, 11, 4, 23, 59, tzinfo=UTC).timestamp())
+    spans = [MarketSpan("A", open_ts, close_ts)]
+    ends = np.array([open_ts + 3600 * i for i in range(1, 39)], dtype=np.int64)
+    row = event_coverage_row(spans, {"A": ends}, open_ts, 40, 3600)
+    assert row.tolist() == [int(Cell.COMPLETE)] * 38 + [int(Cell.OUTSIDE)] * 2

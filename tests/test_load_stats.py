@@ -132,3 +132,24 @@ def test_maintenance_across_spring_forward_and_hourly_periods() -> None:
     in_pause = ts(datetime(2026, 3, 12, 7, 30, tzinfo=UTC))
     s = stats(frame([(MARKET, in_pause, False)]), [m], open_ts, close_ts)[MARKET]
     assert s["missing_in_maintenance"] == 2 * 120 - 1
+
+
+def test_close_off_the_period_grid_counts_the_period_holding_it() -> None:
+    # Hand truth: open Mon 2025-11-03 10:00, close Tue 23:59 UTC. Hourly periods end at
+    # 11:00 .. 24:00 on Monday (14) and 01:00 .. 24:00 on Tuesday (24): 38 candles, the
+    # last one (ending Wed 00:00) holds the close. Daily: Tue 00:00 and Wed 00:00.
+    open_ts = ts(datetime(2025, 11, 3, 10, 0, tzinfo=UTC))
+    close_ts = ts(datetime(2025, 11, 4, 23, 59, tzinfo=UTC))
+    end = ts(datetime(2025, 11, 5, tzinfo=UTC))  # the final window's end, rounded up
+    m = ManifestMarket(MARKET, open_ts, close_ts)
+    hourly = [open_ts + 3600 * i for i in range(1, 39)]
+    assert hourly[-1] == end
+    s = stats(frame([(MARKET, t, False) for t in hourly], 60), [m], open_ts, end, 60)[MARKET]
+    assert (s["expected_candles"], s["present_candles"], s["missing_candles"]) == (38, 38, 0)
+    daily = [end - 86400, end]
+    s = stats(frame([(MARKET, daily[0], False)], 1440), [m], open_ts, end, 1440)[MARKET]
+    assert (s["expected_candles"], s["present_candles"], s["missing_candles"]) == (2, 1, 1)
+    # An open window (not final) ending at 23:59 expects no candle for the hour still
+    # forming: Tuesday 23:00 is the last period that has ended.
+    s = stats(frame([], 60), [m], open_ts, close_ts, 60)[MARKET]
+    assert s["expected_candles"] == 37
