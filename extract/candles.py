@@ -896,9 +896,7 @@ async def run_candles(
             return CandlesSummary(plan=dry_run_lines(plan, config))
         summary = await _execute(config, engine, archive, plan, client, progress)
         summary.elapsed_s = time.monotonic() - started
-        for line in summary.lines():
-            (log.error if line.startswith("FAILED") else log.info)("%s", line)
-        return summary
+        return summary  # the caller shows it (the CLI prints it once, as text or JSON)
     finally:
         if own_engine:
             engine.dispose()
