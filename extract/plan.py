@@ -1,0 +1,418 @@
+"""How many requests a window takes on each route, the floor, and ``auto``'s choice: pure.
+
+The wall time of a backfill is its request count divided by the rate, so the choice of
+route is an arithmetic question, answered here without I/O from three inputs: the
+window (markets x periods), the caps, and what the server has *shown* so far
+(:class:`Evidence`). Never from a belief: an open point nobody has observed is priced at
+its worst case.
+
+Caps (``/work/shared/kalshi-api.md``, the recorded 400 in ``kalshi-samples/``):
+
+- batch ``GET /markets/candlesticks``: at most 100 tickers and 10,000 REQUESTED candles
+  (tickers x periods of the range, whether or not a candle exists); over it a 400;
+- event ``GET /series/{s}/events/{e}/candlesticks``: about 5,000 candles a page, cut by
+  the server (``adjusted_end_ts``); whether it counts candles returned or candidates
+  requested is open;
+- per-market historical: 5,000 requested candles (:data:`HISTORICAL_CHUNK_CANDLES`).
+
+Requested candles are counted as ``(end_ts - start_ts) // period_seconds + 1`` per
+ticker: the period ends inside the inclusive range can never be more, whether the
+server counts period ends (the simulator), the length over the period, or the length
+plus one. So a request planned under the cap is under it by every reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from extract.routing import HISTORICAL_CHUNK_CANDLES, historical_chunks
+
+#: The batch route's cap on requested candles, summed over its tickers.
+BATCH_CANDLE_CAP = 10_000
+#: The batch route's ticker limit.
+BATCH_MAX_TICKERS = 100
+#: The event route's documented cap (changelog, September 2025), per page.
+EVENT_CANDLE_CAP = 5000
+
+
+class RouteChoice(StrEnum):
+    """``extract candles --route``: which route fetches a window's live markets."""
+
+    EVENT = "event"
+    BATCH = "batch"
+    AUTO = "auto"
+
+
+class CapCounts(StrEnum):
+    """What the event route's cap counts, as shown by a capped event page."""
+
+    RETURNED = "returned"
+    REQUESTED = "requested"
+    UNKNOWN = "unknown"
+
+
+class Answer(StrEnum):
+    """An open yes/no point of the contract, as the server has answered it so far."""
+
+    YES = "yes"
+    NO = "no"
+    UNKNOWN = "unknown"
+
+
+def requested_candles(start_ts: int, end_ts: int, period: int) -> int:
+    """Candles one ticker requests over ``[start_ts, end_ts]`` (see the module docstring)."""
+    if end_ts < start_ts:
+        raise ValueError(f"range ends ({end_ts}) before it starts ({start_ts})")
+    return (end_ts - start_ts) // (period * 60) + 1
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# --- the batch route ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One batch request: these tickers over ``[start_ts, end_ts]`` (inclusive)."""
+
+    tickers: tuple[str, ...]
+    start_ts: int
+    end_ts: int
+
+    def params(self, period: int) -> dict[str, str | int]:
+        """The query, in the order it is sent and archived."""
+        return {
+            "market_tickers": ",".join(self.tickers),
+            "start_ts": self.start_ts,
+            "end_ts": self.end_ts,
+            "period_interval": period,
+        }
+
+    def requested(self, period: int) -> int:
+        """Candles this request asks for, summed over its tickers."""
+        return len(self.tickers) * requested_candles(self.start_ts, self.end_ts, period)
+
+
+def time_chunks(start_ts: int, end_ts: int, period: int, per_ticker: int) -> list[tuple[int, int]]:
+    """``[start_ts, end_ts]`` cut into ranges of at most ``per_ticker`` requested candles.
+
+    The first range is ``[start, start + (k - 1) periods]``, each next one starts a
+    second after the previous end and spans ``k`` periods less a second, so every range
+    counts ``k`` by :func:`requested_candles` and, the previous end being a period end
+    after the first range, holds exactly ``k`` period ends: no candle is asked twice
+    and no request wastes a period (``historical_chunks`` repeats its span from the
+    unaligned start and so holds one period less). The starts depend only on the
+    window, so a rerun finds the pages it archived.
+    """
+    if per_ticker < 1:
+        raise ValueError("per_ticker must be at least 1")
+    if end_ts < start_ts:
+        raise ValueError(f"range ends ({end_ts}) before it starts ({start_ts})")
+    step = period * 60
+    out: list[tuple[int, int]] = []
+    start, end = start_ts, start_ts + (per_ticker - 1) * step
+    while True:
+        out.append((start, min(end, end_ts)))
+        if end >= end_ts:
+            return out
+        start, end = end + 1, end + per_ticker * step
+
+
+def ticker_groups(
+    tickers: Iterable[str], max_tickers: int = BATCH_MAX_TICKERS
+) -> list[tuple[str, ...]]:
+    """Sorted tickers in as few groups of at most ``max_tickers`` as possible, sizes even.
+
+    Even sizes because a group's time chunk is ``cap // size`` periods: two groups of 60
+    take fewer requests than 100 + 20 over a long window.
+    """
+    ordered = sorted(set(tickers))
+    if not ordered:
+        return []
+    n_groups = _ceil_div(len(ordered), max_tickers)
+    base, extra = divmod(len(ordered), n_groups)
+    out: list[tuple[str, ...]] = []
+    i = 0
+    for g in range(n_groups):
+        size = base + (1 if g < extra else 0)
+        out.append(tuple(ordered[i : i + size]))
+        i += size
+    return out
+
+
+def batch_plan(
+    tickers: Iterable[str],
+    start_ts: int,
+    end_ts: int,
+    period: int,
+    cap: int = BATCH_CANDLE_CAP,
+    max_tickers: int = BATCH_MAX_TICKERS,
+) -> list[BatchRequest]:
+    """Every batch request of a window, each under ``cap`` requested and ``max_tickers``.
+
+    A group of ``n`` tickers is cut into time chunks of ``cap // n`` periods
+    (:func:`time_chunks`).
+    """
+    out: list[BatchRequest] = []
+    for group in ticker_groups(tickers, max_tickers):
+        per_ticker = cap // len(group)
+        if per_ticker < 1:
+            raise ValueError(f"a batch of {len(group)} tickers cannot fit a cap of {cap}")
+        for chunk_start, chunk_end in time_chunks(start_ts, end_ts, period, per_ticker):
+            out.append(BatchRequest(group, chunk_start, chunk_end))
+    for req in out:
+        assert req.requested(period) <= cap, "batch request planned over the cap"
+    return out
+
+
+# --- the other routes -----------------------------------------------------------------
+
+
+def event_route_pages(
+    n_markets: int, candles: int, n_periods: int, cap: int = EVENT_CANDLE_CAP
+) -> int:
+    """Pages the event route takes when its cap cuts ``candles`` of ``n_markets`` markets.
+
+    ``candles`` is what the cap counts over the window (candidates ``n_markets x
+    n_periods`` if it counts requested ones, the candles the server holds if it counts
+    returned ones). The next page starts AT the previous ``adjusted_end_ts``, so the
+    boundary period is asked twice: each page after the first moves by ``cap`` minus one
+    period's worth (``n_markets`` candles at most).
+    """
+    if n_markets == 0:
+        return 0
+    if candles <= cap:
+        return 1
+    step = cap - n_markets if n_periods > 1 else cap
+    if step < 1:
+        raise ValueError(f"an event cap of {cap} cannot page {n_markets} markets")
+    return 1 + _ceil_div(candles - cap, step)
+
+
+def historical_route_requests(n_markets: int, start_ts: int, end_ts: int, period: int) -> int:
+    """Requests of ``n_markets`` historical markets over the window (one chain each)."""
+    if n_markets == 0:
+        return 0
+    return n_markets * len(historical_chunks(start_ts, end_ts, period, HISTORICAL_CHUNK_CANDLES))
+
+
+# --- what the server has shown --------------------------------------------------------
+
+
+@dataclass
+class Evidence:
+    """What the server has shown this run (and, when given, what ``check-api`` saw).
+
+    Mutable and shared by the run's windows: each archived page can add to it, and each
+    window is planned with what is known when it starts.
+    """
+
+    event_cap_counts: CapCounts = CapCounts.UNKNOWN
+    batch_serves_historical: Answer = Answer.UNKNOWN
+    candles_returned: int = 0
+    """Candles received on pages that asked for :attr:`candles_requested` candidates."""
+    candles_requested: int = 0
+
+    def saw_page(self, returned: int, requested: int) -> None:
+        """Count a page's candles against the candidates it asked for (the density)."""
+        self.candles_returned += returned
+        self.candles_requested += requested
+
+    def expected_candles(self, candidates: int) -> int:
+        """Candles ``candidates`` should return, at the density seen so far (all, if none)."""
+        if self.candles_requested == 0:
+            return candidates
+        return min(
+            candidates, _ceil_div(candidates * self.candles_returned, self.candles_requested)
+        )
+
+    def saw_event_cap(self, counts: CapCounts) -> None:
+        if counts is not CapCounts.UNKNOWN:
+            self.event_cap_counts = counts
+
+    def saw_batch_historical(self, answer: Answer) -> None:
+        """A yes is final (a served historical candle proves it); a no does not undo it."""
+        if answer is Answer.YES or self.batch_serves_historical is Answer.UNKNOWN:
+            self.batch_serves_historical = answer
+
+
+def classify_capped_event_page(
+    n_markets: int,
+    start_ts: int,
+    adjusted_end_ts: int,
+    period: int,
+    returned: int,
+    cap: int = EVENT_CANDLE_CAP,
+) -> CapCounts:
+    """What the cap of a CAPPED event page (``adjusted_end_ts`` before the requested end)
+    counted, from the page alone.
+
+    ``returned`` is the candles on the page and ``n_markets`` the markets it asked for.
+    A cap on requested candidates stops at ``n_markets x periods <= cap``; a cap on
+    candles returned stops when the candles reach it (within one period's worth, as cuts
+    fall on whole periods). The page says ``requested`` when it holds clearly fewer
+    candles than the cap while its candidates fill it, ``returned`` when its candles
+    fill the cap while its candidates overflow it, and ``unknown`` when both fit (a
+    dense page cannot tell them apart).
+    """
+    if n_markets < 1 or adjusted_end_ts < start_ts:
+        return CapCounts.UNKNOWN
+    candidates = n_markets * requested_candles(start_ts, adjusted_end_ts, period)
+    near_cap = returned > cap - n_markets
+    fills_requested = cap - n_markets < candidates <= cap
+    if fills_requested and not near_cap:
+        return CapCounts.REQUESTED
+    if near_cap and candidates > cap:
+        return CapCounts.RETURNED
+    return CapCounts.UNKNOWN
+
+
+def batch_historical_answer(
+    batch_candles: dict[str, int | None], historical_candles: dict[str, int]
+) -> Answer:
+    """Whether the batch route served historical markets, from one window's answers.
+
+    ``batch_candles``: for each historical-tier market a batch request asked for, the
+    candles the batch answers held for it (None: left out). ``historical_candles``: what
+    the historical route then returned for those the batch did not serve. ``yes`` once a
+    historical market got a candle from batch; ``no`` when one got none from batch but
+    has candles on the historical route over the same range; else ``unknown`` (markets
+    with no candles at all prove nothing). This is also the rule ``check-api`` reports
+    as ``batch_serves_historical``.
+    """
+    if any(n for n in batch_candles.values()):
+        return Answer.YES
+    if any(historical_candles.get(t, 0) > 0 for t, n in batch_candles.items() if not n):
+        return Answer.NO
+    return Answer.UNKNOWN
+
+
+# --- one window: the choice and the floor ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowRoutes:
+    """Which route fetches which of a window's markets, and what that costs."""
+
+    event: tuple[str, ...]
+    """Live markets fetched on the event route."""
+    batch: tuple[str, ...]
+    """Markets fetched on the batch route (live, and historical when batch serves them)."""
+    historical: tuple[str, ...]
+    """Historical markets fetched on the per-market historical route."""
+    probe: bool = False
+    """The batch requests also ask for historical markets to learn whether it serves them."""
+    requests: dict[str, int] | None = None
+    """Planned requests per route (``event``, ``batch``, ``historical``)."""
+
+    @property
+    def total(self) -> int:
+        return sum((self.requests or {}).values())
+
+
+@dataclass(frozen=True)
+class WindowShape:
+    """What the arithmetic needs about one window: its markets by tier and its range."""
+
+    live: tuple[str, ...]
+    historical: tuple[str, ...]
+    start_ts: int
+    end_ts: int
+    period: int
+
+    @property
+    def periods(self) -> int:
+        return requested_candles(self.start_ts, self.end_ts, self.period)
+
+
+def event_cost(shape: WindowShape, n_markets: int, evidence: Evidence) -> int:
+    """The event route's pages for ``n_markets`` live markets, priced by the evidence.
+
+    ``requested``: exact (candidates). ``returned``: the candidates at the density the
+    run has seen. ``unknown``: the worst case of both, every candidate a candle.
+    """
+    candidates = n_markets * shape.periods
+    if evidence.event_cap_counts is CapCounts.RETURNED:
+        candles = evidence.expected_candles(candidates)
+    else:
+        candles = candidates
+    return event_route_pages(n_markets, candles, shape.periods)
+
+
+def choose_routes(
+    shape: WindowShape, choice: RouteChoice, evidence: Evidence, *, may_probe: bool = True
+) -> WindowRoutes:
+    """The routes of one window (see the module docstring and :class:`RouteChoice`).
+
+    Historical markets, under ``batch`` and ``auto``: on the batch route once it has been
+    shown to serve them, on the historical route once shown not to; while unknown, a
+    window allowed to (``may_probe``: one at a time) asks batch for them, and any it
+    leaves out falls back to the historical route. ``event`` keeps today's routes.
+    Live markets, under ``auto``: the batch plan (exact: its cap counts requested
+    candles) against :func:`event_cost`; a tie goes to the event route.
+    """
+    live, hist = tuple(sorted(shape.live)), tuple(sorted(shape.historical))
+    if choice is RouteChoice.EVENT:
+        return WindowRoutes(
+            live,
+            (),
+            hist,
+            requests=_costs(shape, len(live), (), len(hist), evidence),
+        )
+    served = evidence.batch_serves_historical
+    probe = bool(hist) and served is Answer.UNKNOWN and may_probe
+    hist_in_batch = hist if (served is Answer.YES or probe) else ()
+    hist_alone = () if hist_in_batch else hist
+    options = [WindowRoutes((), live + hist_in_batch, hist_alone, probe)]
+    if choice is RouteChoice.AUTO and live:
+        options.append(WindowRoutes(live, hist_in_batch, hist_alone, probe))
+    priced = [
+        WindowRoutes(
+            o.event,
+            o.batch,
+            o.historical,
+            o.probe,
+            _costs(shape, len(o.event), o.batch, len(o.historical), evidence),
+        )
+        for o in options
+    ]
+    # min keeps the first of equals: order the event option first for the tie rule.
+    return min(reversed(priced), key=lambda o: o.total)
+
+
+def _costs(
+    shape: WindowShape, n_event: int, batch: Sequence[str], n_hist: int, evidence: Evidence
+) -> dict[str, int]:
+    s, e, p = shape.start_ts, shape.end_ts, shape.period
+    return {
+        "event": event_cost(shape, n_event, evidence),
+        "batch": len(batch_plan(batch, s, e, p)) if batch else 0,
+        "historical": historical_route_requests(n_hist, s, e, p),
+    }
+
+
+def window_floor(
+    shape: WindowShape, batch_serves_historical: bool, event_candles: int | None = None
+) -> int:
+    """The fewest requests any route mix could need for this window at the caps.
+
+    Each route's lower bound is its counted candles over its cap, rounded up:
+    batch ``ceil(tickers x periods / 10,000)`` (over historical markets too when the
+    server serves them there), historical ``ceil(periods / 5,000)`` a market, event
+    ``ceil(event_candles / 5,000)`` where ``event_candles`` is what its cap counts for
+    the live markets (candidates when None). The floor is the cheapest mix.
+    """
+    n_live, n_hist, n = len(shape.live), len(shape.historical), shape.periods
+    counted = n_live * n if event_candles is None else event_candles
+    event = _ceil_div(counted, EVENT_CANDLE_CAP) if n_live else 0
+    batch_live = _ceil_div(n_live * n, BATCH_CANDLE_CAP)
+    hist_alone = n_hist * _ceil_div(n, HISTORICAL_CHUNK_CANDLES)
+    options = [min(event, batch_live) + hist_alone]
+    if batch_serves_historical and n_hist:
+        options.append(_ceil_div((n_live + n_hist) * n, BATCH_CANDLE_CAP))
+        options.append(event + _ceil_div(n_hist * n, BATCH_CANDLE_CAP))
+    return min(options)
