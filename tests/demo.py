@@ -3,7 +3,9 @@
 It starts the Kalshi simulator on 127.0.0.1, then runs exactly the commands a user runs
 against the real API (``extract events``, ``extract candles``, ``load run``, ``load
 query``), only pointed at the simulator, and prints what was stored. Everything lands in
-``data/demo/`` (deleted and rebuilt each time), so the demo never touches real data.
+``data/demo/`` (or ``--out``), deleted and rebuilt each time, so the demo never touches
+real data. It only ever deletes a folder it made itself: each run leaves a marker file
+there, and ``--out`` naming any other non-empty folder is refused (exit 2) untouched.
 """
 
 from __future__ import annotations
@@ -28,16 +30,52 @@ def _run(args: list[str], env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-m", *args], env=env, check=True)
 
 
-def main() -> int:
+#: Written into every folder the demo makes: only such a folder is ever deleted.
+MARKER = ".kalshi-demo-folder"
+
+
+class NotADemoFolderError(Exception):
+    """``--out`` names a folder the demo did not make: deleting it could lose real data."""
+
+
+def prepare_out(out: Path) -> None:
+    """Empty ``out`` for a new run and mark it as the demo's; refuse anyone else's folder.
+
+    A missing or empty folder is taken. A folder holding the marker is one an earlier demo
+    made: it is deleted and made again. Anything else (a file, a folder without the
+    marker) raises NotADemoFolderError and is left exactly as it was.
+    """
+    if out.exists() or out.is_symlink():
+        if out.is_symlink() or not out.is_dir():
+            raise NotADemoFolderError(f"--out {out} is not a folder: refusing to replace it")
+        if any(out.iterdir()):
+            if not (out / MARKER).is_file():
+                raise NotADemoFolderError(
+                    f"--out {out} is a folder the demo did not create (no {MARKER} in it): "
+                    "refusing to delete it; name a new or empty folder, or delete it yourself"
+                )
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("made by `python -m tests.demo`: deleted and rebuilt by each run\n")
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--series", default="KXHIGHNY")
     parser.add_argument("--days", type=int, default=3, help="events (days) to backfill")
-    parser.add_argument("--out", default="data/demo", help="folder for the demo database/archive")
-    opts = parser.parse_args()
+    parser.add_argument(
+        "--out",
+        default="data/demo",
+        help="folder for the demo database/archive: new, empty, or made by an earlier demo",
+    )
+    opts = parser.parse_args(argv)
 
     out = Path(opts.out)
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    try:
+        prepare_out(out)
+    except NotADemoFolderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     db_url = f"sqlite:///{out / 'kalshi.db'}"
     today = datetime.now(UTC).date()
     first, last = today - timedelta(days=opts.days + 2), today - timedelta(days=3)
