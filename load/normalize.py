@@ -17,11 +17,12 @@ accepts ``"1e-2"``, ``"+0.5"`` or ``".5"``. Kalshi sends plain fixed-point strin
 anything else is a corrupt page, refused loudly with the file's name.
 
 Field rules (see /work/shared/kalshi-api.md and the OpenAPI files):
-- Live event pages: ``*_dollars`` / ``*_fp`` strings; legacy pages may carry (also or
-  only) integer-cent twins (``open`` = 56 is $0.56) and integer ``volume`` /
-  ``open_interest``. A ``*_dollars``/``*_fp`` value wins; else the legacy integer is
-  converted exactly. (Absent and null are the same to us, so a null ``*_dollars`` with a
-  non-null cents twin takes the cents: such a page has never been seen.)
+- Live event pages and batch pages (the same ``MarketCandlestick`` objects):
+  ``*_dollars`` / ``*_fp`` strings; legacy pages may carry (also or only) integer-cent
+  twins (``open`` = 56 is $0.56) and integer ``volume`` / ``open_interest``. A
+  ``*_dollars``/``*_fp`` value wins; else the legacy integer is converted exactly.
+  (Absent and null are the same to us, so a null ``*_dollars`` with a non-null cents
+  twin takes the cents: such a page has never been seen.)
 - Historical pages: plain ``open/low/high/close/mean/previous`` keys are DOLLAR strings,
   ``volume`` / ``open_interest`` count strings, no min/max (NULL).
 - A candle on two pages (``end_period_ts`` is inclusive at both ends of a request) is
@@ -39,6 +40,7 @@ import polars as pl
 from load.errors import CorruptPageError, MalformedValueError
 from schemas.archive import (
     ARCHIVE_VERSION,
+    KIND_BATCH_CANDLES,
     KIND_EVENT_CANDLES,
     KIND_HISTORICAL_MARKET_CANDLES,
     PageEnvelope,
@@ -120,9 +122,13 @@ _ENVELOPE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
             "adjusted_end_ts": pl.Int64,
             "ticker": pl.String,
             "candlesticks": pl.List(_CANDLE),
+            "markets": pl.List(
+                pl.Struct({"market_ticker": pl.String, "candlesticks": pl.List(_CANDLE)})
+            ),
         }
     ),
 }
+_KINDS = (KIND_EVENT_CANDLES, KIND_HISTORICAL_MARKET_CANDLES, KIND_BATCH_CANDLES)
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,7 @@ def _check_envelopes(
 
         if row["archive_version"] != ARCHIVE_VERSION:
             raise bad(f"archive_version {row['archive_version']!r}, this reads {ARCHIVE_VERSION}")
-        if row["kind"] not in (KIND_EVENT_CANDLES, KIND_HISTORICAL_MARKET_CANDLES):
+        if row["kind"] not in _KINDS:
             raise bad(f"unknown page kind {row['kind']!r}")
         if row["status"] != 200:
             raise bad(f"archived HTTP status {row['status']!r}, not 200")
@@ -311,7 +317,7 @@ def _explode_candles(env: pl.DataFrame, pages: Sequence[RawPage]) -> pl.DataFram
     hist_rows = hist.select(
         *meta, market_ticker=body.struct.field("ticker"), c=body.struct.field("candlesticks")
     ).explode("c")
-    rows = pl.concat([live_rows, hist_rows], how="vertical")
+    rows = pl.concat([live_rows, hist_rows, _batch_rows(env, pages, meta)], how="vertical")
     missing = rows.filter(pl.col("c").struct.field("end_period_ts").is_null())
     if missing.height:
         src = pages[missing["_page"][0]].source
@@ -321,6 +327,37 @@ def _explode_candles(env: pl.DataFrame, pages: Sequence[RawPage]) -> pl.DataFram
             source=src,
         )
     return rows
+
+
+def _batch_rows(env: pl.DataFrame, pages: Sequence[RawPage], meta: list[str]) -> pl.DataFrame:
+    """Rows of batch pages: ``{"markets": [{"market_ticker", "candlesticks"}]}``.
+
+    A batch page is stored in ONE event's window folder (the route packs one event per
+    request), so a market of another event on it is corrupt, as on an event page.
+    """
+    batch = env.filter(pl.col("kind") == KIND_BATCH_CANDLES)
+    entries = batch.select(*meta, m=pl.col("body").struct.field("markets"))
+    if entries["m"].null_count():
+        src = pages[entries.filter(pl.col("m").is_null())["_page"][0]].source
+        raise MalformedValueError(f"{src}: batch page without a markets list", source=src)
+    entries = entries.explode("m").drop_nulls("m")
+    per_market = entries.select(
+        *meta,
+        market_ticker=pl.col("m").struct.field("market_ticker"),
+        c=pl.col("m").struct.field("candlesticks"),
+    )
+    strays = per_market.filter(
+        pl.col("c").is_null()
+        | ~pl.col("market_ticker").str.starts_with(pl.col("event_ticker") + "-").fill_null(False)
+    )
+    if strays.height:
+        src = pages[strays["_page"][0]].source
+        raise MalformedValueError(
+            f"{src}: batch entry {strays['market_ticker'][0]!r} has no candlesticks list "
+            "or is not a market of the page's event",
+            source=src,
+        )
+    return per_market.explode("c")
 
 
 def _check_tickers(rows: pl.DataFrame, pages: Sequence[RawPage]) -> None:

@@ -6,6 +6,8 @@ Layout under the archive root (version 1)::
     {series}/{event}/p{period}/{policy}/{start_ts}.json.gz          event-level pages
     {series}/{event}/p{period}/{policy}/markets/{market}/{start_ts}.json.gz
                                                    per-market pages (historical tier)
+    {series}/{event}/p{period}/{policy}/batch/g{group}/{start_ts}.json.gz
+                                                   batch pages (the event's markets)
     {series}/{event}/p{period}/{policy}/manifest.json   written LAST: the window is complete
     _quarantine/...                                corrupt files moved aside by load
 
@@ -49,7 +51,11 @@ PAGE_SUFFIX = ".json.gz"
 
 KIND_EVENT_CANDLES = "event_candlesticks"
 KIND_HISTORICAL_MARKET_CANDLES = "historical_market_candlesticks"
-PAGE_KINDS = (KIND_EVENT_CANDLES, KIND_HISTORICAL_MARKET_CANDLES)
+#: ``GET /markets/candlesticks``: one page holds several markets of ONE event (the batch
+#: route packs one event per request), stored in that event's window folder.
+KIND_BATCH_CANDLES = "batch_candlesticks"
+PAGE_KINDS = (KIND_EVENT_CANDLES, KIND_HISTORICAL_MARKET_CANDLES, KIND_BATCH_CANDLES)
+BATCH_DIR = "batch"
 
 _POLICY_SLUG = {WindowPolicy.FULL_MARKET_WINDOW: "full", WindowPolicy.TRADE_WINDOW_ONLY: "trade"}
 
@@ -95,6 +101,14 @@ class WindowKey:
             return f"{self.dir}/{int(start_ts)}{PAGE_SUFFIX}"
         validate_market_ticker(market_ticker)
         return f"{self.dir}/markets/{market_ticker}/{int(start_ts)}{PAGE_SUFFIX}"
+
+    def batch_page_path(self, start_ts: int, group: int = 0) -> str:
+        """Where the batch page of ticker group ``group`` requested at ``start_ts`` lives.
+
+        Groups exist because a batch request holds at most 100 tickers; a weather event
+        (about six markets) only ever has group 0.
+        """
+        return f"{self.dir}/{BATCH_DIR}/g{int(group)}/{int(start_ts)}{PAGE_SUFFIX}"
 
     def __str__(self) -> str:
         return f"{self.event_ticker} p{self.period_interval} {self.window_policy.value}"
