@@ -69,6 +69,7 @@ def run(
         archive_dir=archive_dir,
         series=validate_series_ticker(series) if series else None,
         batch_windows=batch_windows,
+        writers=writers,
         staging_method=staging,
         worker_id=worker_id or default_worker_id(),
         lease_seconds=lease_seconds,

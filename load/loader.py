@@ -122,6 +122,8 @@ class LoadSummary:
     rows: int = 0
     elapsed_s: float = 0.0
     failures: list[str] = field(default_factory=list)
+    writers: int = 0
+    """Batch writers the run used (``LoadConfig.writers``; 1 on SQLite); 0 before writing."""
 
     @property
     def rows_per_s(self) -> int:
@@ -137,11 +139,16 @@ class LoadSummary:
         self.failures.extend(other.failures)
 
     def line(self) -> str:
-        return (
+        text = (
             f"load: {self.windows_loaded} windows loaded, {self.windows_skipped} skipped, "
             f"{self.windows_failed} failed; {self.rows:,} rows in {self.elapsed_s:.1f} s "
             f"({self.rows_per_s:,} rows/s)"
-        ) + (f"; {self.windows_held} held by other workers" if self.windows_held else "")
+        )
+        if self.windows_held:
+            text += f"; {self.windows_held} held by other workers"
+        if self.writers:
+            text += f"; with {self.writers} writer{'s' if self.writers != 1 else ''}"
+        return text
 
 
 def load_windows(config: LoadConfig, *, engine: Engine | None = None) -> LoadSummary:
@@ -446,6 +453,7 @@ class BatchWriters:
         self.engine, self.work_dir, self.config = engine, work_dir, config
         self.summary, self.leases = summary, leases
         self.writers = config.writers if engine.dialect.name in ("mysql", "mariadb") else 1
+        summary.writers = self.writers
         self._pool = (
             ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="load-write")
             if self.writers > 1

@@ -7,6 +7,7 @@ their SUCCESS), then reruns and compares with an uninterrupted load.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, inspect, select
 
@@ -179,3 +181,45 @@ def test_sigkill_mid_load_then_rerun_equals_an_uninterrupted_load(
     finally:
         engine.dispose()
         drop_database(clean_name)
+
+
+def test_writers_option_reaches_the_writer_pool(
+    mariadb_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--writers 1`` writes in the command's own thread; ``--writers 3`` on up to three
+    ``load-write`` threads (the pool sized by it). Both load the simulator's truth."""
+    world = World(sim_config(markets_per_event=2))
+    events = closed_events(world, "KXHIGHNY", 6)
+    archive_dir = tmp_path / "raw"
+    archive = new_archive(archive_dir)
+    for e in events:
+        build_window(archive, world, e)
+    truth = ground_truth(world, events)
+    for writers, url in ((1, mariadb_url), (3, None)):
+        name = None if url else new_database()
+        db = url or f"{MYSQL_SERVER_URL}/{name}"
+        caplog.clear()
+        try:
+            with caplog.at_level(logging.INFO, logger="load"):
+                res = CliRunner().invoke(
+                    cli,
+                    ["run", "--db", db, "--archive", str(archive_dir), "--writers", str(writers)],
+                )
+            assert res.exit_code == 0, res.output
+            threads = {r.threadName for r in caplog.records if r.getMessage().startswith("loaded ")}
+            if writers == 1:
+                assert threads == {"MainThread"}
+            else:
+                assert threads and all(t.startswith("load-write") for t in threads)
+                assert len(threads) <= 3
+            assert any(f"with {writers} writer" in r.getMessage() for r in caplog.records), (
+                caplog.text
+            )
+            engine = make_engine(db)
+            try:
+                assert stored(engine) == truth
+            finally:
+                engine.dispose()
+        finally:
+            if name:
+                drop_database(name)
