@@ -783,6 +783,7 @@ class _WindowJob:
             status=resp.status,
             retrieved_at_utc=resp.retrieved_at,
             body=resp.body,
+            raw_body=resp.raw,
         )
         crashpoint(EXTRACT_PAGE_BEFORE_WRITE)
         # In a thread: on object storage a write is a network round trip.

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
@@ -47,13 +47,19 @@ class RequestStats:
 
 @dataclass(frozen=True)
 class ApiResponse:
-    """One successful answer: what was asked (path as sent, params) and what came back."""
+    """One answer: what was asked (path as sent, params) and what came back.
+
+    ``raw`` is the body exactly as received: the archive stores these bytes, not our
+    re-serialization of ``body``, so an odd value can be traced to what the server sent.
+    ``body`` is None for an accepted non-200 answer whose body is not JSON.
+    """
 
     path: str
     params: dict[str, Any]
     status: int
     body: Any
     retrieved_at: datetime
+    raw: bytes = field(default=b"", repr=False)
 
 
 class Signer:
@@ -156,6 +162,7 @@ class KalshiClient:
         params: Params,
         exact: bool,
         scope: RequestStats | None,
+        accept: frozenset[int] = frozenset(),
     ) -> ApiResponse:
         assert self._session is not None, "use KalshiClient as an async context manager"
         await self.throttle.acquire()
@@ -184,14 +191,18 @@ class KalshiClient:
             self.stats.throttled += 1
             if scope is not None:
                 scope.throttled += 1
-        if status != 200:
-            raise HttpStatusError(status, full, _excerpt(raw))
-        self.throttle.on_success()
+        if status != 200 and status not in accept:
+            raise HttpStatusError(status, full, error_line(raw))
+        if status == 200:
+            self.throttle.on_success()
         try:
             body = parse_json(raw, exact=exact)
         except (ValueError, orjson.JSONDecodeError) as e:
-            raise BadPageError(f"unparseable body from {full} ({len(raw)} bytes): {e}") from e
-        return ApiResponse(full, dict(params), status, body, datetime.now(UTC))
+            if status != 200:
+                body = None  # an accepted error answer need not be JSON
+            else:
+                raise BadPageError(f"unparseable body from {full} ({len(raw)} bytes): {e}") from e
+        return ApiResponse(full, dict(params), status, body, datetime.now(UTC), raw)
 
     async def get_json(
         self,
@@ -201,17 +212,20 @@ class KalshiClient:
         check: Callable[[ApiResponse], None] | None = None,
         exact: bool = False,
         scope: RequestStats | None = None,
+        accept: frozenset[int] = frozenset(),
     ) -> ApiResponse:
         """GET ``path`` (relative to the base) with retries; ``check`` may reject a body.
 
         ``check`` raising a retriable error (a page for another event, no progress) makes
         the loop fetch the same page again; a body that keeps failing ends in
-        RetriesExhaustedError. ``scope`` also receives this call's counts.
+        RetriesExhaustedError. ``scope`` also receives this call's counts. A status in
+        ``accept`` (say 400 or 404, for ``check-api`` which reports them) is returned as a
+        response instead of raised; it is never retried.
         """
         params = params or {}
 
         async def attempt() -> ApiResponse:
-            response = await self._attempt(path, params, exact, scope)
+            response = await self._attempt(path, params, exact, scope, accept)
             if check is not None:
                 check(response)
             return response
@@ -224,6 +238,30 @@ class KalshiClient:
         return await self.retry.run(attempt, what=f"GET {self.full_path(path)}", on_retry=on_retry)
 
 
-def _excerpt(raw: bytes, limit: int = 200) -> str:
-    text = raw[:limit].decode("utf-8", errors="replace").strip()
-    return " ".join(text.split())
+def error_line(raw: bytes, limit: int = 300) -> str:
+    """One readable line from an error body, whatever shape the server used.
+
+    Kalshi answers ``{"error": {"code", "message", "details"}}`` for most errors,
+    ``{"error": "too many requests"}`` for a 429 and ``{"msg": "..."}`` for a parameter
+    that fails validation; anything else (an HTML proxy page) is shown as an excerpt.
+    """
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = None
+    text: str | None = None
+    if isinstance(doc, dict):
+        error, msg = doc.get("error"), doc.get("msg")
+        if isinstance(error, dict):
+            parts = [str(error[k]) for k in ("code", "message") if error.get(k)]
+            details = error.get("details")
+            text = ": ".join(parts) if parts else ""
+            if details:
+                text = f"{text} ({details})" if text else str(details)
+        elif isinstance(error, str):
+            text = error
+        elif isinstance(msg, str):
+            text = msg
+    if not text:
+        text = raw[:limit].decode("utf-8", errors="replace")
+    return " ".join(text.split())[:limit]

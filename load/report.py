@@ -278,7 +278,7 @@ def summarize_page(
 ) -> PageSummary:
     """Read one page file; a corrupt or missing file becomes a summary with ``error`` set."""
     try:
-        page = archive.read_page(rel)
+        page = archive.read_page(rel, keep_raw=with_body)
     except ArchiveError as e:
         return PageSummary(file=rel, in_manifest=in_manifest, error=str(e))
     counts, adjusted = candle_counts(page)
@@ -293,7 +293,7 @@ def summarize_page(
         retrieved_at_utc=page.retrieved_at_utc,
         adjusted_end_ts=adjusted,
         candles=counts,
-        body=page.body if with_body else None,
+        body=page.body_json() if with_body else None,
     )
 
 

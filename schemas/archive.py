@@ -28,7 +28,7 @@ import secrets
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -129,6 +129,11 @@ class PageEnvelope:
     status: int
     retrieved_at_utc: datetime
     body: Any
+    raw_body: bytes | None = field(default=None, repr=False, compare=False)
+    """The body's bytes exactly as received, when known: the archive stores them verbatim
+    (``body`` is their parse), so ``inspect --body`` shows what the server sent. Pages
+    archived before exact bytes were kept read back with None here (their stored body
+    is our re-serialization)."""
 
     @property
     def start_ts(self) -> int:
@@ -150,8 +155,13 @@ class PageEnvelope:
             "request": {"method": "GET", "path": self.path, "params": self.params},
             "status": self.status,
             "retrieved_at_utc": utc_iso(self.retrieved_at_utc),
-            "body": self.body,
+            **body_fields(self.body, self.raw_body),
         }
+
+    def body_json(self) -> Any:
+        """The body for a JSON document: the exact bytes received when known (an
+        ``orjson.Fragment``, written verbatim by ``orjson.dumps``), else the parsed body."""
+        return self.body if self.raw_body is None else orjson.Fragment(self.raw_body)
 
     def to_bytes(self) -> bytes:
         """Gzipped JSON (level 6: the archive is written once and read many times)."""
@@ -185,8 +195,44 @@ class PageEnvelope:
             raise CorruptArchiveError(f"{where}: not a page envelope ({e!r})") from e
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str) -> PageEnvelope:
-        return cls.from_json(decode_gzip_json(data, where), where)
+    def from_bytes(cls, data: bytes, where: str, *, keep_raw: bool = False) -> PageEnvelope:
+        """The envelope of a gzipped page; ``keep_raw`` also recovers the body's exact bytes
+        (off by default: the loader needs only the parse)."""
+        text = gunzip(data, where)
+        doc = parse_json_text(text, where)
+        page = cls.from_json(doc, where)
+        if keep_raw and isinstance(doc, dict):
+            page = replace(page, raw_body=exact_body(text, doc.get(BODY_BYTES_KEY)))
+        return page
+
+
+#: Key of the body's length in bytes; with "body" written last it locates the exact bytes.
+BODY_BYTES_KEY = "body_bytes"
+
+
+def body_fields(body: Any, raw: bytes | None) -> dict[str, Any]:
+    """The LAST fields of an archived document: ``body`` (verbatim when ``raw`` is known)
+    preceded by its length, which :func:`exact_body` uses to cut the bytes back out."""
+    if raw is None:
+        return {"body": body}
+    return {BODY_BYTES_KEY: len(raw), "body": orjson.Fragment(raw)}
+
+
+def exact_body(text: bytes, length: Any) -> bytes | None:
+    """The body's bytes as received, cut from a document written with :func:`body_fields`.
+
+    orjson writes no whitespace, so the document ends ``"body":RAW}`` and ``length`` (the
+    document's ``body_bytes``) says where RAW starts. None for documents written before
+    exact bytes were kept (their body is our re-serialization).
+    """
+    head = b'"body":'
+    if not isinstance(length, int) or isinstance(length, bool) or not text.endswith(b"}"):
+        return None
+    end = len(text) - 1
+    start = end - length
+    if start < len(head) or text[start - len(head) : start] != head:
+        return None
+    return text[start:end]
 
 
 @dataclass(frozen=True)
@@ -265,12 +311,21 @@ class Manifest:
 
 def decode_gzip_json(data: bytes, where: str) -> Any:
     """Gunzip and parse, turning every failure into CorruptArchiveError naming the file."""
+    return parse_json_text(gunzip(data, where), where)
+
+
+def gunzip(data: bytes, where: str) -> bytes:
+    """Gunzip, turning a failure into CorruptArchiveError naming the file."""
     try:
-        raw = gzip.decompress(data)
+        return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as e:
         raise CorruptArchiveError(f"{where}: not a valid gzip file ({e})") from e
+
+
+def parse_json_text(text: bytes, where: str) -> Any:
+    """Parse JSON, turning a failure into CorruptArchiveError naming the file."""
     try:
-        return orjson.loads(raw)
+        return orjson.loads(text)
     except orjson.JSONDecodeError as e:
         raise CorruptArchiveError(f"{where}: invalid JSON ({e})") from e
 
@@ -408,8 +463,9 @@ class ArchiveStore:
     def write_page(self, rel: str, page: PageEnvelope) -> None:
         self.write_atomic(rel, page.to_bytes())
 
-    def read_page(self, rel: str) -> PageEnvelope:
-        return PageEnvelope.from_bytes(self.read_bytes(rel), self.where(rel))
+    def read_page(self, rel: str, *, keep_raw: bool = False) -> PageEnvelope:
+        """The page at ``rel``; ``keep_raw`` also recovers the body's exact bytes."""
+        return PageEnvelope.from_bytes(self.read_bytes(rel), self.where(rel), keep_raw=keep_raw)
 
     def write_manifest(self, manifest: Manifest) -> None:
         self.write_atomic(manifest.key.manifest_path, manifest.to_bytes())
