@@ -136,7 +136,8 @@ def as_of_options(f: F) -> F:
     f = click.option(
         "--series-tz",
         default=None,
-        help="IANA time zone of the series (default: built-in table, else America/New_York).",
+        help="IANA time zone of the series' event dates (default: the built-in table; "
+        "required for a series not in it).",
     )(f)
     f = click.option(
         "--trade-end",

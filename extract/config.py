@@ -94,7 +94,6 @@ SERIES_TIMEZONES: dict[str, str] = {
     "KXSNOWDEN": "America/Denver",
     "KXSNOWBOS": "America/New_York",
 }
-DEFAULT_TIMEZONE = "America/New_York"
 
 _OFFSET_RE = re.compile(r"^([+-]?\d{1,3})d(\d{1,2}):(\d{2})$")
 
@@ -145,8 +144,17 @@ class AsOfPolicy:
 
 
 def series_timezone(series: str, override: str | None = None) -> ZoneInfo:
-    """The series' zone: ``override``, else the table, else America/New_York."""
-    name = override or SERIES_TIMEZONES.get(series, DEFAULT_TIMEZONE)
+    """The series' zone: ``override``, else the built-in table.
+
+    A series the table does not know needs ``--series-tz``: guessing a zone would fill
+    its as-of trade windows wrongly, and a stored window is never overwritten.
+    """
+    name = override or SERIES_TIMEZONES.get(series)
+    if name is None:
+        raise InputError(
+            f"series {series} has no built-in time zone: give --series-tz "
+            "(the IANA zone of its event dates, e.g. America/Chicago)"
+        )
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -287,11 +295,12 @@ class ExtractConfig:
         if self.now is not None and self.now.tzinfo is None:
             raise InputError("now must be timezone-aware")
         object.__setattr__(self, "window_policy", WindowPolicy(self.window_policy))
-        series_timezone(self.series, self.series_tz)  # fail early on a bad zone name
+        if self.series_tz is not None:
+            series_timezone(self.series, self.series_tz)  # fail early on a bad zone name
 
     @property
     def tz(self) -> ZoneInfo:
-        """The series' local zone."""
+        """The series' local zone (InputError for a series without one: see --series-tz)."""
         return series_timezone(self.series, self.series_tz)
 
     def current_time(self) -> datetime:

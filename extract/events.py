@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from extract.client import KalshiClient
-from extract.config import AsOfPolicy, ExtractConfig
+from extract.config import AsOfPolicy, ExtractConfig, series_timezone
 from extract.errors import BadPageError, HttpStatusError
 from extract.historical import fetch_historical_markets, read_cutoff
 from extract.routing import Cutoff, needs_historical_lookup
@@ -326,6 +326,8 @@ async def _fetch(
     and moved afterwards is found by the historical lookup too, never by neither.
     """
     events = await fetch_series_events(client, config.series)
+    # After the series lookup (an unknown series says so first), before anything is stored.
+    series_timezone(config.series, config.series_tz)
     # Read after the listing: a cutoff that moves in between only adds lookups.
     cutoff = await read_cutoff(client)
     try:

@@ -222,7 +222,8 @@ def test_as_of_window_across_fall_back_is_an_hour_longer() -> None:
 def test_as_of_uses_the_series_zone() -> None:
     start, _ = AsOfPolicy().window(date(2025, 7, 4), series_timezone("KXHIGHLAX"))
     assert start == datetime(2025, 7, 3, 17, 0, tzinfo=UTC)  # 10:00 PDT
-    assert series_timezone("KXUNKNOWN").key == "America/New_York"
+    with pytest.raises(InputError, match="--series-tz"):  # no silent New York (issue 15 #8)
+        series_timezone("KXUNKNOWN")
     assert series_timezone("KXUNKNOWN", "America/Denver").key == "America/Denver"
     with pytest.raises(InputError):
         series_timezone("KXHIGHNY", "Mars/Olympus")
