@@ -158,7 +158,12 @@ def event_dates_options(required: bool) -> Callable[[F], F]:
 @click.option(
     "--from", "start", required=True, help="ISO-8601 start (inclusive, UTC if no offset)."
 )
-@click.option("--to", "end", required=True, help="ISO-8601 end (inclusive).")
+@click.option(
+    "--to",
+    "end",
+    required=True,
+    help="ISO-8601 end (inclusive); a date without a time includes that whole day.",
+)
 @period_option
 @format_options(FRAME_FORMATS)
 @db_option
@@ -173,7 +178,7 @@ def query_cmd(
     db_url: str,
 ) -> None:
     """Candles of one market whose period ends in [--from, --to]."""
-    lo, hi = parse_time(start, "--from"), parse_time(end, "--to")
+    lo, hi = parse_time(start, "--from"), parse_time(end, "--to", whole_day=True)
     with _engine(db_url) as engine:
         frame = query_candles(engine, market, lo, hi, period)
     emit_frame(frame, fmt, out)

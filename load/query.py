@@ -16,7 +16,7 @@ quote.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -49,14 +49,32 @@ ASOF_COLUMNS = (
 _c = kalshi_candle.c
 
 
-def parse_time(value: str, what: str) -> datetime:
-    """An ISO-8601 date or date-time as aware UTC (no offset means UTC); InputError if bad."""
+def parse_time(value: str, what: str, *, whole_day: bool = False) -> datetime:
+    """An ISO-8601 date or date-time as aware UTC (no offset means UTC); InputError if bad.
+
+    A bare date is its midnight, unless ``whole_day``: then it is the day's last
+    microsecond, so an inclusive range END named by a date (``query --to 2025-11-21``)
+    holds every candle ending on that day instead of stopping at its first instant.
+    """
+    text = value.strip()
     try:
-        return parse_utc_iso(value.strip())
+        ts = parse_utc_iso(text)
     except ValueError as e:
         raise InputError(
             f"{what} {value!r} is not an ISO-8601 time (like 2025-11-20T14:30:00Z)"
         ) from e
+    if whole_day and _is_bare_date(text):
+        ts += timedelta(days=1, microseconds=-1)
+    return ts
+
+
+def _is_bare_date(text: str) -> bool:
+    """True for a date without a time (``2025-11-21``, or ``20251121``)."""
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _aware(ts: datetime, what: str) -> datetime:

@@ -171,3 +171,28 @@ def test_decimal_column_never_float(sqlite_url: str) -> None:
         assert not dtype.is_float(), name
     assert all(isinstance(v, Decimal) for v in frame["volume"].drop_nulls())
     engine.dispose()
+
+
+def test_cli_to_date_without_a_time_includes_that_whole_day(sqlite_url: str) -> None:
+    """``--to 2025-11-20`` is the whole day: every candle ending on that UTC date."""
+    seed(sqlite_url, [EVENT]).dispose()
+    day = datetime(2025, 11, 20, tzinfo=UTC).date()
+    want = [
+        r
+        for r in truth_rows(EVENT)
+        if r["market_ticker"] == MARKET
+        and isinstance(r["end_period_ts_utc"], datetime)
+        and r["end_period_ts_utc"].date() == day
+    ]
+    assert max(r["end_period_ts_utc"] for r in want).hour == 23  # type: ignore[union-attr]
+    args = ["--market", MARKET, "--from", "2025-11-20", "--to", "2025-11-20"]
+    res = CliRunner().invoke(query_cmd, [*args, "--format", "json", "--db", sqlite_url])
+    assert res.exit_code == 0, res.output
+    assert len(orjson.loads(res.stdout)) == len(want)
+    # A time given stays an instant: midnight is midnight.
+    args[-1] = "2025-11-20T00:00:00Z"
+    res = CliRunner().invoke(query_cmd, [*args, "--format", "json", "--db", sqlite_url])
+    assert res.exit_code == 0, res.output
+    assert len(orjson.loads(res.stdout)) <= 1
+    help_text = CliRunner().invoke(query_cmd, ["--help"]).output
+    assert "whole day" in help_text
