@@ -176,6 +176,7 @@ async def test_every_route_validates_against_the_spec(
     start, end = event_window(sim.world, LIVE_EVENT)
     market = sim.world.live_markets(LIVE_EVENT)[0].ticker
     hist_market = sim.world.market_infos(HIST_EVENT)[0].ticker
+    hist_start, hist_end = event_window(sim.world, HIST_EVENT)
     cases: list[tuple[str, str, dict[str, Any]]] = [
         ("get-series.yaml", "/series/KXHIGHNY", {}),
         ("get-events.yaml", "/events", {"series_ticker": "KXHIGHCHI", "limit": 5}),
@@ -222,7 +223,7 @@ async def test_every_route_validates_against_the_spec(
             (
                 "get-historical-market-candlesticks.yaml",
                 f"/historical/markets/{hist_market}/candlesticks",
-                {"start_ts": 0, "end_ts": ts(NOW), "period_interval": period},
+                {"start_ts": hist_start, "end_ts": hist_end, "period_interval": period},
             ),
         ]
     for spec_file, path, params in cases:
@@ -517,7 +518,12 @@ async def test_candle_routes_reject_bad_parameters(
         {"start_ts": 20, "end_ts": 10, "period_interval": 1},
     ):
         status, body = await get(http, sim, path, **params)
-        assert status == 400 and isinstance(body["error"], str)
+        assert status == 400
+        if params.get("period_interval") in (1, 60, 1440):
+            assert body["error"]["code"] == "bad_request", body
+            assert set(body["error"]) == {"code", "message", "details"}
+        else:  # the real server's other 400 shape, for a bad period_interval
+            assert set(body) == {"msg"} and body["msg"].startswith("Parameter validation failed")
     rng = {"start_ts": 0, "end_ts": 10, "period_interval": 1}
     assert (await get(http, sim, "/series/KXHIGHNY/events/KXHIGHNY-19JAN01/candlesticks", **rng))[
         0
@@ -525,7 +531,8 @@ async def test_candle_routes_reject_bad_parameters(
     assert (await get(http, sim, f"/series/KXHIGHCHI/events/{LIVE_EVENT}/candlesticks", **rng))[
         0
     ] == 404
-    assert (await get(http, sim, "/series/NOPE"))[0] == 404
+    status, body = await get(http, sim, "/series/NOPE")
+    assert status == 404 and body["error"]["code"] == "not_found"
     assert (await get(http, sim, "/events/NOPE-25NOV20"))[0] == 404
     assert (
         await get(
@@ -562,7 +569,9 @@ async def test_events_paginate_and_nest_only_live_markets(
             hist = [
                 m for m in sim.world.market_infos(e["event_ticker"]) if sim.world.is_historical(m)
             ]
-            assert len(e["markets"]) == 6 - len(hist)
+            # An all-historical event has no markets key (the notes; the default switch).
+            assert len(e.get("markets", [])) == 6 - len(hist)
+            assert ("markets" in e) == (len(hist) < 6)
         cursor = body["cursor"]
         if not cursor:
             break
@@ -587,7 +596,7 @@ async def test_historical_tier_mirrors_live_candles(
     _, cut = await get(http, sim, "/historical/cutoff")
     assert cut["market_settled_ts"] == "2025-08-22T15:00:00Z"
     _, event = await get(http, sim, f"/events/{HIST_EVENT}", with_nested_markets=True)
-    assert event["markets"] == [] and event["event"]["markets"] == []
+    assert event["markets"] == [] and "markets" not in event["event"]
     _, listed = await get(http, sim, "/historical/markets", event_ticker=HIST_EVENT)
     tickers = [m["ticker"] for m in listed["markets"]]
     assert tickers == [m.ticker for m in sim.world.market_infos(HIST_EVENT)]
@@ -598,14 +607,15 @@ async def test_historical_tier_mirrors_live_candles(
     status, _ = await get(http, sim, f"/series/KXHIGHNY/markets/{tickers[0]}/candlesticks", **rng)
     assert status == 404
     assert (await get(http, sim, f"/markets/{tickers[0]}"))[0] == 404
+    hist_start, hist_end = event_window(sim.world, HIST_EVENT)
     for period in (1, 60):
         for t in tickers[:3]:
             _, hist = await get(
                 http,
                 sim,
                 f"/historical/markets/{t}/candlesticks",
-                start_ts=0,
-                end_ts=ts(NOW),
+                start_ts=hist_start,
+                end_ts=hist_end + 86400,  # past the last hour's end, under the 5,000 cap
                 period_interval=period,
             )
             live = sim.world.candles(t, period)
@@ -660,7 +670,9 @@ async def test_a_hidden_market_is_on_neither_tier(
     assert lost not in [m["ticker"] for m in body["markets"]]
     _, listed = await get(http, sim, "/historical/markets", event_ticker=event)
     assert lost not in [m["ticker"] for m in listed["markets"]]
-    _, batch = await get(http, sim, "/markets/candlesticks", market_tickers=lost, **rng)
+    start, end = event_window(sim.world, event)
+    window = {"start_ts": start, "end_ts": end, "period_interval": 60}
+    _, batch = await get(http, sim, "/markets/candlesticks", market_tickers=lost, **window)
     assert batch == {"markets": []}
     for path in (
         f"/series/KXHIGHNY/markets/{lost}/candlesticks",
@@ -690,15 +702,14 @@ async def test_batch_cap_and_latest_before_start(
         for m in sim.world.live_markets(e)
     ]
     hist = sim.world.market_infos(HIST_EVENT)[0].ticker
-    _, body = await get(
-        http,
-        sim,
-        "/markets/candlesticks",
-        market_tickers=",".join([*tickers, hist]),
-        start_ts=0,
-        end_ts=ts(NOW),
-        period_interval=1,
-    )
+    over = {
+        "market_tickers": ",".join([*tickers, hist]),
+        "start_ts": 0,
+        "end_ts": ts(NOW),
+        "period_interval": 1,
+    }
+    async with SimServer(replace(BASE, batch_over_cap="truncated")) as truncating:
+        _, body = await get(http, truncating, "/markets/candlesticks", **over)
     assert [m["market_ticker"] for m in body["markets"]] == tickers
     total = sum(len(m["candlesticks"]) for m in body["markets"])
     assert 9_000 < total <= 10_000
@@ -861,7 +872,13 @@ def test_thread_runner_serves_a_blocking_main_thread_and_subprocesses() -> None:
         sim.fail_next("/series/", "500")
         assert _fetch(sim.base_url + "/series/KXHIGHNY") == (
             500,
-            {"error": "internal error (injected)"},
+            {
+                "error": {
+                    "code": "internal_server_error",
+                    "message": "internal server error",
+                    "details": "injected fault",
+                }
+            },
         )
         assert sim.counters.total == 3
     with pytest.raises(urllib.error.URLError):

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 
-from .config import FaultConfig, SimConfig
+from .config import SWITCHES, FaultConfig, SimConfig
 from .server import SimServer
 
 _FAULT_FLAGS = (
@@ -28,7 +29,30 @@ _FAULT_FLAGS = (
     "p_invalid_json",
     "p_wrong_event",
     "p_stuck_end",
+    "p_bad_price",
+    "p_number_value",
 )
+
+
+def _bool(s: str) -> bool:
+    if s.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+    return s.lower() in ("true", "1", "yes")
+
+
+def _switch_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per open-point switch (``SWITCHES``), named after the field."""
+    defaults = SimConfig(now=datetime(2026, 1, 1, tzinfo=UTC))
+    for name in SWITCHES:
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        hint = typing.get_type_hints(SimConfig)[name]
+        choices = typing.get_args(hint) or None
+        kind: Callable[[str], object]
+        kind = _bool if isinstance(default, bool) else type(default)
+        if choices:
+            kind = str
+        p.add_argument(flag, type=kind, choices=choices, default=default, dest=name)
 
 
 def _date(s: str) -> date:
@@ -62,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--" + flag.replace("_", "-"), type=float, default=0.0, dest=flag)
     p.add_argument("--slow-seconds", type=float, default=5.0)
     p.add_argument("--force-429-every", type=int, default=None)
+    p.add_argument("--market-candle-cap", type=int, default=5000)
+    p.add_argument("--batch-candle-cap", type=int, default=10_000)
+    _switch_flags(p)
     return p
 
 
@@ -86,7 +113,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         null_book_rate=args.null_book_rate,
         subcent_market_rate=args.subcent_market_rate,
         legacy_fields=args.legacy_fields,
+        market_candle_cap=args.market_candle_cap,
+        batch_candle_cap=args.batch_candle_cap,
         faults=faults,
+        **{name: getattr(args, name) for name in SWITCHES},
         **extra,
     )
 

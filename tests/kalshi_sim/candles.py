@@ -52,6 +52,8 @@ class CandleParams:
     missing_minute_rate: float
     no_trade_rate: float
     null_book_rate: float
+    sparse: bool = False
+    """Illiquid: candles only in a few rare bursts (a few hundred over the life)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,20 @@ def _between(rng: np.random.Generator, lo: IntArray, hi: IntArray, tick: int) ->
     return out
 
 
+def _bursts(p: CandleParams, n: int) -> BoolArray:
+    """The minutes of an illiquid market's rare bursts of activity.
+
+    From a generator of its own, so making a market sparse changes which minutes
+    exist but none of the other draws: 4-8 bursts of 10-59 minutes each.
+    """
+    rng = np.random.default_rng(stable_seed(p.seed, "sparse", p.ticker))
+    mask = np.zeros(n, dtype=np.bool_)
+    for _ in range(int(rng.integers(4, 9))):
+        start = int(rng.integers(0, max(1, n)))
+        mask[start : start + int(rng.integers(10, 60))] = True
+    return mask
+
+
 def generate_minutes(p: CandleParams) -> Series:
     """The market's 1-minute candles over its whole life, (open_ts, close_ts].
 
@@ -140,6 +156,8 @@ def generate_minutes(p: CandleParams) -> Series:
     tick = p.tick
 
     present = (rng.random(n) >= p.missing_minute_rate) & ~maintenance_mask(ts)
+    if p.sparse:
+        present &= _bursts(p, n)
     if n:
         present[-1] = True  # the closing minute always prints: last candle == close
 

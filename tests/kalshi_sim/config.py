@@ -25,6 +25,8 @@ FaultKind = Literal[
     "invalid_json",  # status 200, an HTML body labelled application/json
     "wrong_event",  # status 200, a valid page for another event / market
     "stuck_end",  # status 200, event candlesticks with adjusted_end_ts == start_ts
+    "bad_price",  # status 200, one candle price served as "1.2500" (outside [0, 1] dollars)
+    "number_value",  # status 200, one candle count served as a JSON number, not a string
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "500",
@@ -37,6 +39,34 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "invalid_json",
     "wrong_event",
     "stuck_end",
+    "bad_price",
+    "number_value",
+)
+
+UncappedAdjustedEnd = Literal["end_ts", "last_candle", "zero", "absent"]
+MarketTickersScope = Literal["all_markets", "with_candles"]
+EventCapCounts = Literal["returned", "requested"]
+PagingDirection = Literal["forward", "backward"]
+Schedule = Literal["legacy", "weather"]
+OverCap = Literal["400", "truncated", "served"]
+NestedOfHistorical = Literal["absent", "empty", "listed"]
+
+#: The switches that answer the points the spec leaves open (see ``server.py``), by
+#: ``SimConfig`` field name; ``SimConfig.switches()`` reads them back.
+SWITCHES: tuple[str, ...] = (
+    "uncapped_adjusted_end",
+    "market_tickers_scope",
+    "event_cap_counts",
+    "paging_direction",
+    "publication_delay_s",
+    "schedule",
+    "sparse_market_rate",
+    "historical_over_cap",
+    "batch_over_cap",
+    "batch_serves_historical",
+    "historical_series_filter",
+    "events_list_drops_historical",
+    "nested_markets_of_historical_event",
 )
 
 
@@ -87,6 +117,8 @@ class FaultConfig:
     p_invalid_json: float = 0.0
     p_wrong_event: float = 0.0
     p_stuck_end: float = 0.0
+    p_bad_price: float = 0.0
+    p_number_value: float = 0.0
     slow_seconds: float = 5.0
     """How long a ``slow`` answer sleeps before it is served normally."""
     force_429_every: int | None = None
@@ -107,6 +139,8 @@ class FaultConfig:
             ("invalid_json", self.p_invalid_json),
             ("wrong_event", self.p_wrong_event),
             ("stuck_end", self.p_stuck_end),
+            ("bad_price", self.p_bad_price),
+            ("number_value", self.p_number_value),
         )
 
     def __post_init__(self) -> None:
@@ -161,6 +195,47 @@ class SimConfig:
     """Share of markets whose open_time is 1-7 minutes after 10:00 local."""
     faults: FaultConfig = field(default_factory=FaultConfig)
 
+    # --- switches: one answer per point the spec leaves open (see SWITCHES) ---------
+    uncapped_adjusted_end: UncappedAdjustedEnd = "end_ts"
+    """``adjusted_end_ts`` of an event page that was NOT capped: the requested end_ts,
+    the largest end_period_ts served (start_ts if none), 0, or no key at all."""
+    market_tickers_scope: MarketTickersScope = "all_markets"
+    """Event pages list every live market, or only those with a candle in the page."""
+    event_cap_counts: EventCapCounts = "returned"
+    """The event cap counts candles returned, or candidates requested (live markets x
+    periods in the range; over the cap the range is cut at whole periods)."""
+    paging_direction: PagingDirection = "forward"
+    """``backward``: a capped event page holds the candles nearest end_ts and its
+    adjusted_end_ts is the earliest of them (outside [start_ts, adjusted_end_ts])."""
+    publication_delay_s: int = 0
+    """A candle ending at t is served only once now >= t + this (late last candles)."""
+    schedule: Schedule = "legacy"
+    """``legacy``: open 10:00 local the day before, close 23:59 local. ``weather``: open
+    14:00Z the day before, close at midnight local STANDARD time (05:00Z Eastern ...)."""
+    sparse_market_rate: float = 0.0
+    """Share of illiquid markets: candles only in a few rare bursts."""
+    market_candle_cap: int = 5000
+    """Requested-candle cap of the per-market live and historical routes."""
+    historical_over_cap: OverCap = "400"
+    """Per-market live and historical routes over ``market_candle_cap`` requested: the
+    real 400, a page cut to the first ``market_candle_cap`` periods, or everything."""
+    batch_over_cap: OverCap = "400"
+    """Batch route over ``batch_candle_cap`` requested (tickers x periods): the real
+    400, a page cut at whole timestamps to the cap, or everything."""
+    batch_serves_historical: bool = False
+    """The batch route also answers for historical markets (live-shaped candles)."""
+    historical_series_filter: bool = True
+    """False: ``GET /historical/markets?series_ticker=`` answers 400."""
+    events_list_drops_historical: bool = False
+    """True: ``GET /events`` leaves out events whose markets are all historical."""
+    nested_markets_of_historical_event: NestedOfHistorical = "absent"
+    """With ``with_nested_markets``, an all-historical event has no ``markets`` key,
+    ``"markets": []``, or its historical markets listed anyway."""
+
+    def switches(self) -> dict[str, object]:
+        """Every open-point switch and its value, in ``SWITCHES`` order."""
+        return {name: getattr(self, name) for name in SWITCHES}
+
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
             raise ValueError("SimConfig.now must be timezone-aware")
@@ -181,6 +256,10 @@ class SimConfig:
             raise ValueError("candle_cap must be >= 2 * markets_per_event")
         if self.rate_limit_rps is not None and self.rate_limit_rps <= 0:
             raise ValueError("rate_limit_rps must be > 0 or None")
+        if self.publication_delay_s < 0:
+            raise ValueError("publication_delay_s must be >= 0")
+        if self.market_candle_cap < 1:
+            raise ValueError("market_candle_cap must be >= 1")
         tickers = [s.ticker for s in self.series]
         if len(set(tickers)) != len(tickers) or any("-" in t for t in tickers):
             raise ValueError("series tickers must be unique and contain no '-'")
@@ -190,6 +269,7 @@ class SimConfig:
             self.null_book_rate,
             self.subcent_market_rate,
             self.open_jitter_rate,
+            self.sparse_market_rate,
         ):
             if not 0 <= rate <= 1:
                 raise ValueError("rates must be in [0, 1]")

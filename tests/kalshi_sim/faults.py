@@ -26,6 +26,8 @@ class RequestRecord:
     params: dict[str, str]
     status: int
     fault: FaultKind | None
+    candidates: int | None = None
+    """Candle requests: candles asked for (markets x periods in the range), else None."""
 
 
 @dataclass

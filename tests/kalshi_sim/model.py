@@ -173,30 +173,82 @@ class EventCandles:
     market_tickers: list[str]
     market_candlesticks: list[list[Candle]]
     adjusted_end_ts: int
+    capped: bool = False
+    """Whether the cap cut the page (truth for tests; not served)."""
+    omit_adjusted_end: bool = False
+    """Serve no ``adjusted_end_ts`` key (``uncapped_adjusted_end="absent"``); the field
+    then holds the requested end_ts, which the page covers."""
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "market_tickers": self.market_tickers,
             "market_candlesticks": self.market_candlesticks,
-            "adjusted_end_ts": self.adjusted_end_ts,
         }
+        if not self.omit_adjusted_end:
+            out["adjusted_end_ts"] = self.adjusted_end_ts
+        return out
 
 
-def cut_by_cap(per_market: list[list[Candle]], cap: int) -> tuple[list[list[Candle]], int | None]:
+def cut_by_cap(
+    per_market: list[list[Candle]], cap: int, backward: bool = False
+) -> tuple[list[list[Candle]], int | None]:
     """Keep whole timestamps while the total stays <= ``cap``.
 
-    Returns the kept lists and the last kept timestamp, or None when nothing had
-    to be cut. At least the first timestamp is always kept, so a page always has
-    data when the range has any.
+    Forward (default) keeps the earliest timestamps and returns the last kept one;
+    ``backward`` keeps the latest and returns the earliest kept one. None when
+    nothing had to be cut. At least one timestamp is always kept, so a page always
+    has data when the range has any.
     """
     total = sum(len(c) for c in per_market)
     if total <= cap:
         return per_market, None
     ts = np.array([c["end_period_ts"] for cs in per_market for c in cs], dtype=np.int64)
     uniq, counts = np.unique(ts, return_counts=True)
+    if backward:
+        fits = np.flatnonzero(np.cumsum(counts[::-1]) <= cap)
+        first = int(uniq[::-1][fits[-1]] if fits.size else uniq[-1])
+        return [[c for c in cs if c["end_period_ts"] >= first] for cs in per_market], first
     fits = np.flatnonzero(np.cumsum(counts) <= cap)
     last = int(uniq[fits[-1]] if fits.size else uniq[0])
     return [[c for c in cs if c["end_period_ts"] <= last] for cs in per_market], last
+
+
+def period_ends(start_ts: int, end_ts: int, period: int) -> tuple[int, int]:
+    """(first, count) of the period ends ``k * period * 60`` inside [start_ts, end_ts].
+
+    What a route that caps *requested* candles counts per market: every period the
+    range could hold a candle for, whether or not one exists.
+    """
+    p = period * 60
+    first = -(-start_ts // p) * p
+    last = end_ts // p * p
+    return first, max(0, (last - first) // p + 1)
+
+
+def cut_requested(
+    per_market: list[list[Candle]],
+    start_ts: int,
+    end_ts: int,
+    period: int,
+    cap: int,
+    backward: bool = False,
+) -> tuple[list[list[Candle]], int | None]:
+    """Cut the RANGE at whole periods so that markets x periods <= ``cap``.
+
+    Returns the kept lists and the cut (the last period kept, or with ``backward``
+    the first one), None when markets x periods already fit.
+    """
+    first, count = period_ends(start_ts, end_ts, period)
+    markets = len(per_market)
+    if markets * count <= cap:
+        return per_market, None
+    k = max(1, cap // markets)
+    p = period * 60
+    if backward:
+        cut = first + (count - k) * p
+        return [[c for c in cs if c["end_period_ts"] >= cut] for cs in per_market], cut
+    cut = first + (k - 1) * p
+    return [[c for c in cs if c["end_period_ts"] <= cut] for cs in per_market], cut
 
 
 class World:
@@ -306,9 +358,21 @@ class World:
         rng = random.Random(f"{self.config.seed}:event:{event_ticker}")
         tz = ZoneInfo(spec.tz)
         before = day - timedelta(days=1)
-        open_base = int(datetime(before.year, before.month, before.day, 10, tzinfo=tz).timestamp())
-        close_ts = int(datetime(day.year, day.month, day.day, 23, 59, tzinfo=tz).timestamp())
         nxt = day + timedelta(days=1)
+        if self.config.schedule == "weather":
+            # The real schedule: 14:00Z the day before to midnight local STANDARD time.
+            noon = datetime(day.year, day.month, day.day, 12, tzinfo=tz)
+            std = noon.utcoffset() - noon.dst()  # type: ignore[operator]
+            open_base = int(
+                datetime(before.year, before.month, before.day, 14, tzinfo=UTC).timestamp()
+            )
+            midnight = datetime(nxt.year, nxt.month, nxt.day, tzinfo=UTC) - std
+            close_ts = int(midnight.timestamp())
+        else:
+            open_base = int(
+                datetime(before.year, before.month, before.day, 10, tzinfo=tz).timestamp()
+            )
+            close_ts = int(datetime(day.year, day.month, day.day, 23, 59, tzinfo=tz).timestamp())
         settle_base = int(datetime(nxt.year, nxt.month, nxt.day, 10, tzinfo=tz).timestamp())
         strikes = self._strikes(spec, day, rng)
         n = len(strikes)
@@ -577,15 +641,22 @@ class World:
             missing_minute_rate=cfg.missing_minute_rate,
             no_trade_rate=cfg.no_trade_rate,
             null_book_rate=cfg.null_book_rate,
+            sparse=self.is_sparse(ticker),
         )
         return self._minutes.get(ticker, lambda: generate_minutes(params))
+
+    def is_sparse(self, ticker: str) -> bool:
+        """Whether the market is illiquid (``sparse_market_rate``), seeded per ticker."""
+        rate = self.config.sparse_market_rate
+        return rate > 0 and random.Random(f"{self.config.seed}:sparse:{ticker}").random() < rate
 
     def _served(self, ticker: str, period: int) -> tuple[list[int], list[Candle]]:
         """(end_period_ts list, candle list) as served now; shared, do not mutate."""
         if period not in PERIODS:
             raise ValueError(f"period must be one of {PERIODS}")
         full = self.minutes(ticker)
-        n_now = int(np.searchsorted(full.ts, self.now_ts, side="right"))
+        published = self.now_ts - self.config.publication_delay_s
+        n_now = int(np.searchsorted(full.ts, published, side="right"))
 
         def build() -> tuple[list[int], list[Candle]]:
             series = aggregate(full.take(np.arange(n_now)), period)
@@ -607,8 +678,8 @@ class World:
     ) -> list[Candle]:
         """Ground truth: the market's candles exactly as the live routes serve them.
 
-        Regardless of whether the market is historical now; cut at ``now``. A copy:
-        callers may mutate it.
+        Regardless of whether the market is historical now; cut at ``now`` (minus
+        ``publication_delay_s``). A copy: callers may mutate it.
         """
         return _copy(self.candles_in(ticker, period, start_ts, end_ts))
 
@@ -633,12 +704,41 @@ class World:
     def event_candles(
         self, event_ticker: str, start_ts: int, end_ts: int, period: int, cap: int | None = None
     ) -> EventCandles:
-        """Ground truth of the event candlesticks route (live markets only, capped)."""
-        cap = self.config.candle_cap if cap is None else cap
+        """Ground truth of the event candlesticks route (live markets only, capped).
+
+        Follows the open-point switches: what the cap counts, which way a capped page
+        pages, what an uncapped page says in ``adjusted_end_ts`` and which markets
+        ``market_tickers`` lists.
+        """
+        cfg = self.config
+        cap = cfg.candle_cap if cap is None else cap
         markets = self.live_markets(event_ticker)
         lists = [self.candles_in(m.ticker, period, start_ts, end_ts) for m in markets]
-        kept, last = cut_by_cap(lists, cap)
-        return EventCandles([m.ticker for m in markets], kept, end_ts if last is None else last)
+        backward = cfg.paging_direction == "backward"
+        if cfg.event_cap_counts == "requested":
+            kept, cut = cut_requested(lists, start_ts, end_ts, period, cap, backward)
+        else:
+            kept, cut = cut_by_cap(lists, cap, backward)
+        adjusted: int
+        if cut is not None and backward:
+            served = [c["end_period_ts"] for cs in kept for c in cs]
+            adjusted = min(served) if served else cut
+        elif cut is not None:
+            adjusted = cut
+        elif cfg.uncapped_adjusted_end == "end_ts":
+            adjusted = end_ts
+        elif cfg.uncapped_adjusted_end == "last_candle":
+            adjusted = max((c["end_period_ts"] for cs in kept for c in cs), default=start_ts)
+        elif cfg.uncapped_adjusted_end == "zero":
+            adjusted = 0
+        else:
+            adjusted = end_ts
+        tickers = [m.ticker for m in markets]
+        if cfg.market_tickers_scope == "with_candles":
+            pairs = [(t, cs) for t, cs in zip(tickers, kept, strict=True) if cs]
+            tickers, kept = [t for t, _ in pairs], [cs for _, cs in pairs]
+        omit = cut is None and cfg.uncapped_adjusted_end == "absent"
+        return EventCandles(tickers, kept, adjusted, capped=cut is not None, omit_adjusted_end=omit)
 
     def period_end(self, ts: int, period: int) -> int:
         """End of the UTC-aligned period of ``period`` minutes holding minute ``ts``."""

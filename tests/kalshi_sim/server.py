@@ -1,23 +1,56 @@
 """The aiohttp app serving a ``World`` under ``/trade-api/v2``, with throttle and faults.
 
-Decisions where the spec leaves room (documented here because clients depend on them):
+Decisions where the spec leaves room. Each open point is a ``SimConfig`` switch
+(``SWITCHES``; ``SimServer.describe()`` reads them back), default first:
+- ``uncapped_adjusted_end``: ``adjusted_end_ts`` of an event page the cap did not cut:
+  ``end_ts`` (the request's) | ``last_candle`` (largest end_period_ts served, start_ts
+  if none) | ``zero`` | ``absent`` (no key).
+- ``market_tickers_scope``: event pages list ``all_markets`` (every live market) |
+  ``with_candles`` (only markets with a candle in the page).
+- ``event_cap_counts``: the event cap (``candle_cap``) counts candles ``returned``
+  (cut at whole timestamps) | candidates ``requested`` (live markets x periods in the
+  range; over the cap the range is cut at whole periods, adjusted_end_ts = the cut).
+- ``paging_direction``: a capped page holds the first candles and adjusted_end_ts is
+  the last of them (``forward``) | the candles nearest end_ts and adjusted_end_ts is
+  the earliest of them, so they lie outside [start_ts, adjusted_end_ts] (``backward``).
+- ``publication_delay_s`` (0): a candle ending at t is served from now >= t + delay.
+- ``schedule``: ``legacy`` (10:00 local the day before to 23:59 local) | ``weather``
+  (14:00Z the day before to midnight local standard time, e.g. 05:00Z in New York).
+- ``sparse_market_rate`` (0.0): share of illiquid markets with candles in rare bursts.
+- ``historical_over_cap``: per-market live and historical candle routes asked for more
+  than ``market_candle_cap`` candles ((end_ts - start_ts) / period): the real ``400``
+  | ``truncated`` (the first cap periods) | ``served`` (everything).
+- ``batch_over_cap``: the batch route asked for more than ``batch_candle_cap``
+  (tickers x periods in the range): ``400`` | ``truncated`` (cut at whole timestamps;
+  no field says where: a client resumes after the largest end_period_ts) | ``served``.
+- ``batch_serves_historical`` (False): the batch route also answers historical markets.
+- ``historical_series_filter`` (True): False = ``/historical/markets?series_ticker=``
+  answers 400 (``event_ticker=`` still works).
+- ``events_list_drops_historical`` (False): True = ``/events`` leaves out events whose
+  markets are all historical (``/events/{event_ticker}`` still answers them).
+- ``nested_markets_of_historical_event``: with ``with_nested_markets``, an event whose
+  markets are all historical has no ``markets`` key (``absent``) | ``"markets": []``
+  (``empty``) | its historical markets (``listed``).
+
+Fixed decisions:
 - Event candlesticks leave historical markets out (the spec lists no 404 for the
   route; ``with_nested_markets`` does the same). An event whose markets are all
-  historical answers 200 with empty ``market_tickers``/``market_candlesticks`` and
-  ``adjusted_end_ts == end_ts``. Unknown event or series/event mismatch: 404.
+  historical answers 200 with empty ``market_tickers``/``market_candlesticks``.
+  Unknown event or series/event mismatch: 404.
 - The per-market live route answers 404 for unknown and historical markets; the
   historical routes answer 404 for unknown and still-live markets. A market hidden
   with ``hide_market`` is on neither tier: left out of every listing and of event
   candlesticks, 404 on every per-market route.
-- Per-market live and historical candlesticks are not capped and not paginated (the
-  spec's responses carry no cursor nor adjusted_end_ts).
-- Batch candlesticks leave unknown and historical tickers out of ``markets`` and cut
-  at whole timestamps to ``batch_candle_cap`` (no field says where: a client resumes
-  after the largest ``end_period_ts`` it got).
-- ``start_ts > end_ts`` answers 400; so do missing/non-integer parameters and a
-  ``period_interval`` outside {1, 60, 1440} on every candle route.
-- Every error body is ``{"error": "<message>"}``; 429 is exactly
-  ``{"error": "too many requests"}`` with no Retry-After and no rate headers.
+- Per-market live and historical candlesticks are not paginated (the spec's
+  responses carry no cursor nor adjusted_end_ts). Batch candlesticks leave unknown
+  (and, by default, historical) tickers out of ``markets``.
+- ``start_ts > end_ts`` and missing/non-integer parameters answer 400.
+- Error bodies: ``{"error": {"code": "bad_request"|"not_found"|..., "message": ...,
+  "details": ...}}``, except 429, exactly ``{"error": "too many requests"}`` with no
+  Retry-After and no rate headers, and a ``period_interval`` outside {1, 60, 1440},
+  400 ``{"msg": "Parameter validation failed ..."}``.
+- Every request is recorded (``counters.log``) with its route, params, status, fault
+  and, for candle routes, the candidates asked for (markets x periods).
 - ``/events`` lists newest first; cursors are opaque offsets.
 """
 
@@ -26,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import math
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -37,7 +71,7 @@ from aiohttp import web
 
 from .config import FaultKind, SimConfig
 from .faults import Counters, FaultPlan, RequestRecord
-from .model import PERIODS, World, cut_by_cap, event_ticker_for, iso
+from .model import PERIODS, World, cut_by_cap, event_ticker_for, iso, period_ends
 from .throttle import TokenBucket
 
 PREFIX = "/trade-api/v2"
@@ -46,18 +80,38 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FAULT = web.RequestKey("kalshi_sim_fault", str)
 #: Set by a handler that actually applied FAULT (else the request is served normally).
 APPLIED = web.RequestKey("kalshi_sim_fault_applied", bool)
+#: Candidates a candle request asked for (markets x periods), for the request record.
+CANDIDATES = web.RequestKey("kalshi_sim_candidates", int)
+
+_CODES = {
+    400: ("bad_request", "bad request"),
+    404: ("not_found", "not found"),
+    500: ("internal_server_error", "internal server error"),
+    502: ("bad_gateway", "bad gateway"),
+    503: ("service_unavailable", "service unavailable"),
+}
+#: The rate limiter's body, exactly (the one error not in the ``{code, ...}`` shape).
+TOO_MANY_REQUESTS = {"error": "too many requests"}
 
 
 class BadRequest(Exception):
-    """A 400 answer; raised by the parameter parsers."""
+    """A 400 answer in the usual error shape; raised by the parameter parsers."""
+
+
+class ParameterValidation(BadRequest):
+    """A 400 answered as ``{"msg": "Parameter validation failed ..."}`` (bad period_interval)."""
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
 
 
-def _error(status: int, message: str) -> web.Response:
-    return _json({"error": message}, status)
+def _error(status: int, details: str) -> web.Response:
+    """The spec's error body, ``{"error": {"code", "message", "details"}}``; 429 is bare."""
+    if status == 429:
+        return _json(TOO_MANY_REQUESTS, status)
+    code, message = _CODES.get(status, ("internal_server_error", "internal server error"))
+    return _json({"error": {"code": code, "message": message, "details": details}}, status)
 
 
 def _int_param(request: web.Request, name: str) -> int:
@@ -78,11 +132,14 @@ def _bool_param(request: web.Request, name: str) -> bool:
 
 
 def _range_params(request: web.Request) -> tuple[int, int, int]:
+    raw = request.query.get("period_interval", "")
+    if raw not in {str(p) for p in PERIODS}:
+        raise ParameterValidation(
+            f"Parameter validation failed: period_interval={raw!r} must be one of 1, 60, 1440"
+        )
+    period = int(raw)
     start = _int_param(request, "start_ts")
     end = _int_param(request, "end_ts")
-    period = _int_param(request, "period_interval")
-    if period not in PERIODS:
-        raise BadRequest("period_interval must be one of 1, 60, 1440")
     if start > end:
         raise BadRequest("start_ts must be <= end_ts")
     return start, end, period
@@ -114,6 +171,42 @@ def _page_params(request: web.Request, default: int, maximum: int) -> tuple[int,
 def _cursor(offset: int, limit: int, total: int) -> str:
     nxt = offset + limit
     return base64.urlsafe_b64encode(f"o:{nxt}".encode()).decode() if nxt < total else ""
+
+
+def _first_candle(body: Any) -> dict[str, Any] | None:
+    """The first candle of a candle page (event, per-market, batch or historical)."""
+    if not isinstance(body, dict):
+        return None
+    lists: list[Any] = [body.get("candlesticks") or []]
+    lists += body.get("market_candlesticks") or []
+    lists += [m.get("candlesticks") or [] for m in body.get("markets") or [] if isinstance(m, dict)]
+    for candles in lists:
+        for c in candles:
+            if isinstance(c, dict) and "end_period_ts" in c:
+                return c
+    return None
+
+
+def _break_value(response: web.StreamResponse, kind: str) -> tuple[web.StreamResponse, bool]:
+    """Serve one contract-breaking value in a 200 candle page; (response, applied).
+
+    The page is re-parsed, so the world's shared candle objects are never mutated.
+    ``bad_price``: the first candle's ask close is ``"1.2500"`` (above one dollar).
+    ``number_value``: its volume is a JSON number instead of a count string.
+    """
+    if not isinstance(response, web.Response) or response.status != 200:
+        return response, False
+    body = orjson.loads(bytes(response.body))  # type: ignore[arg-type]
+    candle = _first_candle(body)
+    if candle is None:
+        return response, False
+    if kind == "bad_price":
+        ask = candle["yes_ask"]
+        ask["close_dollars" if "close_dollars" in ask else "close"] = "1.2500"
+    else:
+        key = "volume_fp" if "volume_fp" in candle else "volume"
+        candle[key] = float(candle[key])
+    return _json(body), True
 
 
 class SimServer:
@@ -167,6 +260,10 @@ class SimServer:
     def set_rate_limit(self, rps: float | None, burst_seconds: float = 2.0) -> None:
         """Change (or remove, with None) the token bucket; it starts full."""
         self.bucket = None if rps is None else TokenBucket(rps, burst_seconds)
+
+    def describe(self) -> dict[str, object]:
+        """Every open-point switch of the running server and its value."""
+        return self.config.switches()
 
     def set_faults(self, **probabilities: Any) -> None:
         """Replace random fault knobs mid-run, e.g. ``set_faults(p_500=0.2)``."""
@@ -236,7 +333,9 @@ class SimServer:
 
     def _record(self, request: web.Request, status: int, fault: FaultKind | None) -> None:
         route = request.match_info.route.name or "unknown"
-        rec = RequestRecord(request.path, route, dict(request.query), status, fault)
+        rec = RequestRecord(
+            request.path, route, dict(request.query), status, fault, request.get(CANDIDATES)
+        )
         with self._count_lock:
             self.counters.record(rec)
 
@@ -244,15 +343,14 @@ class SimServer:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.bucket is not None and not self.bucket.try_acquire():
             self._record(request, 429, None)
-            return _error(429, "too many requests")
+            return _json(TOO_MANY_REQUESTS, 429)
         known = request.match_info.route.name is not None
         fault = self.faults.decide(request.path) if known else None
         if fault in ("500", "502", "503", "429"):
             assert fault is not None
             status = int(fault)
-            message = "too many requests" if status == 429 else "internal error (injected)"
             self._record(request, status, fault)
-            return _error(status, message)
+            return _error(status, "injected fault")
         if fault == "reset":
             self._record(request, 0, fault)
             if request.transport is not None:
@@ -264,11 +362,18 @@ class SimServer:
             request[FAULT] = fault
         try:
             response = await handler(request)
+        except ParameterValidation as e:
+            response = _json({"msg": str(e)}, 400)
         except BadRequest as e:
             response = _error(400, str(e))
         except web.HTTPNotFound:
             response = _error(404, "not found")
-        if fault in ("wrong_event", "stuck_end") and not request.get(APPLIED):
+        if fault in ("bad_price", "number_value"):
+            response, applied = _break_value(response, fault)
+            request[APPLIED] = applied
+        if fault in ("wrong_event", "stuck_end", "bad_price", "number_value") and not request.get(
+            APPLIED
+        ):
             fault = None  # drawn for a route where it has no meaning: served normally
         if isinstance(response, web.Response) and response.status == 200:
             if fault == "truncated" and response.body is not None:
@@ -309,14 +414,31 @@ class SimServer:
         if status:
             infos = (world.event_info(t) for t in tickers)
             tickers = [i.event_ticker for i in infos if i and world.event_status(i) == status]
+        if self.config.events_list_drops_historical:
+            tickers = [t for t in tickers if not self._all_historical(t)]
         page = []
         for t in tickers[offset : offset + limit]:
             event = world.event(t)
             assert event is not None
             if nested:
-                event["markets"] = world.markets(t, include_historical=False)
+                self._nest_markets(event, t)
             page.append(event)
         return _json({"events": page, "cursor": _cursor(offset, limit, len(tickers))})
+
+    def _all_historical(self, event_ticker: str) -> bool:
+        info = self.world.event_info(event_ticker)
+        return info is not None and all(self.world.is_historical(m) for m in info.markets)
+
+    def _nest_markets(self, event: dict[str, Any], event_ticker: str) -> None:
+        """``with_nested_markets``: live markets; an all-historical event per the switch."""
+        if self._all_historical(event_ticker):
+            how = self.config.nested_markets_of_historical_event
+            if how == "listed":
+                event["markets"] = self.world.markets(event_ticker, include_historical=True)
+            elif how == "empty":
+                event["markets"] = []
+            return
+        event["markets"] = self.world.markets(event_ticker, include_historical=False)
 
     async def _event(self, request: web.Request) -> web.Response:
         ticker = request.match_info["event_ticker"]
@@ -325,7 +447,7 @@ class SimServer:
             return _error(404, "event not found")
         markets = self.world.markets(ticker, include_historical=False)
         if _bool_param(request, "with_nested_markets"):
-            event["markets"] = markets
+            self._nest_markets(event, ticker)
         return _json({"event": event, "markets": markets})
 
     async def _event_candles(self, request: web.Request) -> web.Response:
@@ -335,6 +457,8 @@ class SimServer:
         if info is None or info.series.ticker != series:
             return _error(404, "event not found")
         start, end, period = _range_params(request)
+        live = len(self.world.live_markets(ticker))
+        request[CANDIDATES] = live * period_ends(start, end, period)[1]
         fault = request.get(FAULT)
         if fault == "wrong_event":
             _, last = self.config.dates
@@ -353,11 +477,30 @@ class SimServer:
             return False
         return self.world.is_live(m)
 
+    def _market_cap(self, request: web.Request, start: int, end: int, period: int) -> int:
+        """The per-market (live and historical) cap on the REQUESTED range; the end served.
+
+        Counts ``(end_ts - start_ts) / period`` like the real server's message does.
+        Over ``market_candle_cap``: the real 400, or (``truncated``) the end of the
+        first ``market_candle_cap`` periods, or (``served``) the whole range.
+        """
+        cap = self.config.market_candle_cap
+        requested = (end - start) / (period * 60)
+        request[CANDIDATES] = math.ceil(requested)
+        if requested <= cap or self.config.historical_over_cap == "served":
+            return end
+        if self.config.historical_over_cap == "truncated":
+            return start + cap * period * 60
+        raise BadRequest(
+            f"requested time range with candlesticks: {requested:f}, max candlesticks: {cap}"
+        )
+
     async def _market_candles(self, request: web.Request) -> web.Response:
         ticker = request.match_info["ticker"]
         if not self._live_market(ticker, request.match_info["series_ticker"]):
             return _error(404, "market not found")
         start, end, period = _range_params(request)
+        end = self._market_cap(request, start, end, period)
         if request.get(FAULT) == "wrong_event":
             others = [m.ticker for m in self.world.live_markets(ticker.rsplit("-", 1)[0])]
             others = [t for t in others if t != ticker]
@@ -380,9 +523,19 @@ class SimServer:
             raise BadRequest(f"at most {self.config.batch_max_tickers} market_tickers")
         start, end, period = _range_params(request)
         include_before = _bool_param(request, "include_latest_before_start")
-        live = [t for t in tickers if self._live_market(t)]
+        cap = self.config.batch_candle_cap
+        requested = len(tickers) * period_ends(start, end, period)[1]
+        request[CANDIDATES] = requested
+        if requested > cap and self.config.batch_over_cap == "400":
+            raise BadRequest(
+                f"requested candlesticks across all markets: {requested}, max candlesticks: {cap}"
+            )
+        served = self.config.batch_serves_historical
+        live = [t for t in tickers if self._live_market(t) or (served and self._historical(t))]
         lists = [list(self.world.candles_in(t, period, start, end)) for t in live]
-        kept, _ = cut_by_cap(lists, self.config.batch_candle_cap)
+        if self.config.batch_over_cap == "truncated":
+            lists, _ = cut_by_cap(lists, cap)
+        kept = lists
         markets = []
         for t, candles in zip(live, kept, strict=True):
             if include_before:
@@ -431,6 +584,8 @@ class SimServer:
         world = self.world
         event = request.query.get("event_ticker") or None
         series = request.query.get("series_ticker") or None
+        if series is not None and not self.config.historical_series_filter:
+            raise BadRequest("unknown query parameter: series_ticker")
         infos = world.historical_market_infos(event, series)
         wanted = request.query.get("tickers")
         if wanted:
@@ -454,6 +609,7 @@ class SimServer:
         if not self._historical(ticker):
             return _error(404, "market not found")
         start, end, period = _range_params(request)
+        end = self._market_cap(request, start, end, period)
         candles = self.world.historical_candles(ticker, period, start, end)
         return _json({"ticker": ticker, "candlesticks": candles})
 
