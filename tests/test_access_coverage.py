@@ -13,6 +13,7 @@ from matplotlib import image as mpimg
 from load.access_cli import coverage_cmd
 from load.coverage import (
     Cell,
+    CoverageMatrix,
     MarketSpan,
     build_coverage,
     event_coverage_row,
@@ -84,6 +85,45 @@ def test_matrix_from_the_database(db_url: str, tmp_path: Path) -> None:
     assert pixels.shape[0] > 0 and pixels.shape[1] > 0
     assert [p.name for p in png.parent.iterdir()] == ["coverage.png"]  # no temp file left
     engine.dispose()
+
+
+#: The palette a reader is promised (README: green complete, orange partial, red missing,
+#: blue maintenance, white nothing open), written out here rather than read from the code.
+PALETTE = {
+    Cell.OUTSIDE: (255, 255, 255),
+    Cell.COMPLETE: (0x4C, 0xAF, 0x50),
+    Cell.PARTIAL: (0xFF, 0x98, 0x00),
+    Cell.MISSING: (0xD3, 0x2F, 0x2F),
+    Cell.MAINTENANCE: (0x1E, 0x88, 0xE5),
+}
+
+
+def test_picture_has_the_known_colour_in_each_known_cell(tmp_path: Path) -> None:
+    # Two events, ten columns; every class somewhere, none at the edges white, so the
+    # drawn area can be found from the pixels alone.
+    c, p, m, x, o = Cell.COMPLETE, Cell.PARTIAL, Cell.MISSING, Cell.MAINTENANCE, Cell.OUTSIDE
+    rows = [[c, c, p, m, o, x, x, m, p, c], [m, x, c, o, o, p, c, c, x, m]]
+    cells = np.array([[int(v) for v in r] for r in rows], dtype=np.int8)
+    matrix = CoverageMatrix(SERIES, 60, ("E1", "E2"), (0, 0), cells)
+    png = render_coverage(matrix, tmp_path / "known.png")
+    rgb = (mpimg.imread(png)[:, :, :3] * 255).round().astype(int)
+
+    # The drawn area: the rows and columns where cell colours other than white fill most of
+    # the width (the legend's small patches below never do).
+    coloured = np.zeros(rgb.shape[:2], dtype=bool)
+    for cell, colour in PALETTE.items():
+        if cell is not Cell.OUTSIDE:
+            coloured |= (rgb == colour).all(axis=2)
+    area_rows = np.flatnonzero(coloured.sum(axis=1) > rgb.shape[1] * 0.4)
+    top, bottom = area_rows.min(), area_rows.max()
+    cols = np.flatnonzero(coloured[top : bottom + 1].any(axis=0))
+    left, right = cols.min(), cols.max()
+    height, width = bottom - top + 1, right - left + 1
+    for i, row in enumerate(rows):
+        y = top + int((i + 0.5) * height / len(rows))
+        for j, cell in enumerate(row):
+            xpix = left + int((j + 0.5) * width / len(row))
+            assert tuple(rgb[y, xpix]) == PALETTE[cell], (i, j, cell)
 
 
 def test_coverage_cli(db_url: str, tmp_path: Path) -> None:
