@@ -59,7 +59,9 @@ async def test_access_commands_on_a_real_backfill(db_url: str, tmp_path: Path) -
         summary = await run_candles(extract)
         assert summary.failed == 0
     loaded = load_windows(LoadConfig(db_url=db_url, archive_dir=archive_dir))
-    assert loaded.line()
+    # One window per event, each row a candle the simulator served (its own truth).
+    assert (loaded.windows_loaded, loaded.windows_failed) == (len(EVENTS), 0), loaded.line()
+    assert loaded.rows == sum(len(truth_rows(e)) for e in EVENTS), loaded.line()
     runner = CliRunner()
     db = ["--db", db_url]
     event = EVENTS[1]

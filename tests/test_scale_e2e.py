@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,11 @@ def reference(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         summary = asyncio.run(run_candles(cfg))
         assert (summary.done, summary.failed) == (6, 0)
         load_windows(LoadConfig(db_url=ref.db_url, archive_dir=ref.archive, worker_id="solo"))
-        yield _outcome(ref)
+        outcome = _outcome(ref)
+        # The reference is itself checked against the simulator's truth, so a defect that
+        # every run shares (the single process included) cannot pass as "the same".
+        assert _candle_values(ref) == _truth_values(sim)
+        yield outcome
     finally:
         drop_database(db)
 
@@ -265,6 +270,48 @@ def _outcome(p: Place) -> dict[str, Any]:
         files[rel] = doc
     files["archive.json"] = store.read_bytes("archive.json")
     return {"rows": rows, "stats": stats, "checkpoints": cps, "archive": files}
+
+
+_BOOK = ("open", "high", "low", "close")
+
+
+def _candle_values(p: Place) -> list[tuple[Any, ...]]:
+    """(market, end ts, yes bid/ask OHLC, volume, open interest) of every stored candle."""
+    c = kalshi_candle.c
+    cols = [c.market_ticker, c.end_period_ts_utc]
+    cols += [c[f"yes_{side}_{k}"] for side in ("bid", "ask") for k in _BOOK]
+    cols += [c.volume, c.open_interest, c.price_close, c.price_previous]
+    engine = make_engine(p.db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(*cols).order_by(c.market_ticker, c.end_period_ts_utc)).all()
+    engine.dispose()
+    return [(r[0], int(r[1].replace(tzinfo=UTC).timestamp()), *r[2:]) for r in rows]
+
+
+def _truth_values(sim: SimServer) -> list[tuple[Any, ...]]:
+    """The same columns straight from the simulated world (what Kalshi would serve)."""
+
+    def dec(v: Any) -> Decimal | None:
+        return None if v is None else Decimal(v)
+
+    out: list[tuple[Any, ...]] = []
+    for event in sim.world.event_tickers(SERIES):
+        for m in sorted(sim.world.market_infos(event), key=lambda m: m.ticker):
+            for k in sim.world.candles(m.ticker, 1):
+                book = [dec(k[side].get(f"{x}_dollars")) for side in ("yes_bid", "yes_ask")
+                        for x in _BOOK]  # fmt: skip
+                out.append(
+                    (
+                        m.ticker,
+                        k["end_period_ts"],
+                        *book,
+                        dec(k.get("volume_fp")),
+                        dec(k.get("open_interest_fp")),
+                        dec(k["price"].get("close_dollars")),
+                        dec(k["price"].get("previous_dollars")),
+                    )
+                )
+    return sorted(out, key=lambda r: (r[0], r[1]))
 
 
 def _assert_same_as(reference: dict[str, Any], p: Place) -> None:
