@@ -24,12 +24,7 @@ from schemas.archive import (
 )
 from schemas.tables import WindowPolicy
 
-#: The genuine responses, vendored in ``tests/`` (else the shared copy they come from).
-SAMPLES = next(
-    p
-    for p in (Path(__file__).parent / "kalshi_samples", Path("/work/shared/kalshi-samples"))
-    if p.is_dir()
-)
+SAMPLES = Path(__file__).parent / "kalshi_samples"
 EVENT = "KXHIGHNY-26AUG27"
 MARKET = "KXHIGHNY-26AUG27-B80.5"
 KEY = WindowKey("KXHIGHNY", EVENT, 1, WindowPolicy.FULL_MARKET_WINDOW)
