@@ -1,0 +1,261 @@
+"""``check-api`` against the simulator: each switch value is named as set, within 20
+requests counted by the simulator's own request record (never by check-api's counter)."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine
+
+from extract.check_api import CheckApiConfig, CheckReport, run_check_api
+from extract.check_probe import live_extractors
+from extract.cli import main
+from extract.config import ApiConfig, RateLimit
+from schemas.tables import metadata
+from schemas.workers import KIND_EXTRACT, heartbeat
+from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, run_sim_in_thread
+
+NOW = datetime(2025, 11, 20, 15, 0, tzinfo=UTC)
+SERIES = "KXHIGHNY"
+NESTED = "nested_markets_of_historical_event"
+
+
+def sim_config(**switches: Any) -> SimConfig:
+    """Twelve days of one series, six dense markets an event, the last five days live."""
+    base = SimConfig(
+        seed=5,
+        series=(DEFAULT_SERIES[0],),
+        now=NOW,
+        first_date=date(2025, 11, 9),
+        last_date=date(2025, 11, 21),
+        markets_per_event=6,
+        historical_cutoff_days=5,
+    )
+    return replace(base, **switches)
+
+
+async def check(sim: SimServer, archive: Path, **over: Any) -> CheckReport:
+    api = ApiConfig(
+        base_url=sim.base_url,
+        rate=RateLimit(200, 1.0),
+        max_retries=3,
+        backoff_base_s=0.001,
+        backoff_max_s=0.01,
+    )
+    config = CheckApiConfig(series=SERIES, api=api, archive_dir=archive, now=NOW, **over)
+    return await run_check_api(config)
+
+
+def observed(report: CheckReport) -> dict[str, str]:
+    return {c.name: c.observed for c in report.checks}
+
+
+async def run(tmp_path: Path, **switches: Any) -> tuple[CheckReport, SimServer]:
+    async with SimServer(sim_config(**switches)) as sim:
+        report = await check(sim, tmp_path / "raw")
+    assert sim.counters.total <= 20, sim.counters.by_route
+    assert report.requests == sim.counters.total
+    return report, sim
+
+
+async def test_defaults_are_named_and_exit_0(tmp_path: Path) -> None:
+    report, sim = await run(tmp_path)
+    assert observed(report) == {
+        "candle_fields": "*_dollars/*_fp",
+        "uncapped_adjusted_end_ts": "end_ts",
+        "market_tickers_scope": "all_markets",
+        "event_cap_counts": "returned",
+        "paging_direction": "forward",
+        "historical_over_cap": "400",
+        "batch_over_cap": "400",
+        "historical_cutoff": "2025-11-15T15:00:00Z",
+        "nested_markets_of_historical_event": "absent",
+        "batch_serves_historical": "no",
+    }
+    assert all(c.status == "held" for c in report.checks)
+    assert report.exit_code == 0
+    # one over-cap request per over-cap check, and no other request over a cap
+    over = [r for r in sim.counters.log if r.status == 400]
+    assert sorted(r.route for r in over) == ["batch_candlesticks", "historical_candlesticks"]
+
+
+#: Every non-default value of every switch, each named as set (check, observed).
+SINGLE: list[tuple[str, Any, str, str]] = [
+    ("uncapped_adjusted_end", "last_candle", "uncapped_adjusted_end_ts", "last_candle"),
+    ("uncapped_adjusted_end", "zero", "uncapped_adjusted_end_ts", "zero"),
+    ("uncapped_adjusted_end", "absent", "uncapped_adjusted_end_ts", "absent"),
+    ("market_tickers_scope", "with_candles", "market_tickers_scope", "with_candles"),
+    ("event_cap_counts", "requested", "event_cap_counts", "requested"),
+    ("paging_direction", "backward", "paging_direction", "backward"),
+    ("historical_over_cap", "truncated", "historical_over_cap", "truncated"),
+    ("historical_over_cap", "served", "historical_over_cap", "served"),
+    ("batch_over_cap", "truncated", "batch_over_cap", "truncated"),
+    ("batch_over_cap", "served", "batch_over_cap", "served"),
+    ("nested_markets_of_historical_event", "empty", "nested_markets_of_historical_event", "empty"),
+    (
+        "nested_markets_of_historical_event",
+        "listed",
+        "nested_markets_of_historical_event",
+        "listed",
+    ),
+    ("batch_serves_historical", True, "batch_serves_historical", "yes"),
+]
+
+
+@pytest.mark.parametrize(
+    ("switch", "value", "name", "want"), SINGLE, ids=[f"{s[0]}={s[1]}" for s in SINGLE]
+)
+async def test_each_switch_value_is_named(
+    tmp_path: Path, switch: str, value: Any, name: str, want: str
+) -> None:
+    report, _ = await run(tmp_path, **{switch: value})
+    got = observed(report)
+    assert got[name] == want
+    # the other checks still read the defaults
+    defaults = {
+        "uncapped_adjusted_end_ts": "end_ts",
+        "market_tickers_scope": "all_markets",
+        "event_cap_counts": "returned",
+        "paging_direction": "forward",
+        "historical_over_cap": "400",
+        "batch_over_cap": "400",
+        "nested_markets_of_historical_event": "absent",
+        "batch_serves_historical": "no",
+    }
+    for other, default in defaults.items():
+        if other != name and not (switch == "paging_direction" and other == "event_cap_counts"):
+            assert got[other] == default, other
+    assert report.exit_code == (1 if want == "backward" else 0)
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {"schedule": "weather", "sparse_market_rate": 0.5},
+        {
+            "schedule": "weather",
+            "sparse_market_rate": 0.3,
+            "uncapped_adjusted_end": "last_candle",
+            "market_tickers_scope": "with_candles",
+            "event_cap_counts": "requested",
+            "historical_over_cap": "truncated",
+            "batch_over_cap": "truncated",
+            "nested_markets_of_historical_event": "listed",
+            "batch_serves_historical": True,
+        },
+    ],
+    ids=["weather-sparse-defaults", "weather-sparse-mixed"],
+)
+async def test_real_schedule_sparse_markets_and_mixes(
+    tmp_path: Path, switches: dict[str, Any]
+) -> None:
+    report, _ = await run(tmp_path, **switches)
+    want = {
+        "uncapped_adjusted_end_ts": switches.get("uncapped_adjusted_end", "end_ts"),
+        "market_tickers_scope": switches.get("market_tickers_scope", "all_markets"),
+        "event_cap_counts": switches.get("event_cap_counts", "returned"),
+        "paging_direction": "forward",
+        "historical_over_cap": switches.get("historical_over_cap", "400"),
+        "batch_over_cap": switches.get("batch_over_cap", "400"),
+        "nested_markets_of_historical_event": switches.get(
+            "nested_markets_of_historical_event", "absent"
+        ),
+        "batch_serves_historical": "yes" if switches.get("batch_serves_historical") else "no",
+    }
+    got = observed(report)
+    assert {k: got[k] for k in want} == want
+    assert report.exit_code == 0
+
+
+# --- the command line, the evidence, the budget -----------------------------------------------
+
+
+def test_cli_table_json_and_evidence(tmp_path: Path) -> None:
+    archive = tmp_path / "raw"
+    runner = CliRunner()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)  # the command reads the clock
+    today = now.date()
+    config = sim_config(
+        paging_direction="backward",
+        now=now,
+        first_date=today - timedelta(days=11),
+        last_date=today + timedelta(days=1),
+    )
+    with run_sim_in_thread(config) as sim:
+        base = ["check-api", "--series", SERIES, "--api-base", sim.base_url]
+        base += ["--archive", str(archive), "--rps", "100", "--db", f"sqlite:///{tmp_path}/k.db"]
+        res = runner.invoke(main, [*base, "--format", "json"])
+        requests = sim.counters.total
+        log = list(sim.counters.log)
+        res_table = runner.invoke(main, base)
+    assert res.exit_code == 1, res.output  # backward paging is not handled: exit 1
+    doc = orjson.loads(res.stdout)
+    assert doc["api_base"] == sim.base_url and doc["requests"] == requests <= 20
+    names = [c["name"] for c in doc["checks"]]
+    assert names == [
+        "candle_fields",
+        "uncapped_adjusted_end_ts",
+        "market_tickers_scope",
+        "event_cap_counts",
+        "paging_direction",
+        "historical_over_cap",
+        "batch_over_cap",
+        "historical_cutoff",
+        "nested_markets_of_historical_event",
+        "batch_serves_historical",
+    ]
+    by_name = {c["name"]: c for c in doc["checks"]}
+    assert by_name["paging_direction"] == {**by_name["paging_direction"], "status": "differs"}
+    assert by_name["paging_direction"]["observed"] == "backward"
+    assert not by_name["paging_direction"]["handled"]
+    assert all(set(c) >= {"name", "status", "observed", "evidence"} for c in doc["checks"])
+    assert "grace period" in " ".join(doc["notes"])
+    # every answer archived under _check/, with the bytes the server sent
+    files = sorted(Path(doc["evidence_dir"]).glob("*.json.gz"))
+    assert Path(doc["evidence_dir"]).parent == archive / "_check" / SERIES
+    assert len(files) == len([r for r in log if r.status != 0]) >= 11
+    over = [f for f in files if "historical-over-cap" in f.name]
+    (over_file,) = over
+    envelope = orjson.loads(gzip.decompress(over_file.read_bytes()))
+    assert envelope["status"] == 400
+    assert envelope["body"]["error"]["details"].startswith("requested time range with")
+    assert res_table.exit_code == 1, res_table.output
+    assert "paging_direction" in res_table.stdout and "backward" in res_table.stdout
+    assert "error: paging_direction is 'backward'" in res_table.stdout
+    assert "grace period" in res_table.stdout
+
+
+async def test_a_failing_server_never_costs_more_than_20_requests(tmp_path: Path) -> None:
+    """Every candle request fails with 503: retries are cut so the budget holds."""
+    async with SimServer(sim_config()) as sim:
+        sim.fail_next("/candlesticks", "503", times=1000)
+        report = await check(sim, tmp_path / "raw")
+    assert sim.counters.total == 20 and report.requests == 20
+    got = observed(report)
+    assert got["paging_direction"] == "unknown" and got["historical_over_cap"] == "unknown"
+    assert got["historical_cutoff"] == "2025-11-15T15:00:00Z"  # what could be seen, was
+    assert report.exit_code == 0 and report.unknown  # unknowns are warnings, not failures
+
+
+def test_check_api_shares_the_key_with_live_extractors(tmp_path: Path) -> None:
+    missing = tmp_path / "none.db"
+    assert live_extractors(f"sqlite:///{missing}") == 0 and not missing.exists()
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE unrelated (x INTEGER)")
+    assert live_extractors(url) == 0  # no kalshi_worker table yet: a first run
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        heartbeat(conn, "host:1", KIND_EXTRACT, 60)
+        heartbeat(conn, "host:2", KIND_EXTRACT, 60)
+        heartbeat(conn, "host:3", KIND_EXTRACT, -1)  # expired: a dead extractor
+    engine.dispose()
+    assert live_extractors(url) == 2
