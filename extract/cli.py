@@ -42,8 +42,8 @@ from schemas.cli import (
     period_option,
     series_option,
 )
-from schemas.db import make_engine
 from schemas.errors import ConfigError
+from schemas.migrations.commands import init_db
 from schemas.tables import WindowPolicy
 from schemas.workers import default_worker_id
 
@@ -160,13 +160,7 @@ def main() -> None:
     """Extract Kalshi weather events and 1-minute candlesticks into the raw archive."""
 
 
-@main.command("init-db")
-@db_option
-@command_body
-def init_db(db_url: str) -> None:
-    """Create every table (idempotent)."""
-    make_engine(db_url).dispose()
-    click.echo("database ready")
+main.add_command(init_db)
 
 
 @main.command()

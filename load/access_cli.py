@@ -130,7 +130,8 @@ def _date(value: str | None, what: str) -> date | None:
 
 @contextmanager
 def _engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
+    """Every command here only reads: a database without our tables is refused (exit 2)."""
+    engine = make_engine(db_url, schema="read")
     try:
         yield engine
     finally:

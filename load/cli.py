@@ -12,7 +12,7 @@ from load.access_cli import ACCESS_COMMANDS
 from load.config import LoadConfig, StagingMethod
 from load.loader import load_windows
 from schemas.cli import archive_option, command_body, db_option, lease_options
-from schemas.db import make_engine, redact_url
+from schemas.migrations.commands import db_group, init_db
 from schemas.tickers import validate_series_ticker
 from schemas.workers import default_worker_id
 
@@ -77,16 +77,7 @@ def run(
     load_windows(config)  # logs its summary line; raises when a window failed
 
 
-@cli.command("init-db")
-@db_option
-@command_body
-def init_db(db_url: str) -> None:
-    """Create every table (harmless when they exist)."""
-    make_engine(db_url).dispose()
-    click.echo(f"tables ready in {redact_url(db_url)}", err=True)
-
-
-for command in ACCESS_COMMANDS:
+for command in (*ACCESS_COMMANDS, init_db, db_group):
     cli.add_command(command)
 
 

@@ -1,4 +1,4 @@
-"""Opening the database: one place that builds engines, creates tables and redacts URLs.
+"""Opening the database: one place that builds engines, checks the schema, redacts URLs.
 
 SQLite is the quick-start default; MySQL/MariaDB is the production target. Errors from
 the driver are translated to :class:`DatabaseError` with the password removed, so a
@@ -14,14 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from schemas.errors import ConfigError, DatabaseError
-from schemas.tables import metadata
+from schemas.errors import ConfigError, DatabaseError, SchemaError
+from schemas.migrations import SchemaAccess, check_schema
 
 DEFAULT_DATABASE_URL = "sqlite:///data/kalshi.db"
 
@@ -52,8 +52,23 @@ def is_mysql(engine: Engine) -> bool:
     return engine.dialect.name in ("mysql", "mariadb")
 
 
-def make_engine(url: str, *, create_tables: bool = True, local_infile: bool = False) -> Engine:
-    """An engine for ``url``, checked by connecting once, with every table created.
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory ones)."""
+    parsed = make_url(url)
+    db = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not db or db == ":memory:":
+        return None
+    return None if db.startswith("file:") else Path(db)
+
+
+def make_engine(url: str, *, schema: SchemaAccess = "write", local_infile: bool = False) -> Engine:
+    """An engine for ``url``, checked by connecting once and by its schema revision.
+
+    ``schema`` says what the command does (see :mod:`schemas.migrations`): ``"write"``
+    (the default: extract, load, init-db) creates the tables in an empty database;
+    ``"read"`` (query, status, ...) refuses a database without them and never creates a
+    SQLite file, so a mistyped ``--db`` is one clear line; ``"none"`` skips the check.
+    Both refuse a database at an older revision: ``kalshi-load db upgrade`` migrates it.
 
     ``local_infile`` lets MySQL connections send files for ``LOAD DATA LOCAL INFILE``.
     Only the loader asks for it: with it on, the *server* names the file the client
@@ -72,9 +87,11 @@ def make_engine(url: str, *, create_tables: bool = True, local_infile: bool = Fa
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        db = parsed.database
-        if db and db != ":memory:" and not db.startswith("file:"):
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:
+            if schema == "read" and not path.exists():
+                raise SchemaError(f"{redact_url(url)}: no such database file: check --db")
+            path.parent.mkdir(parents=True, exist_ok=True)
         connect_args["timeout"] = 30
     elif backend in ("mysql", "mariadb"):
         if parsed.get_driver_name() in ("pymysql", ""):
@@ -96,9 +113,10 @@ def make_engine(url: str, *, create_tables: bool = True, local_infile: bool = Fa
     try:
         with engine.begin() as conn:
             conn.execute(text("SELECT 1"))
-            if create_tables:
-                metadata.create_all(conn)
-                add_missing_columns(conn)
+        check_schema(engine, redact_url(url), schema)
+    except SchemaError:
+        engine.dispose()
+        raise
     except SQLAlchemyError as e:
         engine.dispose()
         raise DatabaseError(
@@ -106,34 +124,6 @@ def make_engine(url: str, *, create_tables: bool = True, local_infile: bool = Fa
             f"{redact_text(str(e.orig if hasattr(e, 'orig') and e.orig else e), password)}"
         ) from None
     return engine
-
-
-def add_missing_columns(conn: Connection) -> list[str]:
-    """Add nullable columns a newer version defined to tables an older one created.
-
-    ``create_all`` creates missing tables but never alters existing ones; new columns are
-    only ever added as nullable, so ``ALTER TABLE ... ADD COLUMN`` is all an upgrade
-    needs. Returns ``table.column`` of each column added.
-    """
-    insp = inspect(conn)
-    added: list[str] = []
-    for table in metadata.sorted_tables:
-        if not insp.has_table(table.name):
-            continue
-        present = {c["name"] for c in insp.get_columns(table.name)}
-        for col in table.columns:
-            if col.name in present or not col.nullable:
-                continue
-            sql_type = col.type.compile(dialect=conn.dialect)
-            try:  # a failed ALTER aborts only itself on MySQL and SQLite, not the transaction
-                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {col.name} {sql_type}")
-            except SQLAlchemyError:
-                # Several workers upgrading at once: another one added it first.
-                if col.name not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
-                    raise
-                continue
-            added.append(f"{table.name}.{col.name}")
-    return added
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -23,6 +23,15 @@ class ConfigError(KalshiBackfillError):
     """Bad configuration: an unusable URL, archive folder or database URL."""
 
 
+class SchemaError(InputError):
+    """The database has no tables for a read-only command, or a schema revision this
+    version does not run on: fix ``--db`` or run ``kalshi-load db upgrade``."""
+
+
+class MissingExtraError(InputError):
+    """An optional feature whose package is not installed: ``pip install`` its extra."""
+
+
 # --- the API ---
 
 

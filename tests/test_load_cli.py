@@ -84,7 +84,7 @@ def test_init_db_and_run_with_the_api_unreachable(tmp_path: Path) -> None:
         cwd=REPO, env=_env(), capture_output=True, text=True,
     )  # fmt: skip
     assert init.returncode == 0, init.stderr
-    engine = make_engine(db, create_tables=False)
+    engine = make_engine(db, schema="none")
     try:
         assert "kalshi_candle" in inspect(engine).get_table_names()
         run = subprocess.run(

@@ -2,7 +2,8 @@
 
 The extractor runs in process against the simulator over real HTTP; "another worker" is
 a lease written under another owner, and a lease "expiring" is its expiry moved into the
-past, so every outcome here is decided by the database, not by timing.
+past by the database's own clock (the clock every lease time comes from), so every
+outcome here is decided by the database, not by timing.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ from schemas.checkpoints import (
     release_window,
     take_over_window,
 )
-from schemas.db import add_missing_columns, make_engine
+from schemas.db import make_engine
+from schemas.dbclock import db_after, db_now
 from schemas.tables import (
     CheckpointStatus,
     WindowPolicy,
     kalshi_backfill_checkpoint,
     kalshi_candle,
+    kalshi_worker,
 )
 from schemas.workers import (
     KIND_EXTRACT,
@@ -54,9 +57,9 @@ from schemas.workers import (
     unregister,
 )
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer
+from tests.test_checkpoints import expire_lease
 
 KEY = WindowKey("KXHIGHNY", "KXHIGHNY-25NOV20", 1, WindowPolicy.FULL_MARKET_WINDOW)
-T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 NOW = datetime(2025, 11, 20, 15, 0, tzinfo=UTC)
 SIM = SimConfig(
     seed=7,
@@ -78,30 +81,44 @@ def _fresh(engine: Engine, key: WindowKey = KEY) -> None:
 # --- the statements ----------------------------------------------------------------------
 
 
+def _server_now(engine: Engine) -> datetime:
+    with engine.connect() as conn:
+        return conn.execute(select(db_now())).scalar_one()
+
+
 def test_held_since_is_set_on_a_change_of_owner_and_kept_by_renewals(db_url: str) -> None:
     engine = make_engine(db_url)
     _fresh(engine)
     with engine.begin() as conn:
-        assert claim_window(conn, KEY, "a", 30, now=T0)
+        assert claim_window(conn, KEY, "a", 30)
+        first = get_checkpoint(conn, KEY)
+    assert first is not None and first.lease_claimed_utc is not None
     with engine.begin() as conn:
-        assert claim_window(conn, KEY, "a", 30, now=T0 + timedelta(seconds=20))  # renewal
-        assert not claim_window(conn, KEY, "b", 30, now=T0 + timedelta(seconds=21))
+        assert claim_window(conn, KEY, "a", 60)  # renewal
+        assert not claim_window(conn, KEY, "b", 30)
         cp = get_checkpoint(conn, KEY)
     assert cp is not None and cp.lease_owner == "a"
-    assert cp.lease_claimed_utc == T0
-    assert cp.lease_expires_utc == T0 + timedelta(seconds=50)
+    assert cp.lease_claimed_utc == first.lease_claimed_utc  # kept by the renewal
+    assert cp.lease_expires_utc is not None
+    assert cp.lease_expires_utc >= first.lease_claimed_utc + timedelta(seconds=60)
 
-    later = T0 + timedelta(seconds=51)  # a's lease ran out: b takes it, since `later`
+    expire_lease(engine)  # a's lease ran out: b takes it, since then
+    before = _server_now(engine)
     with engine.begin() as conn:
-        assert claim_window(conn, KEY, "b", 30, now=later)
+        assert claim_window(conn, KEY, "b", 30)
         cp = get_checkpoint(conn, KEY)
-    assert cp is not None and (cp.lease_owner, cp.lease_claimed_utc) == ("b", later)
+    assert cp is not None and cp.lease_owner == "b"
+    assert cp.lease_claimed_utc is not None and cp.lease_claimed_utc >= before
 
     with engine.begin() as conn:  # a compare-and-swap: only from the current holder
-        assert not take_over_window(conn, KEY, "c", "a", 30, now=later)
-        assert take_over_window(conn, KEY, "c", "b", 30, now=later + timedelta(seconds=1))
+        assert not take_over_window(conn, KEY, "c", "a", 30)
+        assert take_over_window(conn, KEY, "c", "b", 30)
+        taken = get_checkpoint(conn, KEY)
         release_window(conn, KEY, "c")
         cp = get_checkpoint(conn, KEY)
+    assert taken is not None and taken.lease_owner == "c"
+    assert taken.lease_expires_utc and taken.lease_claimed_utc
+    assert taken.lease_expires_utc - taken.lease_claimed_utc == timedelta(seconds=30)
     assert cp is not None
     assert (cp.lease_owner, cp.lease_expires_utc, cp.lease_claimed_utc) == (None, None, None)
     engine.dispose()
@@ -109,37 +126,29 @@ def test_held_since_is_set_on_a_change_of_owner_and_kept_by_renewals(db_url: str
 
 def test_worker_rows_live_expire_and_go(db_url: str) -> None:
     engine = make_engine(db_url)
+    w = kalshi_worker.c
     with engine.begin() as conn:
-        heartbeat(conn, "h:1", KIND_EXTRACT, 15, now=T0)
-        heartbeat(conn, "h:2", KIND_EXTRACT, 15, now=T0)
-        heartbeat(conn, "h:3", KIND_LOAD, 15, now=T0)
-        heartbeat(conn, "h:1", KIND_EXTRACT, 15, now=T0 + timedelta(seconds=10))
-        assert count_live(conn, KIND_EXTRACT, now=T0 + timedelta(seconds=5)) == 2
-        # h:2 stopped beating: it no longer counts; h:1 beat again.
-        assert count_live(conn, KIND_EXTRACT, now=T0 + timedelta(seconds=16)) == 1
-        rows = {w.worker_id: w for w in list_workers(conn)}
-        assert rows["h:1"].started_at_utc == T0  # kept by later beats
-        assert rows["h:1"].heartbeat_utc == T0 + timedelta(seconds=10)
+        heartbeat(conn, "h:1", KIND_EXTRACT, 15)
+        heartbeat(conn, "h:2", KIND_EXTRACT, 15)
+        heartbeat(conn, "h:3", KIND_LOAD, 15)
+        assert count_live(conn, KIND_EXTRACT) == 2
+        first = {r.worker_id: r for r in list_workers(conn)}["h:1"]
+        # h:2 stopped beating: its heartbeat ran out; h:1 beats again.
+        conn.execute(
+            update(kalshi_worker).where(w.worker_id == "h:2").values(expires_utc=db_after(-1))
+        )
+        heartbeat(conn, "h:1", KIND_EXTRACT, 15)
+        assert count_live(conn, KIND_EXTRACT) == 1
+        rows = {r.worker_id: r for r in list_workers(conn)}
+        assert rows["h:1"].started_at_utc == first.started_at_utc  # kept by later beats
+        assert rows["h:1"].heartbeat_utc >= first.heartbeat_utc
+        assert rows["h:1"].expires_utc - rows["h:1"].heartbeat_utc == timedelta(seconds=15)
         assert rows["h:3"].kind == KIND_LOAD
         unregister(conn, "h:1")
-        assert prune_workers(conn, now=T0 + timedelta(days=2)) == 2
+        assert prune_workers(conn) == 0  # h:2 died moments ago, h:3 is live
+        conn.execute(update(kalshi_worker).values(expires_utc=db_after(-2 * 86400)))
+        assert prune_workers(conn) == 2
         assert list_workers(conn) == []
-    engine.dispose()
-
-
-def test_an_older_database_gains_the_new_lease_column(db_url: str) -> None:
-    engine = make_engine(db_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE kalshi_backfill_checkpoint DROP COLUMN lease_claimed_utc")
-    engine.dispose()
-    engine = make_engine(db_url)  # opening it adds the column back
-    with engine.begin() as conn:
-        assert add_missing_columns(conn) == []
-    _fresh(engine)
-    with engine.begin() as conn:
-        assert claim_window(conn, KEY, "a", 30, now=T0)
-        cp = get_checkpoint(conn, KEY)
-    assert cp is not None and cp.lease_claimed_utc == T0
     engine.dispose()
 
 
@@ -155,14 +164,14 @@ async def test_two_coordinators_one_window_and_a_split_budget(db_url: str) -> No
         assert ta.nominal_rate == 20  # alone
         async with b.running():
             assert tb.nominal_rate == 10  # b saw a at its first beat
-            a.beat()
+            await a.beat()
             assert ta.nominal_rate == 10  # and a sees b at its next one
-            claim = a.claim(KEY, 60, 600, True)
+            claim = await a.claim(KEY, 60, 600, True)
             assert claim.ok and claim.taken_over_from is None
-            lost = b.claim(KEY, 60, 600, True)
+            lost = await b.claim(KEY, 60, 600, True)
             assert not lost.ok and lost.held_by == "w-a" and lost.until is not None
-            a.renew(KEY)
-        a.beat()  # b unregistered on exit
+            await a.save(KEY)
+        await a.beat()  # b unregistered on exit
         assert ta.nominal_rate == 20
     with engine.connect() as conn:
         cp = get_checkpoint(conn, KEY)
@@ -175,16 +184,14 @@ async def test_two_coordinators_one_window_and_a_split_budget(db_url: str) -> No
 async def test_a_stalled_worker_learns_it_lost_its_window(db_url: str) -> None:
     engine = make_engine(db_url)
     a = Coordinator(engine, db_url, "w-a", 30)
-    assert a.claim(KEY, 60, 600, True).ok
-    with engine.begin() as conn:  # a stalled past its lease, b took the window
-        conn.execute(
-            update(kalshi_backfill_checkpoint).values(lease_expires_utc=T0 - timedelta(days=1))
-        )
+    assert (await a.claim(KEY, 60, 600, True)).ok
+    expire_lease(engine)  # a stalled past its lease, b took the window
+    with engine.begin() as conn:
         assert claim_window(conn, KEY, "w-b", 30)
-    a.beat()
+    await a.beat()
     assert KEY in a.lost
     with pytest.raises(LeaseLostError, match="lease lost"):
-        a.renew(KEY)
+        await a.save(KEY)
     engine.dispose()
 
 
@@ -233,12 +240,7 @@ async def test_a_held_window_is_skipped_then_taken_over_once_its_lease_expires(
         assert cp is not None and cp.lease_owner == "ghost" and cp.pages_archived == 0
         assert not [r for r in sim.counters.log if held in r.path]
 
-        with engine.begin() as conn:  # the ghost died: its lease runs out
-            conn.execute(
-                update(kalshi_backfill_checkpoint).values(
-                    lease_expires_utc=datetime.now(UTC) - timedelta(seconds=1)
-                )
-            )
+        expire_lease(engine)  # the ghost died: its lease runs out
         second = await run_candles(cfg)
         assert (second.done, second.skipped, second.taken_over, second.held) == (1, 4, 1, 0)
         with engine.connect() as conn:
@@ -269,7 +271,7 @@ async def test_the_loader_skips_a_held_window_and_loads_it_after_the_lease(
 
     first = load_windows(lc, engine=engine)
     assert (first.windows_loaded, first.windows_held) == (4, 1)
-    assert first.line().endswith("; 1 held by other workers")
+    assert "; 1 held by other workers" in first.line()
     with engine.connect() as conn:
         cp = get_checkpoint(conn, key)
         assert cp is not None and cp.status is CheckpointStatus.EXTRACTED
@@ -278,12 +280,7 @@ async def test_the_loader_skips_a_held_window_and_loads_it_after_the_lease(
         n = conn.execute(stmt).scalar_one()
     assert n == 0
 
-    with engine.begin() as conn:  # the ghost died
-        conn.execute(
-            update(kalshi_backfill_checkpoint).values(
-                lease_expires_utc=datetime.now(UTC) - timedelta(seconds=1)
-            )
-        )
+    expire_lease(engine)  # the ghost died
     second = load_windows(lc, engine=engine)
     assert (second.windows_loaded, second.windows_skipped, second.windows_held) == (1, 4, 0)
     with engine.connect() as conn:
@@ -298,14 +295,12 @@ def test_a_write_whose_lease_was_taken_rolls_back(db_url: str) -> None:
     engine = make_engine(db_url)
     manifest = Manifest(KEY, 60, 600, True, (), ())
     lc = LoadConfig(db_url=db_url, worker_id="loader", lease_seconds=30)
+    _fresh(engine)
     with engine.begin() as conn:
-        keep_leases(conn, [manifest], lc)  # creates the row and takes the lease
-    with engine.begin() as conn:  # we stalled, another loader took over
-        conn.execute(
-            update(kalshi_backfill_checkpoint).values(
-                lease_expires_utc=datetime.now(UTC) - timedelta(seconds=1)
-            )
-        )
+        assert claim_window(conn, KEY, "loader", 30)
+        keep_leases(conn, [manifest], lc)  # ours: renewed
+    expire_lease(engine)  # we stalled, another loader took over
+    with engine.begin() as conn:
         assert claim_window(conn, KEY, "other", 30)
     with pytest.raises(LoadLeaseLostError), engine.begin() as conn:
         keep_leases(conn, [manifest], lc)
@@ -321,15 +316,27 @@ def test_a_write_whose_lease_was_taken_rolls_back(db_url: str) -> None:
 def test_status_shows_who_holds_which_window_since_when(db_url: str) -> None:
     engine = make_engine(db_url)
     _fresh(engine)
-    since = datetime.now(UTC).replace(microsecond=0)
+    since = _server_now(engine).replace(microsecond=0)
+    until = since + timedelta(hours=1)
+    w = kalshi_worker.c
     with engine.begin() as conn:
-        assert claim_window(conn, KEY, "host-b:77", 3600, now=since)
-        heartbeat(conn, "host-b:77", KIND_EXTRACT, 3600, now=since)
-        heartbeat(conn, "host-c:5", KIND_LOAD, 1, now=since - timedelta(hours=1))
+        assert claim_window(conn, KEY, "host-b:77", 3600)
+        heartbeat(conn, "host-b:77", KIND_EXTRACT, 3600)
+        heartbeat(conn, "host-c:5", KIND_LOAD, 1)
+        # Whole seconds, so the expected lines are exact.
+        conn.execute(update(kalshi_backfill_checkpoint).values(lease_claimed_utc=since))
+        conn.execute(update(kalshi_backfill_checkpoint).values(lease_expires_utc=until))
+        conn.execute(
+            update(kalshi_worker).where(w.worker_id == "host-b:77").values(started_at_utc=since)
+        )
+        conn.execute(
+            update(kalshi_worker)
+            .where(w.worker_id == "host-c:5")
+            .values(expires_utc=since - timedelta(hours=1))
+        )
     engine.dispose()
     res = CliRunner().invoke(status_cmd, ["--db", db_url])
     assert res.exit_code == 0, res.output
-    until = since + timedelta(hours=1)
     assert (
         f"LEASED {KEY.event_ticker} p1 FULL_MARKET_WINDOW (RUNNING) by host-b:77 "
         f"since {since.isoformat()} until {until.isoformat()}"

@@ -191,7 +191,7 @@ def stray_temp_files(*roots: Path) -> list[str]:
 
 
 def _engine(db_url: str) -> Engine:
-    return make_engine(db_url, create_tables=False)
+    return make_engine(db_url, schema="none")
 
 
 def candle_rows(db_url: str) -> list[CandleRow]:

@@ -1,0 +1,76 @@
+"""``kalshi-load db upgrade`` / ``db current``, and the ``init-db`` both tools share.
+
+The schema is one thing for both stages, so its commands live beside the revisions;
+each tool's ``cli.py`` only attaches them.
+"""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from schemas.cli import command_body, db_option
+from schemas.db import make_engine, redact_url, sqlite_file, translate_db_error
+from schemas.errors import SchemaError
+from schemas.migrations import SchemaState, read_state, upgrade
+
+
+def upgrade_database(db_url: str) -> tuple[SchemaState, SchemaState]:
+    """Bring ``db_url`` to head (see :func:`schemas.migrations.upgrade`)."""
+    engine = make_engine(db_url, schema="none")
+    try:
+        return upgrade(engine)
+    except SQLAlchemyError as e:
+        raise translate_db_error(e, db_url, "schema upgrade") from None
+    finally:
+        engine.dispose()
+
+
+def _upgrade_line(db_url: str, before: SchemaState, after: SchemaState) -> str:
+    shown = redact_url(db_url)
+    if before.kind == "current":
+        return f"{shown}: already at {after.describe()}"
+    was = "empty" if before.kind == "empty" else before.effective_revision or before.kind
+    return f"{shown}: {was} -> {after.describe()}"
+
+
+@click.command("init-db")
+@db_option
+@command_body
+def init_db(db_url: str) -> None:
+    """Create every table, or bring the schema to head (harmless when it is there)."""
+    click.echo(_upgrade_line(db_url, *upgrade_database(db_url)), err=True)
+
+
+@click.group("db")
+def db_group() -> None:
+    """The database's schema revision (Alembic): where it stands, and upgrading it."""
+
+
+@db_group.command("upgrade")
+@db_option
+@command_body
+def db_upgrade(db_url: str) -> None:
+    """Bring the database to this version's schema (creates it when empty).
+
+    A database made before schema versions existed is recognised as the baseline and
+    recorded, then migrated. Back up a production database first.
+    """
+    click.echo(_upgrade_line(db_url, *upgrade_database(db_url)))
+
+
+@db_group.command("current")
+@db_option
+@command_body
+def db_current(db_url: str) -> None:
+    """Print the database's schema revision and whether it is this version's head."""
+    path = sqlite_file(db_url)
+    if path is not None and not path.exists():  # looking must not create the file
+        raise SchemaError(f"{redact_url(db_url)}: no such database file: check --db")
+    engine = make_engine(db_url, schema="none")
+    try:
+        with engine.connect() as conn:
+            state = read_state(conn)
+    finally:
+        engine.dispose()
+    click.echo(f"{redact_url(db_url)}: {state.describe()}")
