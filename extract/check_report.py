@@ -43,7 +43,7 @@ class CheckResult:
         if self.observed == UNKNOWN:
             return UNKNOWN
         if self.name == "historical_cutoff":
-            return "held"
+            return "differs" if self.observed == "unparseable" else "held"
         return "held" if EXPECTED.get(self.name) == self.observed else "differs"
 
     @property
@@ -52,7 +52,7 @@ class CheckResult:
         if self.observed == UNKNOWN:
             return True
         if self.name == "historical_cutoff":
-            return True
+            return self.observed != "unparseable"  # the extractor routes by it
         return self.observed in HANDLED[self.name]
 
     def to_json(self) -> dict[str, Any]:

@@ -14,8 +14,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine
 
+from extract import check_rules as rules
 from extract.check_api import CheckApiConfig, CheckReport, run_check_api
 from extract.check_probe import live_extractors
+from extract.check_report import CheckResult
+from extract.check_rules import Span
 from extract.cli import main
 from extract.config import ApiConfig, RateLimit
 from schemas.tables import metadata
@@ -259,3 +262,53 @@ def test_check_api_shares_the_key_with_live_extractors(tmp_path: Path) -> None:
         heartbeat(conn, "host:3", KIND_EXTRACT, -1)  # expired: a dead extractor
     engine.dispose()
     assert live_extractors(url) == 2
+
+
+# --- the rules on hand-made pages -------------------------------------------------------------
+
+
+def page(candles: dict[str, list[int]], adjusted: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "market_tickers": list(candles),
+        "market_candlesticks": [[{"end_period_ts": t} for t in ts] for ts in candles.values()],
+    }
+    if adjusted is not None:
+        body["adjusted_end_ts"] = adjusted
+    return body
+
+
+def test_rules_read_hand_made_pages() -> None:
+    span = Span(6000, 9600)
+    assert rules.uncapped_adjusted_end(page({"A": [6060, 9000]}, 9600), span) == "end_ts"
+    assert rules.uncapped_adjusted_end(page({"A": [6060, 9000]}, 9000), span) == "last_candle"
+    assert rules.uncapped_adjusted_end(page({"A": [9600]}, 9600), span) == "end_ts?"
+    assert rules.uncapped_adjusted_end(page({"A": [9000]}, 0), span) == "zero"
+    assert rules.uncapped_adjusted_end(page({"A": [9000]}, None), span) == "absent"
+    assert rules.uncapped_adjusted_end(page({"A": [9000]}, 7000), span) == "other"
+    assert rules.resolve_uncapped("end_ts?", "last_candle") == "last_candle"
+    assert rules.resolve_uncapped("end_ts?", "end_ts") == "end_ts"
+    # scope: a page where market B has no candle
+    assert rules.market_tickers_scope(page({"A": [6060], "B": []}, 9600), "AB") == "all_markets"
+    assert rules.market_tickers_scope(page({"A": [6060]}, 9600), "AB") == "with_candles"
+    assert rules.market_tickers_scope(page({"A": [6060], "B": [6120]}, 9600), "AB") == "unknown"
+    # direction: candles after the announced cut = the page was cut from the end
+    full = Span(0, 600_000)
+    capped = page({"A": list(range(60, 3060, 60))}, 3000)
+    assert rules.paging_direction(capped, full, 80, False) == "forward"
+    assert rules.paging_direction(page({"A": [3000, 3060]}, 3000), full, 80, False) == "backward"
+    assert rules.paging_direction(page({"A": [60]}, 600_000), full, 80, False) == "unknown"
+    # over cap: the reference tells truncated from served
+    ref = {("A", 60), ("A", 120)}
+    assert rules.over_cap(400, {}, ref, batch=False) == "400"
+    body = {"ticker": "A", "candlesticks": [{"end_period_ts": 60}, {"end_period_ts": 120}]}
+    assert rules.over_cap(200, body, ref, batch=False) == "served"
+    body["candlesticks"] = body["candlesticks"][:1]
+    assert rules.over_cap(200, body, ref, batch=False) == "truncated"
+    assert rules.over_cap(503, None, ref, batch=False) == "unknown"
+
+
+def test_an_unparseable_cutoff_is_not_handled() -> None:
+    result = CheckResult("historical_cutoff", "unparseable", "GET ... -> 200")
+    report = CheckReport("http://x", 3, [result], "_check/X/1")
+    assert (result.status, result.handled, report.exit_code) == ("differs", False, 1)
+    assert any(line.startswith("error: historical_cutoff") for line in report.lines())
