@@ -1,13 +1,13 @@
 """``extract events``: sync a series' events and markets into kalshi_event/kalshi_market.
 
-Parsing is pure (:func:`event_row`, :func:`market_row`); :func:`sync_events` does the I/O.
-Markets settled before the historical cutoff are not nested in ``/events`` any more: for
-each event that may have such markets (:func:`~extract.routing.needs_historical_lookup`)
-they are listed on ``GET /historical/markets?event_ticker=...`` and stored with
-``is_historical`` true, so the candles stage knows every market of every event.
-Bodies are parsed with Decimal for JSON fractions, so strikes are exact. The trade window
-is as-of: filled once from the :class:`~extract.config.AsOfPolicy` and never overwritten,
-so a later change of policy cannot rewrite what earlier windows were cut by.
+Parsing is pure (:mod:`extract.event_rows`); :func:`sync_events` does the I/O.
+Markets settled before the historical cutoff are not nested in ``/events`` any more: they
+are listed once for the whole series on ``GET /historical/markets?series_ticker=...``
+(paged, 1,000 a page) and stored with ``is_historical`` true, so the candles stage knows
+every market of every event. A server that refuses ``series_ticker`` gets one
+``?event_ticker=...`` listing per event that may hold such markets
+(:func:`~extract.routing.needs_historical_lookup`). An event the live listing no longer
+returns is read from ``GET /events/{event_ticker}``, unless it is stored already.
 """
 
 from __future__ import annotations
@@ -15,23 +15,39 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from extract.client import KalshiClient
-from extract.config import AsOfPolicy, ExtractConfig, series_timezone
+from extract.config import ExtractConfig, series_timezone
 from extract.errors import BadPageError, HttpStatusError
-from extract.historical import fetch_historical_markets, read_cutoff
+from extract.event_rows import build_rows, event_row, market_row, parse_time
+from extract.historical import (
+    fetch_historical_markets,
+    fetch_series_historical_markets,
+    read_cutoff,
+)
 from extract.routing import Cutoff, needs_historical_lookup
 from schemas.db import make_engine, translate_db_error, upsert
 from schemas.errors import InputError
 from schemas.tables import kalshi_event, kalshi_market
-from schemas.tickers import event_date_from_ticker, validate_event_ticker, validate_market_ticker
+from schemas.tickers import validate_event_ticker
+
+#: ``event_row``/``market_row``/``build_rows``/``parse_time`` live in extract.event_rows;
+#: re-exported because callers know them as part of this stage.
+__all__ = [
+    "EventsSummary",
+    "build_rows",
+    "event_row",
+    "events_to_look_up",
+    "fetch_series_events",
+    "market_row",
+    "parse_time",
+    "sync_events",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,105 +66,6 @@ class EventsSummary:
     """Of ``markets``, those listed by ``GET /historical/markets`` (settled before the cutoff)."""
     cutoff: str = ""
     """The historical cutoff (``market_settled_ts``) the sync read."""
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 string (``...Z`` or with offset) → aware UTC; empty or missing → None."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise BadPageError(f"expected an ISO-8601 time string, got {value!r}")
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise BadPageError(f"invalid time {value!r}") from e
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def parse_strike(value: Any) -> Decimal | None:
-    """A strike as an exact Decimal (bodies are parsed with Decimal, never float)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
-        raise BadPageError(f"invalid strike {value!r}")
-    try:
-        return Decimal(value)
-    except ArithmeticError as e:
-        raise BadPageError(f"invalid strike {value!r}") from e
-
-
-def _text(value: Any, limit: int) -> str | None:
-    return None if value is None else str(value)[:limit]
-
-
-def event_date_of(event_ticker: str, strike_date: datetime | None, tz: ZoneInfo) -> date | None:
-    """The local date an event is about: from its ticker, else its strike date's local date."""
-    from_ticker = event_date_from_ticker(event_ticker)
-    if from_ticker is not None:
-        return from_ticker
-    return strike_date.astimezone(tz).date() if strike_date is not None else None
-
-
-def event_row(
-    ev: Mapping[str, Any],
-    series: str,
-    tz: ZoneInfo,
-    as_of: AsOfPolicy,
-    existing_window: tuple[datetime | None, datetime | None] | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """A kalshi_event row; the trade window is kept if stored, else filled by ``as_of``."""
-    ticker = validate_event_ticker(str(ev.get("event_ticker", "")))
-    if ev.get("series_ticker") not in (None, series):
-        raise BadPageError(f"event {ticker} belongs to series {ev.get('series_ticker')}")
-    strike_date = parse_time(ev.get("strike_date"))
-    day = event_date_of(ticker, strike_date, tz)
-    start, end = existing_window if existing_window is not None else (None, None)
-    if (start is None or end is None) and day is not None:
-        start, end = as_of.window(day, tz)
-    return {
-        "event_ticker": ticker,
-        "series_ticker": series,
-        "title": _text(ev.get("title"), 255),
-        "sub_title": _text(ev.get("sub_title"), 255),
-        "category": _text(ev.get("category"), 64),
-        "strike_date": strike_date,
-        "event_date": day,
-        "trade_start_utc": start,
-        "trade_end_utc": end,
-        "updated_at_utc": now,
-    }
-
-
-def market_row(
-    m: Mapping[str, Any],
-    series: str,
-    event_ticker: str,
-    now: datetime,
-    *,
-    is_historical: bool = False,
-) -> dict[str, Any]:
-    """A kalshi_market row from a ``Market`` object (the live and historical routes share it)."""
-    ticker = validate_market_ticker(str(m.get("ticker", "")))
-    if m.get("event_ticker", event_ticker) != event_ticker:
-        raise BadPageError(f"market {ticker} nested under {event_ticker} names another event")
-    return {
-        "market_ticker": ticker,
-        "event_ticker": event_ticker,
-        "series_ticker": series,
-        "open_time_utc": parse_time(m.get("open_time")),
-        "close_time_utc": parse_time(m.get("close_time")),
-        "expiration_time_utc": parse_time(m.get("expiration_time")),
-        "latest_expiration_time_utc": parse_time(m.get("latest_expiration_time")),
-        "settlement_ts_utc": parse_time(m.get("settlement_ts")),
-        "status": _text(m.get("status"), 32),
-        "result": _text(m.get("result"), 16),
-        "strike_type": _text(m.get("strike_type"), 32),
-        "floor_strike": parse_strike(m.get("floor_strike")),
-        "cap_strike": parse_strike(m.get("cap_strike")),
-        "is_historical": is_historical,
-        "updated_at_utc": now,
-    }
 
 
 def _check_events_page(body: Any) -> tuple[list[Mapping[str, Any]], str]:
@@ -239,44 +156,6 @@ def _mark_historical(
     return moved
 
 
-def build_rows(
-    events: Iterable[Mapping[str, Any]],
-    config: ExtractConfig,
-    stored: Mapping[str, tuple[datetime | None, datetime | None]],
-    now: datetime,
-    historical: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(event rows, market rows) from the API's events; pure.
-
-    ``historical`` maps an event ticker to its markets from ``GET /historical/markets``:
-    they become rows with ``is_historical`` true, and win over a live listing of the same
-    market (one that moved to the historical tier between the two requests).
-    """
-    tz = config.tz
-    event_rows: dict[str, dict[str, Any]] = {}
-    market_rows: dict[str, dict[str, Any]] = {}
-    for ev in events:
-        row = event_row(
-            ev, config.series, tz, config.as_of, stored.get(str(ev.get("event_ticker"))), now
-        )
-        event_rows[row["event_ticker"]] = row
-        markets = ev.get("markets") or []
-        if not isinstance(markets, list):
-            raise BadPageError(f"event {row['event_ticker']}: markets is not a list")
-        for m in markets:
-            if not isinstance(m, dict):
-                raise BadPageError(f"event {row['event_ticker']}: a market is not an object")
-            mrow = market_row(m, config.series, row["event_ticker"], now)
-            market_rows[mrow["market_ticker"]] = mrow
-    for event_ticker, markets in (historical or {}).items():
-        if event_ticker not in event_rows:
-            raise BadPageError(f"historical markets of {event_ticker}, an event not listed")
-        for m in markets:
-            mrow = market_row(m, config.series, event_ticker, now, is_historical=True)
-            market_rows[mrow["market_ticker"]] = mrow
-    return list(event_rows.values()), list(market_rows.values())
-
-
 def events_to_look_up(
     events: Iterable[Mapping[str, Any]],
     cutoff: Cutoff,
@@ -330,6 +209,21 @@ async def _fetch(
     series_timezone(config.series, config.series_tz)
     # Read after the listing: a cutoff that moves in between only adds lookups.
     cutoff = await read_cutoff(client)
+    historical = await fetch_series_historical_markets(client, config.series)
+    if historical is None:
+        historical = await _historical_by_event(client, engine, config, events, cutoff)
+    events = [*events, *await _unlisted_events(client, engine, config, events, historical)]
+    return events, historical, cutoff
+
+
+async def _historical_by_event(
+    client: KalshiClient,
+    engine: Engine,
+    config: ExtractConfig,
+    events: Sequence[Mapping[str, Any]],
+    cutoff: Cutoff,
+) -> dict[str, list[Mapping[str, Any]]]:
+    """The fallback: one historical listing per listed event that may hold old markets."""
     try:
         flags = _stored_flags(engine, [str(e.get("event_ticker")) for e in events])
     except SQLAlchemyError as e:
@@ -340,7 +234,41 @@ async def _fetch(
         markets = await fetch_historical_markets(client, ticker)
         if markets:
             historical[ticker] = markets
-    return events, historical, cutoff
+    return historical
+
+
+async def _unlisted_events(
+    client: KalshiClient,
+    engine: Engine,
+    config: ExtractConfig,
+    events: Sequence[Mapping[str, Any]],
+    historical: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> list[Mapping[str, Any]]:
+    """Events with historical markets that ``/events`` left out and that are not stored.
+
+    A server may drop wholly historical events from its listing: their markets still
+    belong in the database, so each such event is read once from
+    ``GET /events/{event_ticker}`` (its top-level ``markets`` are its live ones).
+    """
+    listed = {str(e.get("event_ticker")) for e in events}
+    missing = [t for t in historical if t not in listed]
+    if not missing:
+        return []
+    try:
+        stored = _stored_windows(engine, missing)
+    except SQLAlchemyError as e:
+        raise translate_db_error(e, config.db_url, "reading stored events") from None
+    out: list[Mapping[str, Any]] = []
+    for ticker in missing:
+        if ticker in stored:
+            continue
+        body = (await client.get_json(f"/events/{ticker}", exact=True)).body
+        event = body.get("event") if isinstance(body, dict) else None
+        if not isinstance(event, dict) or event.get("event_ticker") != ticker:
+            raise BadPageError(f"GET /events/{ticker}: no 'event' object for {ticker}")
+        markets = body.get("markets") or []
+        out.append({**event, "markets": markets})
+    return out
 
 
 async def sync_events(
@@ -357,10 +285,10 @@ async def sync_events(
         else:
             events, historical, cutoff = await _fetch(client, engine, config)
             requests = client.stats.requests
-        if not events:
+        if not events and not historical:
             raise InputError(f"no events for series {config.series}")
         now = datetime.now(UTC)
-        tickers = [str(e.get("event_ticker")) for e in events]
+        tickers = [str(e.get("event_ticker")) for e in events] + list(historical)
         try:
             stored = _stored_windows(engine, tickers)
             event_rows, market_rows = build_rows(events, config, stored, now, historical)

@@ -10,18 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from extract.client import ApiResponse, KalshiClient, RequestStats
-from extract.errors import BadPageError
+from extract.errors import BadPageError, HttpStatusError
 from extract.routing import Cutoff
+from schemas.tickers import validate_event_ticker
 
 log = logging.getLogger(__name__)
 
 CUTOFF_PATH = "/historical/cutoff"
 HISTORICAL_MARKETS_PATH = "/historical/markets"
-#: ``GET /historical/markets`` allows up to 1,000 per page; an event has a handful.
+#: ``GET /historical/markets`` allows up to 1,000 per page (the nine old months of a year
+#: of a six-market weather series are about 1,650 markets: two pages for the series).
 HISTORICAL_MARKETS_LIMIT = 1000
 
 
@@ -106,20 +108,28 @@ def _check_markets_page(body: Any) -> tuple[list[Mapping[str, Any]], str]:
 
 
 async def fetch_historical_markets(
-    client: KalshiClient, event_ticker: str
+    client: KalshiClient, event_ticker: str | None = None, *, series_ticker: str | None = None
 ) -> list[Mapping[str, Any]]:
-    """Every market of ``event_ticker`` on the historical tier, following the cursor.
+    """Every market of one event, or of a whole series, on the historical tier.
 
-    Parsed with Decimal for JSON fractions (strikes stay exact), like ``/events``.
+    Follows the cursor (``limit`` 1,000). One listing per series costs
+    ``ceil(markets / 1000)`` requests instead of one per old event; a server that refuses
+    ``series_ticker`` answers 400 (:class:`~extract.errors.HttpStatusError`, never
+    retried) and the caller falls back to per-event listings. Parsed with Decimal for
+    JSON fractions (strikes stay exact), like ``/events``.
     """
+    if (event_ticker is None) == (series_ticker is None):
+        raise ValueError("give exactly one of event_ticker and series_ticker")
+    scope: dict[str, str | int] = (
+        {"event_ticker": event_ticker}
+        if event_ticker is not None
+        else {"series_ticker": str(series_ticker)}
+    )
     markets: list[Mapping[str, Any]] = []
     cursor = ""
     seen: set[str] = set()
     while True:
-        params: dict[str, str | int] = {
-            "event_ticker": event_ticker,
-            "limit": HISTORICAL_MARKETS_LIMIT,
-        }
+        params: dict[str, str | int] = {**scope, "limit": HISTORICAL_MARKETS_LIMIT}
         if cursor:
             params["cursor"] = cursor
         resp = await client.get_json(HISTORICAL_MARKETS_PATH, params, exact=True)
@@ -132,3 +142,45 @@ async def fetch_historical_markets(
                 f"/historical/markets repeated cursor {cursor!r}: stopping instead of looping"
             )
         seen.add(cursor)
+
+
+def group_by_event(
+    markets: Iterable[Mapping[str, Any]], series: str
+) -> dict[str, list[Mapping[str, Any]]]:
+    """Event ticker → its markets, from a series listing; pure.
+
+    A market of another series, or without an event ticker, is a page the sync cannot
+    trust: it fails instead of filing the market under a guessed event.
+    """
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for m in markets:
+        event = m.get("event_ticker")
+        if not isinstance(event, str) or not event.startswith(series + "-"):
+            raise BadPageError(
+                f"historical markets of series {series}: market {m.get('ticker')!r} "
+                f"names event {event!r}"
+            )
+        out.setdefault(validate_event_ticker(event), []).append(m)
+    return out
+
+
+async def fetch_series_historical_markets(
+    client: KalshiClient, series: str
+) -> dict[str, list[Mapping[str, Any]]] | None:
+    """Every historical market of ``series`` by event, in one paged listing.
+
+    None when the server refuses ``series_ticker`` (a 400): the caller then lists the
+    old events one by one.
+    """
+    try:
+        markets = await fetch_historical_markets(client, series_ticker=series)
+    except HttpStatusError as e:
+        if e.status != 400:
+            raise
+        log.warning(
+            "%s: GET %s refuses series_ticker (HTTP 400): listing old markets event by event",
+            series,
+            HISTORICAL_MARKETS_PATH,
+        )
+        return None
+    return group_by_event(markets, series)

@@ -142,9 +142,10 @@ async def test_split_event_is_routed_market_by_market_and_loads_the_ground_truth
 
         engine = make_engine(db_url)
         assert flags(engine) == {t: t in historical for t in all_markets}
-        # Only events whose strike date is before the cutoff were looked up.
-        looked_up = {r["event_ticker"] for r in requests_by_route(sim, "historical_markets")}
-        assert looked_up == {f"{SERIES}-25OCT{d}" for d in range(14, 20)}
+        # One listing for the whole series found the old markets, split event included.
+        listings = requests_by_route(sim, "historical_markets")
+        assert [(r["series_ticker"], r["limit"]) for r in listings] == [(SERIES, "1000")]
+        assert all("event_ticker" not in r for r in listings)
 
         sim.reset()
         summary = await run_candles(cfg)
