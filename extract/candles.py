@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -37,19 +37,24 @@ from extract.client import ApiResponse, KalshiClient, RequestStats
 from extract.config import ExtractConfig
 from extract.errors import (
     BadPageError,
+    ContractError,
     HttpStatusError,
     LeaseLostError,
     NoProgressError,
-    WrongEventError,
+    ValueContractError,
 )
 from extract.historical import CutoffTracker
-from extract.paginator import PageRequest, Paginator
+from extract.paginator import Step
 from extract.progress import Progress, Snapshot
+from extract.routes.base import CandleRoute, Page, Pager, RouteRequest
+from extract.routes.event import EventRoute
+from extract.routes.historical import HistoricalRoute
 from extract.routing import (
+    Absence,
     Route,
-    historical_chunks,
-    historical_requests,
-    missing_live_markets,
+    absent_market_action,
+    may_cross_cutoff,
+    route_market,
     route_markets,
 )
 from extract.windows import (
@@ -57,19 +62,12 @@ from extract.windows import (
     MarketTimes,
     SkipReason,
     Window,
-    expected_requests,
     plan_window,
 )
 from extract.workers import Coordinator
-from schemas.api import (
-    EventCandlesPage,
-    check_event_candles_page,
-    check_historical_candles_page,
-)
+from schemas.api import contract_problem
 from schemas.archive import (
-    KIND_EVENT_CANDLES,
     KIND_HISTORICAL_MARKET_CANDLES,
-    PAGE_SUFFIX,
     ArchiveStore,
     Manifest,
     PageEnvelope,
@@ -174,7 +172,7 @@ def plan_run(events: Sequence[EventTimes], config: ExtractConfig) -> list[Planne
     return [
         PlannedWindow(
             config.window_key(ev.event_ticker),
-            plan_window(ev, config.window_policy, config.period, now_ts),
+            plan_window(ev, config.window_policy, config.period, now_ts, config.final_grace_s),
             ev.markets,
         )
         for ev in events
@@ -205,17 +203,21 @@ def select_events(engine: Engine, config: ExtractConfig) -> list[EventTimes]:
 def planned_requests(p: PlannedWindow, period: int, cutoff_ts: int | None) -> tuple[int, int]:
     """(live, historical) requests a window should take, routing by ``cutoff_ts``; pure.
 
-    Live: the event route's pages at the documented cap over the live markets; historical:
-    the chunks of each historical market over the window.
+    Each route's own estimate: the event route's pages over the live markets (an upper
+    bound whether its cap counts requested candidates or returned candles, see
+    :func:`~extract.routes.event.event_requests`), the historical chunks of each
+    historical market (exact).
     """
     w = p.window
     if isinstance(w, SkipReason):
         return 0, 0
     routes = route_markets(p.markets, cutoff_ts)
-    live = tuple(m for m in w.markets if routes.get(m.market_ticker, Route.LIVE) is Route.LIVE)
-    n_hist = len(w.markets) - len(live)
-    n_live = expected_requests(replace(w, markets=live), period) if live else 0
-    return n_live, historical_requests([(w.start_ts, w.end_ts)] * n_hist, period)
+    live = [
+        m.market_ticker for m in w.markets if routes.get(m.market_ticker) is not Route.HISTORICAL
+    ]
+    hist = [m.market_ticker for m in w.markets if routes.get(m.market_ticker) is Route.HISTORICAL]
+    n_live = EventRoute(p.key).estimate(w, live, period) if live else 0
+    return n_live, HistoricalRoute(p.key).estimate(w, hist, period)
 
 
 def dry_run_lines(
@@ -324,116 +326,30 @@ class CandlesSummary:
 # --- one window -------------------------------------------------------------------------
 
 
-@dataclass
-class _WindowState:
-    """What a window has archived so far: the event chain and each market's pages."""
-
-    paginator: Paginator
-    candle_keys: set[tuple[str, int]]
-    per_market: dict[str, int]
-    page_tickers: list[frozenset[str]] = field(default_factory=list)
-    """The markets each archived event page lists (a missing one moved to historical)."""
-    market_pages: list[str] = field(default_factory=list)
-    """Per-market (historical) page files, relative to the window folder, in fetch order."""
-
-
-def _page_file(start_ts: int) -> str:
-    return f"{start_ts}{PAGE_SUFFIX}"
-
-
-def _market_page_file(market_ticker: str, start_ts: int) -> str:
-    return f"markets/{market_ticker}/{start_ts}{PAGE_SUFFIX}"
-
-
-def _count(page: EventCandlesPage, keys: set[tuple[str, int]], per_market: dict[str, int]) -> None:
-    """Add a page's candles to the window's distinct (market, end_period_ts) set.
-
-    ``page`` has passed :func:`check_event_candles_page` already (before it was archived,
-    or when it was read back): it is not walked a second time here.
-    """
-    for ticker, candles in zip(page["market_tickers"], page["market_candlesticks"], strict=True):
-        _count_market(ticker, candles, keys, per_market)
-
-
 def _count_market(
     ticker: str,
     candles: Sequence[Any],
     keys: set[tuple[str, int]],
     per_market: dict[str, int],
 ) -> None:
+    """Add a market's candles to the window's distinct (market, end_period_ts) set."""
     new = {(ticker, c["end_period_ts"]) for c in candles} - keys
     if new:
         keys |= new
         per_market[ticker] = per_market.get(ticker, 0) + len(new)
 
 
-def _archived_body(
-    archive: ArchiveStore, key: WindowKey, rel: str, start_ts: int
-) -> EventCandlesPage:
-    """The body of the archived page at ``rel`` if it is this window's page at ``start_ts``."""
-    env = archive.read_page(rel)
-    want = (KIND_EVENT_CANDLES, key.event_ticker, start_ts, key.period_interval)
-    if (env.kind, env.event_ticker, env.start_ts, env.period_interval) != want:
-        raise CorruptArchiveError(f"{rel}: envelope is for another request")
-    return check_event_candles_page(env.body)
+def _tentative(env: PageEnvelope, step: Step, tentative_from: int | None, grace_s: int) -> bool:
+    """Whether an archived page may lack candles published after it was fetched.
 
-
-def read_chain(archive: ArchiveStore, key: WindowKey, window: Window) -> _WindowState:
-    """Follow the archived pages from the window start, as a rerun resumes.
-
-    A page that cannot be read, or is not the page this request would have produced, is
-    moved to the quarantine and the chain stops there, so exactly that page is fetched
-    again. A page that would not advance ends the chain too (it is then refetched).
+    Candles can be published a little late (``kalshi-api.md``): a page that covered the
+    end of a window that was not final then (``tentative_from``: the previous extent's
+    end minus the grace period), or that was fetched less than the grace period after
+    the end of its range, is fetched again instead of reused.
     """
-    pager = Paginator(window.start_ts, window.end_ts)
-    state = _WindowState(pager, set(), {})
-    while not pager.finished:
-        cursor = pager.cursor
-        rel = key.page_path(cursor)
-        if not archive.exists(rel):
-            break
-        try:
-            body = _archived_body(archive, key, rel, cursor)
-        except (CorruptArchiveError, FatalApiError) as e:
-            moved = archive.move_to_quarantine(rel)
-            log.warning("%s: unusable archived page quarantined to %s (%s)", key, moved, e)
-            break
-        try:
-            pager.advance(cursor, body["adjusted_end_ts"])
-        except NoProgressError:
-            break
-        _count(body, state.candle_keys, state.per_market)
-        state.page_tickers.append(frozenset(body["market_tickers"]))
-    return state
-
-
-def archived_market_page(
-    archive: ArchiveStore, key: WindowKey, market_ticker: str, req: PageRequest
-) -> list[Any] | None:
-    """The candles of the archived historical page for ``req``, or None to fetch it.
-
-    A page that is unreadable, or was asked for another range (the window of an open
-    event grew since), is not this request's page: unreadable ones go to the quarantine.
-    """
-    rel = key.page_path(req.start_ts, market_ticker)
-    if not archive.exists(rel):
-        return None
-    want = (KIND_HISTORICAL_MARKET_CANDLES, key.event_ticker, market_ticker, key.period_interval)
-    try:
-        env = archive.read_page(rel)
-        page = check_historical_candles_page(env.body)
-    except (CorruptArchiveError, FatalApiError) as e:
-        moved = archive.move_to_quarantine(rel)
-        log.warning("%s: unusable archived page quarantined to %s (%s)", key, moved, e)
-        return None
-    got = (env.kind, env.event_ticker, env.market_ticker, env.period_interval)
-    if got != want or page["ticker"] != market_ticker:
-        moved = archive.move_to_quarantine(rel)
-        log.warning("%s: archived page for another request quarantined to %s", key, moved)
-        return None
-    if (env.start_ts, env.end_ts) != (req.start_ts, req.end_ts):
-        return None  # asked for a shorter range (an open window since grown): refetch
-    return list(page["candlesticks"])
+    if tentative_from is not None and step.covered_end > tentative_from:
+        return True
+    return env.retrieved_at_utc.timestamp() < step.covered_end + grace_s
 
 
 class _Run:
@@ -598,10 +514,15 @@ class _Run:
 class _WindowJob:
     """One window's extraction: historical markets page by page, then the event chain.
 
-    Each market has one route at a time and may switch once: live → historical when a
-    live page lacks it (the cutoff moved past it), historical → live when the historical
-    route answers 404 (it is still live). A market that neither tier serves fails the
-    window (FAILED, non-zero exit) rather than leaving it silently incomplete.
+    Every route goes through one loop (:meth:`_follow`): plan, reuse what the archive
+    holds, fetch, check, archive, checkpoint. Each market has one tier at a time and may
+    switch once: live → historical when the live pages lack it and the cutoff says it
+    could have moved, historical → live when the historical route answers 404. A market
+    that the live pages leave out is not, by that alone, gone: :func:`absent_market_action`
+    decides, from the cutoff and what the pages showed, whether it is merely without
+    candles there, must be fetched from the historical tier, or must be looked up
+    (``GET /markets/{ticker}``). A market neither tier serves fails the window (FAILED,
+    non-zero exit) rather than leaving it silently incomplete.
     """
 
     def __init__(
@@ -619,26 +540,40 @@ class _WindowJob:
         self.markets = markets
         self.routes: dict[str, Route] = {}
         self.switched: set[str] = set()
-        self.state = _WindowState(Paginator(window.start_ts, window.end_ts), set(), {})
-        previous = run.checkpoint(key)
-        self.base_requests = previous.requests if previous else 0
-        self.base_retries = previous.retries if previous else 0
+        self.historical_tried: set[str] = set()
+        self.event = EventRoute(key)
+        self.historical = HistoricalRoute(key)
+        self.event_pager = self.event.pager(window, (), key.period_interval)
+        self.candle_keys: set[tuple[str, int]] = set()
+        self.per_market: dict[str, int] = {}
+        self.page_listed: list[tuple[frozenset[str], frozenset[str]]] = []
+        """(markets asked, markets listed) of each page that lists markets: one lacking a
+        market it asked for is evidence to weigh (:meth:`_settle_absent`)."""
+        self.lists_every_market = False
+        """An event page listed a market without candles: the server lists every market."""
+        self.market_pages: list[str] = []
+        """Per-market page files, relative to the window folder, in fetch order."""
+        self.lookups = 0
+        self.previous: Checkpoint | None = None
+        """The checkpoint as the previous run left it (read first thing in :meth:`run`)."""
+        self.base_requests = 0
+        self.base_retries = 0
         self.fetched_live = 0
         self.fetched_hist = 0
 
     # --- progress ----------------------------------------------------------------------
 
     def _pages(self) -> int:
-        return len(self.state.paginator.chain) + len(self.state.market_pages)
+        return len(self.event_pager.paginator.chain) + len(self.market_pages)
 
     def _progress(self) -> dict[str, object]:
         """The checkpoint's progress columns as of now."""
         return {
-            "resume_cursor_ts": self.state.paginator.cursor,
+            "resume_cursor_ts": self.event_pager.cursor,
             "pages_archived": self._pages(),
             "requests": self.base_requests + self.stats.requests,
             "retries": self.base_retries + self.stats.retries,
-            "candles_archived": len(self.state.candle_keys),
+            "candles_archived": len(self.candle_keys),
         }
 
     def _save(self, status: CheckpointStatus, **fields: object) -> None:
@@ -682,10 +617,29 @@ class _WindowJob:
     def _live(self) -> set[str]:
         return {t for t, r in self.routes.items() if r is Route.LIVE}
 
+    def _tentative_from(self) -> int | None:
+        """Where archived event pages stop being trusted: the end of the previous extent
+        (checkpoint or manifest) when it was not final, minus the grace period."""
+        ends: list[int] = []
+        prev = self.previous
+        if prev is not None and not prev.is_final and prev.window_end_ts is not None:
+            ends.append(prev.window_end_ts)
+        try:
+            manifest = self.run_.archive.manifest_for(self.key)
+        except CorruptArchiveError:
+            manifest = None  # already_archived quarantines it
+        if manifest is not None and not manifest.is_final:
+            ends.append(manifest.window_end_ts)
+        return min(ends) - self.run_.config.final_grace_s if ends else None
+
     # --- the window --------------------------------------------------------------------
 
     async def run(self) -> None:
         key, window, run = self.key, self.window, self.run_
+        self.previous = run.checkpoint(key)
+        if self.previous is not None:
+            self.base_requests = self.previous.requests
+            self.base_retries = self.previous.retries
         cutoff = await run.cutoff.ensure()
         routes = route_markets(self.markets, cutoff.market_settled_ts)
         self.routes = {
@@ -694,7 +648,7 @@ class _WindowJob:
         removed = run.archive.remove_stray_temp_files(key.dir)
         if removed:
             log.info("%s: removed %d temporary files left by a killed run", key, removed)
-        self.state = read_chain(run.archive, key, window)
+        self._reuse_chain(self.event, self.event_pager, self._tentative_from())
         crashpoint(EXTRACT_BEFORE_RUNNING)
         self._save(CheckpointStatus.RUNNING, last_error=None)
         crashpoint(EXTRACT_AFTER_RUNNING)
@@ -704,24 +658,11 @@ class _WindowJob:
         for ticker in hist:
             if not await self._market(ticker):
                 self._reroute(ticker, Route.LIVE, "is not on the historical tier (404)")
-        moved: set[str] = set()
         if self._live():
-            # Archived pages count too: a resumed chain may already lack a market.
-            for tickers in self.state.page_tickers:
-                moved |= missing_live_markets(self._live(), tickers)
-            moved |= await self._event_chain(moved)
-        for ticker in sorted(moved):
-            if self.routes[ticker] is not Route.LIVE:
-                continue
-            why = "is missing from the live event pages"
-            if not self._reroute(ticker, Route.HISTORICAL, why) or not await self._market(ticker):
-                # Never archive a window that silently lacks a market: fail it loudly.
-                raise FatalApiError(
-                    f"{ticker} is on neither tier (absent from the live event pages, "
-                    "404 on the historical route): the window would be incomplete"
-                )
+            await self._follow(self.event, self.event_pager)
+            await self._settle_absent(time.monotonic())
 
-        pages = tuple(_page_file(start) for start, _ in self.state.paginator.chain)
+        pages = tuple(self.event.file(r) for r in self._chain_requests())
         manifest = Manifest(
             key=key,
             window_start_ts=window.start_ts,
@@ -730,7 +671,7 @@ class _WindowJob:
             markets=tuple(
                 replace(m, route=self.routes[m.market_ticker].value) for m in window.markets
             ),
-            pages=pages + tuple(self.state.market_pages),
+            pages=pages + tuple(self.market_pages),
         )
         crashpoint(EXTRACT_BEFORE_MANIFEST)
         run.archive.write_manifest(manifest)
@@ -741,131 +682,274 @@ class _WindowJob:
             last_error=None,
         )
         crashpoint(EXTRACT_AFTER_EXTRACTED)
-        run.summary.candles += len(self.state.candle_keys)
+        run.summary.candles += len(self.candle_keys)
         n_hist = sum(r is Route.HISTORICAL for r in self.routes.values())
-        per_market = ", ".join(f"{t}={n}" for t, n in sorted(self.state.per_market.items()))
+        per_market = ", ".join(f"{t}={n}" for t, n in sorted(self.per_market.items()))
         log.info(
             "%s: %d markets (%d live, %d historical) with candles (%s); %d pages (%d live, "
-            "%d historical; %d resumed), %d requests, %d retries%s",
+            "%d historical; %d resumed), %d requests (%d market lookups), %d retries%s",
             key,
-            len(self.state.per_market),
+            len(self.per_market),
             len(self.routes) - n_hist,
             n_hist,
             per_market or "no candles",
             self._pages(),
-            len(self.state.paginator.chain),
-            len(self.state.market_pages),
+            len(self.event_pager.paginator.chain),
+            len(self.market_pages),
             resumed,
             self.stats.requests,
+            self.lookups,
             self.stats.retries,
             "" if window.is_final else " (open: not final)",
         )
 
-    async def _archive(
-        self,
-        kind: str,
-        market_ticker: str | None,
-        start_ts: int,
-        params: dict[str, int],
-        resp: ApiResponse,
-    ) -> None:
-        """Write one fetched page, in its envelope, atomically to the window's folder."""
+    def _chain_requests(self) -> list[RouteRequest]:
+        period = self.key.period_interval
+        return [self.event.request(s, e, period) for s, e in self.event_pager.paginator.chain]
+
+    # --- the one request loop ----------------------------------------------------------
+
+    def _archived(
+        self, route: CandleRoute, req: RouteRequest
+    ) -> tuple[RouteRequest, Page, PageEnvelope] | None:
+        """The archived answer to ``req`` (as it was asked), or None to fetch it.
+
+        An unreadable page, or one that no longer passes the page or value checks, is
+        moved to the quarantine (never deleted) and fetched again.
+        """
+        archive, key = self.run_.archive, self.key
+        rel = f"{key.dir}/{route.file(req)}"
+        if not archive.exists(rel):
+            return None
+        problem: str | None = None
+        try:
+            env = archive.read_page(rel)
+            if not route.matches(env, req):
+                return None  # another request's page (a shorter window's): fetch, overwrite
+            asked = replace(req, params=dict(env.params), start_ts=env.start_ts, end_ts=env.end_ts)
+            page = route.check(env.body, asked)
+        except (CorruptArchiveError, BadPageError) as e:
+            problem = str(e)
+        else:
+            problem = contract_problem(_candles(page), route.shape)
+        if problem is not None:
+            moved = archive.move_to_quarantine(rel)
+            log.warning("%s: unusable archived page quarantined to %s (%s)", key, moved, problem)
+            return None
+        return asked, page, env
+
+    def _reuse_chain(self, route: CandleRoute, pager: Pager, tentative_from: int | None) -> None:
+        """Follow the archived pages of a chained route from the window start (no request).
+
+        The walk stops at the first page that is missing, unusable, would not advance, or
+        may lack candles published late (:func:`_tentative`): that page is fetched again.
+        """
+        grace = self.run_.config.final_grace_s
+        while (req := pager.next_request()) is not None:
+            found = self._archived(route, req)
+            if found is None:
+                return
+            asked, page, env = found
+            try:
+                step = pager.decide(asked, page)
+            except (NoProgressError, ContractError):
+                return
+            if _tentative(env, step, tentative_from, grace):
+                log.info(
+                    "%s: page %s may lack late candles: fetched again", self.key, asked.start_ts
+                )
+                return
+            pager.advance(asked, step)
+            self._took(route, req, page)
+
+    async def _follow(self, route: CandleRoute, pager: Pager) -> bool:
+        """Fetch every request the pager plans (reusing archived pages of an unchained
+        route); False when a per-market route answers 404 (not on that tier)."""
+        while (req := pager.next_request()) is not None:
+            if not route.chained:
+                found = self._archived(route, req)
+                if found is not None:
+                    asked, page, _ = found
+                    pager.advance(asked, pager.decide(asked, page))
+                    self._took(route, req, page)
+                    self.market_pages.append(route.file(req))
+                    continue
+            fetched = await self._fetch(route, pager, req)
+            if fetched is None:
+                return False
+            resp, page, step = fetched
+            await self._archive(route, req, resp)
+            pager.advance(req, step)
+            self._took(route, req, page)
+            if not route.chained:
+                self.market_pages.append(route.file(req))
+            self._page_done(historical=route.kind == KIND_HISTORICAL_MARKET_CANDLES)
+        return True
+
+    async def _fetch(
+        self, route: CandleRoute, pager: Pager, req: RouteRequest
+    ) -> tuple[ApiResponse, Page, Step] | None:
+        """GET one page, checked before it is archived; None on a per-market 404.
+
+        A page that breaks the shape or does not advance is retried; one that breaks the
+        contract (values, paging) is refused: a copy goes under ``_rejected/`` and the
+        window fails with the reason.
+        """
+        got: list[tuple[Page, Step]] = []
+
+        def check(resp: ApiResponse) -> None:
+            page = route.check(resp.body, req)
+            try:
+                problem = contract_problem(_candles(page), route.shape)
+                if problem is not None:
+                    raise ValueContractError(
+                        f"values outside the contract in the {route.name} page "
+                        f"{resp.path} start_ts={req.start_ts}: {problem}"
+                    )
+                step = pager.decide(req, page)
+            except ContractError as e:
+                e.response = resp
+                raise
+            got.append((page, step))
+
+        try:
+            resp = await self.run_.client.get_json(
+                req.path, req.params, check=check, scope=self.stats
+            )
+        except HttpStatusError as e:
+            if e.status == 404 and req.market_ticker is not None:
+                return None
+            raise
+        except ContractError as e:
+            if isinstance(e.response, ApiResponse):
+                await self._reject(route, req, e.response)
+            raise
+        page, step = got[-1]
+        return resp, page, step
+
+    def _took(self, route: CandleRoute, req: RouteRequest, page: Page) -> None:
+        """Count an accepted page's candles; keep what it shows about the markets it lists."""
+        for ticker, candles in page.markets:
+            _count_market(ticker, candles, self.candle_keys, self.per_market)
+        if route.lists_markets:
+            asked = frozenset(req.tickers) if req.tickers else frozenset(self._live())
+            self.page_listed.append((asked, page.listed))
+            if page.lists_a_market_without_candles:
+                self.lists_every_market = True
+
+    def _envelope(self, route: CandleRoute, req: RouteRequest, resp: ApiResponse) -> PageEnvelope:
         key = self.key
-        envelope = PageEnvelope(
-            kind=kind,
+        return PageEnvelope(
+            kind=route.kind,
             series_ticker=key.series_ticker,
             event_ticker=key.event_ticker,
-            market_ticker=market_ticker,
+            market_ticker=req.market_ticker,
             period_interval=key.period_interval,
             window_policy=key.window_policy,
             path=resp.path,
-            params=dict(params),
+            params=dict(req.params),
             status=resp.status,
             retrieved_at_utc=resp.retrieved_at,
             body=resp.body,
             raw_body=resp.raw,
         )
+
+    async def _archive(self, route: CandleRoute, req: RouteRequest, resp: ApiResponse) -> None:
+        """Write one fetched page, in its envelope, atomically to the window's folder."""
+        envelope = self._envelope(route, req, resp)
         crashpoint(EXTRACT_PAGE_BEFORE_WRITE)
         # In a thread: on object storage a write is a network round trip.
-        rel = key.page_path(start_ts, market_ticker)
+        rel = f"{self.key.dir}/{route.file(req)}"
         await asyncio.to_thread(self.run_.archive.write_page, rel, envelope)
         crashpoint(EXTRACT_PAGE_AFTER_WRITE)
 
-    async def _event_chain(self, moved: set[str]) -> set[str]:
-        """Page the event route to the window end; returns the live markets it lacked."""
-        key, run, pager = self.key, self.run_, self.state.paginator
-        series, event, period = key.series_ticker, key.event_ticker, key.period_interval
-        path = f"/series/{series}/events/{event}/candlesticks"
-        prefix = event + "-"
-        missing: set[str] = set()
-        while (req := pager.next_request()) is not None:
-            params = {"start_ts": req.start_ts, "end_ts": req.end_ts, "period_interval": period}
+    async def _reject(self, route: CandleRoute, req: RouteRequest, resp: ApiResponse) -> None:
+        """Keep a refused page under ``_rejected/`` so a user can see what the server sent."""
+        envelope = self._envelope(route, req, resp)
+        rel = f"{self.key.dir}/{route.file(req)}"
+        where = await asyncio.to_thread(self.run_.archive.write_rejected, rel, envelope)
+        log.error("%s: refused page kept as %s", self.key, where)
 
-            def check(resp: ApiResponse, start: int = req.start_ts) -> None:
-                try:
-                    page = check_event_candles_page(resp.body)
-                except FatalApiError as e:
-                    raise BadPageError(str(e)) from e
-                strangers = [t for t in page["market_tickers"] if not t.startswith(prefix)]
-                if strangers:
-                    raise WrongEventError(
-                        f"page for {event} names markets of another event: {strangers[:3]}"
-                    )
-                pager.check(start, page["adjusted_end_ts"])
-
-            resp = await run.client.get_json(path, params, check=check, scope=self.stats)
-            received = time.monotonic()
-            await self._archive(KIND_EVENT_CANDLES, None, req.start_ts, params, resp)
-            pager.advance(req.start_ts, resp.body["adjusted_end_ts"])
-            _count(resp.body, self.state.candle_keys, self.state.per_market)
-            lacking = missing_live_markets(self._live(), resp.body["market_tickers"])
-            if lacking - missing - moved:
-                # A live answer without a market we expected: the cutoff has probably
-                # moved past it. Re-read it, so windows not started yet route by it.
-                await run.cutoff.refresh(seen_at=received)
-            missing |= lacking
-            self._page_done(historical=False)
-        return missing
+    # --- markets the live pages leave out -----------------------------------------------
 
     async def _market(self, ticker: str) -> bool:
-        """Archive a market's historical pages over the window; False on a 404 (still live).
+        """Archive a market's historical pages over the window; False on a 404 (not there).
 
         Pages already archived for the same request are kept, so a rerun fetches only
         what is missing.
         """
-        key, run, window = self.key, self.run_, self.window
-        period = key.period_interval
-        path = f"/historical/markets/{ticker}/candlesticks"
-        for req in historical_chunks(window.start_ts, window.end_ts, period):
-            name = _market_page_file(ticker, req.start_ts)
-            candles = archived_market_page(run.archive, key, ticker, req)
-            if candles is not None:
-                _count_market(ticker, candles, self.state.candle_keys, self.state.per_market)
-                self.state.market_pages.append(name)
-                continue
-            params = {"start_ts": req.start_ts, "end_ts": req.end_ts, "period_interval": period}
+        self.historical_tried.add(ticker)
+        pager = self.historical.pager(self.window, (ticker,), self.key.period_interval)
+        return await self._follow(self.historical, pager)
 
-            def check(resp: ApiResponse) -> None:
-                try:
-                    page = check_historical_candles_page(resp.body)
-                except FatalApiError as e:
-                    raise BadPageError(str(e)) from e
-                if page["ticker"] != ticker:
-                    raise WrongEventError(f"historical page for {ticker} is for {page['ticker']}")
+    async def _is_live(self, ticker: str) -> bool:
+        """``GET /markets/{ticker}``: True if the live tier knows the market, False on 404."""
+        self.lookups += 1
 
-            try:
-                resp = await run.client.get_json(path, params, check=check, scope=self.stats)
-            except HttpStatusError as e:
-                if e.status == 404:
-                    return False
-                raise
-            await self._archive(KIND_HISTORICAL_MARKET_CANDLES, ticker, req.start_ts, params, resp)
-            _count_market(
-                ticker, resp.body["candlesticks"], self.state.candle_keys, self.state.per_market
-            )
-            self.state.market_pages.append(name)
-            self._page_done(historical=True)
+        def check(resp: ApiResponse) -> None:
+            body = resp.body
+            if not isinstance(body, dict) or not isinstance(body.get("market"), dict):
+                raise BadPageError(f"/markets/{ticker}: no 'market' object")
+
+        try:
+            await self.run_.client.get_json(f"/markets/{ticker}", check=check, scope=self.stats)
+        except HttpStatusError as e:
+            if e.status == 404:
+                return False
+            raise
         return True
+
+    async def _settle_absent(self, seen_at: float) -> None:
+        """Decide, for each live market some event page lacked, what that means."""
+        live = self._live()
+        absent = {t for asked, listed in self.page_listed for t in asked - listed if t in live}
+        if not absent:
+            return
+        run = self.run_
+        listed_somewhere = frozenset().union(*(listed for _, listed in self.page_listed))
+        by_ticker = {m.market_ticker: m for m in self.markets}
+        cutoff = run.cutoff.current
+        now_ts = int(run.config.current_time().timestamp())
+        if cutoff is None or any(
+            may_cross_cutoff(by_ticker[t], cutoff.market_settled_ts, now_ts)
+            for t in absent
+            if t in by_ticker
+        ):
+            cutoff = await run.cutoff.refresh(seen_at=seen_at)
+        for ticker in sorted(absent):
+            market = by_ticker.get(ticker)
+            moved = market is not None and (
+                route_market(market, cutoff.market_settled_ts) is Route.HISTORICAL
+            )
+            action = absent_market_action(
+                listed_somewhere=ticker in listed_somewhere,
+                could_have_moved=moved,
+                lists_every_market=self.lists_every_market,
+            )
+            if action is Absence.SPARSE:
+                continue
+            if action is Absence.HISTORICAL and ticker not in self.switched:
+                self._reroute(ticker, Route.HISTORICAL, "is missing from the live event pages")
+                if await self._market(ticker):
+                    continue
+                self.routes[ticker] = Route.LIVE  # 404: not there; is it still live?
+            if await self._is_live(ticker):
+                continue  # live, and without candles where the pages left it out
+            if ticker not in self.historical_tried and await self._market(ticker):
+                log.info("%s: %s is only on the historical tier", self.key, ticker)
+                self.routes[ticker] = Route.HISTORICAL
+                self.run_.summary.rerouted += 1
+                continue
+            # Never archive a window that silently lacks a market: fail it loudly.
+            raise FatalApiError(
+                f"{ticker} is on neither tier (absent from the live event pages, "
+                "404 on the historical route): the window would be incomplete"
+            )
+
+
+def _candles(page: Page) -> Iterator[Mapping[str, Any]]:
+    for _, candles in page.markets:
+        yield from candles
 
 
 # --- the stage --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Grouped by what the caller does next: the retry loop retries every
 
 from __future__ import annotations
 
-from schemas.errors import ApiError, KalshiBackfillError, RetriableApiError
+from schemas.errors import ApiError, FatalApiError, KalshiBackfillError, RetriableApiError
 
 # --- answers from the API that the retry loop classifies ---
 
@@ -36,6 +36,25 @@ class WrongEventError(BadPageError):
 
 class NoProgressError(BadPageError):
     """``adjusted_end_ts`` did not move past the page's ``start_ts``: following it would loop."""
+
+
+class ContractError(FatalApiError):
+    """A 200 page that breaks the API contract in a way a retry will not fix.
+
+    Refused before it is archived (a copy goes under the archive's ``_rejected/``); the
+    window ends FAILED with this reason. ``response`` is the refused answer, when known.
+    """
+
+    response: object | None = None
+
+
+class PagingContractError(ContractError):
+    """A page whose candles lie outside the range it claims to cover."""
+
+
+class ValueContractError(ContractError):
+    """A page holding a value the contract does not allow (a price outside [0, 1] dollars,
+    a JSON number where the contract has a string)."""
 
 
 # --- several workers on one backfill ---

@@ -150,3 +150,53 @@ def needs_historical_lookup(
     if nested_markets == 0 or strike_ts is None:
         return True
     return strike_ts < cutoff_ts
+
+
+#: How far past the cutoff last read a market's settlement may lie and still have moved to
+#: the historical tier during the run. Kalshi moves the cutoff forward about as time
+#: passes (seen two months behind); a market settled more than this after it is live
+#: without a second look, so sparse markets far from the cutoff cost no cutoff read.
+CUTOFF_WATCH_S = 31 * 86_400
+
+
+def may_cross_cutoff(market: MarketTimes, cutoff_ts: int, now_ts: int) -> bool:
+    """Whether ``market`` may have moved past a cutoff read as ``cutoff_ts``: it settled
+    (its settlement, else its close, is past) within :data:`CUTOFF_WATCH_S` of it."""
+    when = settled_at(market)
+    return when is not None and when <= now_ts and when < cutoff_ts + CUTOFF_WATCH_S
+
+
+class Absence(StrEnum):
+    """What a live market that an event (or batch) page left out calls for."""
+
+    SPARSE = "sparse"
+    """Nothing: it has no candle where it was left out (the server lists only markets
+    with candles, and the market is still live by the cutoff)."""
+    HISTORICAL = "historical"
+    """Fetch it from the historical route (the cutoff says it could have moved there)."""
+    LOOKUP = "lookup"
+    """Ask ``GET /markets/{ticker}`` whether the live tier still knows it."""
+
+
+def absent_market_action(
+    *, listed_somewhere: bool, could_have_moved: bool, lists_every_market: bool
+) -> Absence:
+    """The cheapest action the evidence allows for a live market some page left out.
+
+    - ``could_have_moved`` (it settled before the cutoff, re-read after the page): the
+      historical route, one request a chunk (a 404 there falls back to a lookup);
+    - listed on another page of the window, and the server has not shown that it lists
+      markets without candles (``lists_every_market``): SPARSE, no request. A page lists
+      only the markets with candles in its range, and this market is live;
+    - otherwise (absent from every page, or the server lists every market yet left it
+      out): LOOKUP, one request, so a market gone from both tiers fails the window
+      instead of silently missing.
+
+    So a sparse market costs nothing where it shows up at least once, and one request
+    per window where it has no candle at all.
+    """
+    if could_have_moved:
+        return Absence.HISTORICAL
+    if listed_somewhere and not lists_every_market:
+        return Absence.SPARSE
+    return Absence.LOOKUP

@@ -2,8 +2,10 @@
 
 FULL_MARKET_WINDOW spans the event's markets, from the earliest open to the latest close;
 TRADE_WINDOW_ONLY is the event's as-of trade window. A window that has not ended yet ends
-at the current minute and is not final: a later run extends it, starting a new page where
-the last one ended, so the boundary candle still forming now is fetched again then.
+at the current minute and is not final: a later run extends it, fetching its last pages
+again (the boundary candle still forming now, and candles published late). A window is
+final only a grace period after its end, so candles of a just-closed market published a
+little late are still fetched.
 
 For periods longer than a minute the final end is rounded up to the period boundary, so
 the candle of the period holding the close (which ends after it) is inside the window.
@@ -74,9 +76,13 @@ def ceil_period(ts: int, period: int) -> int:
 
 
 def plan_window(
-    event: EventTimes, policy: WindowPolicy, period: int, now_ts: int
+    event: EventTimes, policy: WindowPolicy, period: int, now_ts: int, grace_s: int = 0
 ) -> Window | SkipReason:
-    """The event's window under ``policy`` as of ``now_ts``, or why there is none."""
+    """The event's window under ``policy`` as of ``now_ts``, or why there is none.
+
+    The window is final only ``grace_s`` after its end (late candles): until then it ends
+    at its end or now, whichever comes first, and is not final.
+    """
     known = [m for m in event.markets if m.open_ts is not None and m.close_ts is not None]
     if policy is WindowPolicy.TRADE_WINDOW_ONLY:
         if event.trade_start_ts is None or event.trade_end_ts is None:
@@ -91,8 +97,8 @@ def plan_window(
     now_minute = floor_minute(now_ts)
     if start >= now_minute:
         return SkipReason.NOT_STARTED
-    is_final = final_end <= now_minute
-    end = final_end if is_final else now_minute
+    is_final = final_end + grace_s <= now_minute
+    end = min(final_end, now_minute)
     markets = tuple(
         ManifestMarket(m.market_ticker, max(m.open_ts, start), min(m.close_ts, end))
         for m in sorted(known, key=lambda m: m.market_ticker)
@@ -104,9 +110,3 @@ def plan_window(
     if not markets:
         return SkipReason.NO_MARKETS
     return Window(start, end, is_final, markets)
-
-
-def expected_requests(window: Window, period: int, cap: int = 5000) -> int:
-    """Pages a window should take at the documented 5,000-candle aggregate cap."""
-    candles = len(window.markets) * window.minutes // period
-    return max(1, -(-candles // cap))

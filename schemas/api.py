@@ -1,14 +1,18 @@
-"""The shape of the Kalshi pages we archive, and the structural check both stages apply.
+"""The shape of the Kalshi pages we archive, and the checks both stages apply.
 
-Extract checks a page before archiving it (a body that breaks the shape is retried, never
-archived); load checks it again when reading (an archive edited by hand or by another
-version is refused loudly). The check is structural only: values stay the strings the API
-sent until load normalizes them.
+Extract checks a page before archiving it: a body that breaks the shape is retried, never
+archived (:func:`check_event_candles_page`); a value outside the contract is refused
+(:func:`contract_problem`: the window fails, since the same server would send it again).
+Load checks pages again when reading (an archive edited by hand or by another version is
+refused loudly). Values stay the strings the API sent until load normalizes them.
 """
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from schemas.errors import FatalApiError
 
@@ -47,7 +51,9 @@ class EventCandlesPage(TypedDict):
 
     market_tickers: list[str]
     market_candlesticks: list[list[Candle]]
-    adjusted_end_ts: int
+    adjusted_end_ts: NotRequired[int | None]
+    """Where a capped page stopped. On an uncapped page servers differ (the requested
+    end, the last candle's end, 0 or no key at all): see :mod:`extract.paginator`."""
 
 
 class HistoricalCandlesPage(TypedDict):
@@ -72,7 +78,7 @@ def check_event_candles_page(body: Any) -> EventCandlesPage:
         raise FatalApiError(
             f"candlestick page: {len(tickers)} market_tickers but {len(lists)} candle lists"
         )
-    if not isinstance(adjusted, int) or isinstance(adjusted, bool):
+    if adjusted is not None and (not isinstance(adjusted, int) or isinstance(adjusted, bool)):
         raise FatalApiError("candlestick page: adjusted_end_ts is not an integer")
     for candles in lists:
         for c in candles:
@@ -94,3 +100,105 @@ def check_historical_candles_page(body: Any) -> HistoricalCandlesPage:
         if not isinstance(c, dict) or not isinstance(c.get("end_period_ts"), int):
             raise FatalApiError("historical page: a candle has no integer end_period_ts")
     return body  # type: ignore[return-value]
+
+
+# --- values against the contract ------------------------------------------------------
+
+CandleShape = Literal["live", "historical"]
+
+#: Money: a dollar string with at most 6 decimals (``"0.5600"``, sub-cent ``"0.000100"``).
+_DOLLARS = re.compile(r"[0-9]{1,4}(\.[0-9]{1,6})?")
+#: Counts: a non-negative fixed-point string (``"10.00"``, fractional contracts exist).
+_COUNT = re.compile(r"[0-9]{1,16}(\.[0-9]{1,2})?")
+_ONE = Decimal(1)
+_HIST_BOOK = frozenset(("open", "low", "high", "close"))
+_HIST_PRICE = frozenset(("open", "low", "high", "close", "mean", "previous", "min", "max"))
+_LIVE_COUNTS = ("volume_fp", "open_interest_fp")
+_LIVE_LEGACY_COUNTS = ("volume", "open_interest")
+_HIST_COUNTS = ("volume", "open_interest")
+
+#: Strings already found valid: a market's prices repeat from minute to minute, so most
+#: values are one set lookup. Bounded (cleared when full), so memory stays flat.
+_GOOD_PRICES: set[str] = set()
+_GOOD_COUNTS: set[str] = set()
+_CACHE_MAX = 200_000
+
+
+def _price_problem(v: Any, where: str) -> str | None:
+    if v is None or v in _GOOD_PRICES:
+        return None
+    if not isinstance(v, str):
+        return f"{where} is a JSON {type(v).__name__} ({v!r}) where the contract has a string"
+    if _DOLLARS.fullmatch(v) is None or Decimal(v) > _ONE:
+        return f"{where} is {v!r}, not a price in [0, 1] dollars"
+    if len(_GOOD_PRICES) >= _CACHE_MAX:
+        _GOOD_PRICES.clear()
+    _GOOD_PRICES.add(v)
+    return None
+
+
+def _count_problem(v: Any, where: str) -> str | None:
+    if v is None or v in _GOOD_COUNTS:
+        return None
+    if not isinstance(v, str):
+        return f"{where} is a JSON {type(v).__name__} ({v!r}) where the contract has a string"
+    if _COUNT.fullmatch(v) is None:
+        return f"{where} is {v!r}, not a non-negative count"
+    if len(_GOOD_COUNTS) >= _CACHE_MAX:
+        _GOOD_COUNTS.clear()
+    _GOOD_COUNTS.add(v)
+    return None
+
+
+def _legacy_int_problem(v: Any, where: str) -> str | None:
+    """The pre-2026 integer twins (cents, whole contracts): integers or null."""
+    if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+        return None
+    return f"{where} is {v!r}, not a legacy integer"
+
+
+def _side_problem(side: Any, name: str, shape: CandleShape, ts: Any) -> str | None:
+    if side is None:
+        return None
+    if not isinstance(side, dict):
+        return f"candle {ts}: {name} is not an object"
+    plain = _HIST_PRICE if name == "price" else _HIST_BOOK
+    for k, v in side.items():
+        where = f"candle {ts}: {name}.{k}"
+        if k.endswith("_dollars") or (shape == "historical" and k in plain):
+            problem = _price_problem(v, where)
+        elif shape == "live" and k in plain:
+            problem = _legacy_int_problem(v, where)
+        else:
+            continue  # a key the contract does not name: load ignores it
+        if problem is not None:
+            return problem
+    return None
+
+
+def contract_problem(candles: Iterable[Mapping[str, Any]], shape: CandleShape) -> str | None:
+    """The first value in ``candles`` the contract does not allow, or None.
+
+    A price must be a dollar string in [0, 1] with at most 6 decimals, a count a
+    non-negative fixed-point string, both possibly null; the legacy integer twins of
+    the live shape (``yes_bid.open`` in cents, ``volume``) may still be integers. A JSON
+    number where the contract has a string is refused: reading it would go through a
+    float. Validated strings are cached, so a typical page costs a set lookup a value.
+    """
+    counts = _LIVE_COUNTS if shape == "live" else _HIST_COUNTS
+    for c in candles:
+        ts = c.get("end_period_ts")
+        for name in ("yes_bid", "yes_ask", "price"):
+            problem = _side_problem(c.get(name), name, shape, ts)
+            if problem is not None:
+                return problem
+        for k in counts:
+            problem = _count_problem(c.get(k), f"candle {ts}: {k}")
+            if problem is not None:
+                return problem
+        if shape == "live":
+            for k in _LIVE_LEGACY_COUNTS:
+                problem = _legacy_int_problem(c.get(k), f"candle {ts}: {k}")
+                if problem is not None:
+                    return problem
+    return None

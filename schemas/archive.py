@@ -10,6 +10,8 @@ Layout under the archive root (version 1)::
                                                    batch pages (the event's markets)
     {series}/{event}/p{period}/{policy}/manifest.json   written LAST: the window is complete
     _quarantine/...                                corrupt files moved aside by load
+    _rejected/...                                  pages extract refused (values or paging
+                                                   outside the contract), kept to inspect
 
 ``policy`` is ``full`` (FULL_MARKET_WINDOW) or ``trade`` (TRADE_WINDOW_ONLY), so the two
 policies' windows never overwrite each other's pages. Every page is a gzipped JSON
@@ -36,7 +38,7 @@ from typing import Any
 import orjson
 
 from schemas.crashpoints import ARCHIVE_BEFORE_RENAME, crashpoint
-from schemas.errors import ArchiveError, CorruptArchiveError
+from schemas.errors import ArchiveError, CorruptArchiveError, MissingExtraError
 from schemas.tables import WindowPolicy
 from schemas.tickers import validate_event_ticker, validate_market_ticker, validate_series_ticker
 from schemas.workers import pid_alive
@@ -46,6 +48,7 @@ ARCHIVE_FORMAT = "kalshi-candles-raw-archive"
 ROOT_FILE = "archive.json"
 MANIFEST_FILE = "manifest.json"
 QUARANTINE_DIR = "_quarantine"
+REJECTED_DIR = "_rejected"
 TEMP_MARKER = ".tmp-"
 PAGE_SUFFIX = ".json.gz"
 
@@ -445,6 +448,17 @@ class ArchiveStore:
         self.move(rel, target)
         return target
 
+    def write_rejected(self, rel: str, page: PageEnvelope) -> str:
+        """Keep a page extract refused under ``_rejected/`` (never loaded); returns where.
+
+        What the server sent stays inspectable (``gunzip``, ``load inspect``-like tools)
+        while the window itself fails with the reason.
+        """
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        target = f"{REJECTED_DIR}/{self._check_rel(rel)}.{stamp}"
+        self.write_page(target, page)
+        return self.where(target)
+
     def iter_manifests(self, series_ticker: str | None = None) -> Iterator[str]:
         """Relative paths of every window manifest, optionally of one series, sorted."""
         if series_ticker:
@@ -580,7 +594,12 @@ class FsspecArchive(ArchiveStore):
         import fsspec  # imported here: only remote archives need it
 
         self.location = url.rstrip("/")
-        self.fs, self._root = fsspec.core.url_to_fs(self.location, **(storage_options or {}))
+        try:
+            self.fs, self._root = fsspec.core.url_to_fs(self.location, **(storage_options or {}))
+        except ImportError as e:  # fsspec names the backend package it could not import
+            if self.location.startswith(("s3://", "s3a://")):
+                raise MissingExtraError("an s3:// archive", "s3fs", "s3") from e
+            raise ArchiveError(f"cannot open the archive {self.location}: {e}") from e
         self._root = self._root.rstrip("/")
 
     def _abs(self, rel: str) -> str:

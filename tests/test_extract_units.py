@@ -45,13 +45,13 @@ from extract.events import build_rows, event_row, market_row, parse_time
 from extract.paginator import PageRequest, Paginator
 from extract.progress import Progress, Snapshot, render
 from extract.retry import RetryPolicy, Verdict, classify
+from extract.routes.event import event_requests
 from extract.throttle import Throttle
 from extract.windows import (
     EventTimes,
     MarketTimes,
     SkipReason,
     Window,
-    expected_requests,
     plan_window,
 )
 from schemas.errors import ConfigError, FatalApiError, InputError, RetriesExhaustedError
@@ -77,14 +77,15 @@ def test_paginator_follows_adjusted_end_ts_until_the_window_end() -> None:
 def test_paginator_done_when_adjusted_end_passes_the_end() -> None:
     p = Paginator(100, 1000)
     p.advance(100, 1200)
-    assert p.finished
+    assert p.finished and p.chain == [(100, 1000)]
 
 
 @pytest.mark.parametrize("adjusted", [100, 50])
 def test_paginator_refuses_a_page_that_does_not_advance(adjusted: int) -> None:
+    # Candles after start_ts, yet adjusted_end_ts does not move past it: a stalled server.
     p = Paginator(100, 1000)
     with pytest.raises(NoProgressError):
-        p.advance(100, adjusted)
+        p.advance(100, adjusted, span=(100, 400))
     assert p.chain == [] and p.cursor == 100
 
 
@@ -101,22 +102,11 @@ def test_paginator_refuses_a_page_from_elsewhere() -> None:
         p.advance(200, 400)
 
 
-def test_paginator_resumes_from_the_archived_chain() -> None:
-    archived = {100: 400, 400: 700, 900: 1000, 5: 6}  # 700 missing; 900 and 5 off the chain
-    p = Paginator.resume(100, 1000, archived)
-    assert p.chain == [(100, 400), (400, 700)]
-    assert p.next_request() == PageRequest(700, 1000)
-
-
-def test_paginator_resume_stops_at_a_stuck_page_and_at_the_end() -> None:
-    assert Paginator.resume(100, 1000, {100: 100}).next_request() == PageRequest(100, 1000)
-    done = Paginator.resume(100, 1000, {100: 600, 600: 1000, 1000: 1200})
-    assert done.finished and len(done.chain) == 2
-
-
-def test_paginator_resume_after_the_window_grew_continues_at_the_old_end() -> None:
-    # An open event archived up to 900; now it ends at 1500: the next page starts at 900.
-    p = Paginator.resume(100, 1500, {100: 500, 500: 900})
+def test_paginator_after_the_window_grew_continues_at_the_old_end() -> None:
+    # An open event archived up to 900 (asked for [500, 900]); now it ends at 1500.
+    p = Paginator(100, 1500)
+    p.advance(100, 500)
+    p.advance(500, 900, end_ts=900)
     assert p.next_request() == PageRequest(900, 1500)
 
 
@@ -176,14 +166,17 @@ def test_hourly_window_end_rounds_up_to_the_period_holding_the_close() -> None:
     assert isinstance(w, Window) and w.end_ts == close + 60
 
 
-def test_expected_requests_uses_the_5000_candle_cap() -> None:
+def test_event_requests_bound_the_pages_at_the_5000_candle_cap() -> None:
     w = plan_window(_event(), WindowPolicy.FULL_MARKET_WINDOW, 1, now_ts=100_000)
     assert isinstance(w, Window)
-    # 2 markets x 143 minutes = 286 candles: one page
-    assert expected_requests(w, 1) == 1
-    big = Window(0, 38 * 3600, True, w.markets * 3)  # 6 markets x 2280 minutes
-    assert expected_requests(big, 1) == 3
-    assert expected_requests(big, 60) == 1
+    # 2 markets x 144 period ends = 288 candles: one page
+    assert event_requests(2, w.start_ts, w.end_ts, 1) == 1
+    # 6 markets x 2,281 minute ends: pages of 833 ends, each next page starting on the
+    # previous page's last end: 833 + 832 + 832 >= 2,281, so three pages.
+    assert event_requests(6, 0, 38 * 3600, 1) == 3
+    assert event_requests(6, 0, 38 * 3600, 60) == 1
+    assert event_requests(6, 0, 2496 * 60, 1) == 3  # 2,497 ends: 833 + 832 + 832
+    assert event_requests(6, 0, 2497 * 60, 1) == 4  # one end more
 
 
 # --- as-of policy (DST) -------------------------------------------------------------------
@@ -239,7 +232,7 @@ def test_as_of_refuses_an_empty_window() -> None:
 
 
 def test_rate_choice() -> None:
-    assert choose_rate(None, None, signed=False) == UNSIGNED_RATE
+    assert choose_rate(None, None, signed=False) == UNSIGNED_RATE == RateLimit(5, 2.0)
     assert choose_rate(None, None, signed=True) == TIERS["basic"]
     assert choose_rate(None, "Premier", signed=True) == RateLimit(100, 1.0)
     assert choose_rate(25, None, signed=False) == RateLimit(25, 2.0)

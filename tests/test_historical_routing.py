@@ -279,5 +279,5 @@ def test_planned_requests_split_live_and_historical() -> None:
 def test_dry_run_lines_show_both_tiers() -> None:
     lines = dry_run_lines([_planned(2, 4)], ExtractConfig(series="KXHIGHNY"))
     assert lines[0].endswith("6 markets  ~4 requests (2 live, 2 historical)")
-    assert lines[-1].startswith("plan: 1 events, ~4 candle requests at 10 req/s ≈ 0.4s")
+    assert lines[-1].startswith("plan: 1 events, ~4 candle requests at 5 req/s ≈ 0.8s")
     assert lines[-1].endswith("2 live, 2 historical)")

@@ -1,0 +1,26 @@
+"""The candle routes, one module each, behind one small interface (:mod:`.base`).
+
+``extract/candles.py`` is the orchestration: it leases a window, decides which markets
+each route serves, and runs the ONE request loop (``_WindowJob._follow``), which asks
+a route only these questions:
+
+- **plan**: :meth:`~.base.CandleRoute.pager` gives a :class:`~.base.Pager` that names
+  the next request under the route's cap (paged by the server's answer, like the event
+  route, or planned in fixed chunks, like the per-market routes), and
+  :meth:`~.base.CandleRoute.estimate` the requests it will take (the dry run);
+- **check**: :meth:`~.base.CandleRoute.check` turns a body into a :class:`~.base.Page`
+  (a structural break raises :class:`~extract.errors.BadPageError`: retried, never
+  archived); the pager's ``decide`` says where the next request starts and refuses a
+  page that does not advance (retried) or that covers another range than it claims
+  (:class:`~extract.errors.PagingContractError`: the window fails);
+- **archive**: :attr:`~.base.CandleRoute.kind` is the page kind of the envelope and
+  :meth:`~.base.CandleRoute.file` the page's file in the window folder;
+  :meth:`~.base.CandleRoute.matches` says whether an archived envelope answers a
+  request (a rerun reuses it instead of fetching it again).
+
+Values are checked against the contract (:func:`schemas.api.contract_problem`) by the
+loop for every route alike, from :attr:`~.base.CandleRoute.shape`.
+
+A further route is a new module here implementing :class:`~.base.CandleRoute`; the
+orchestration picks it for a set of markets and runs the same loop.
+"""
