@@ -12,18 +12,34 @@ Usage::
         sim.fail_next("/candlesticks", "503", times=2)
         sim.set_cutoff(datetime(...))           # move markets to the historical tier
         sim.hide_market("KXHIGHNY-25NOV20-T52") # on neither tier: every route loses it
-        sim.counters.log                        # [(path, route, params, status, fault)]
+        sim.counters.log                        # [(path, route, params, status, fault,
+                                                #   candidates)]
+        sim.describe()                          # {switch: value} of the open points
+
+    SimServer(SimConfig(event_cap_counts="requested", paging_direction="backward", ...))
 
     with run_sim_in_thread(config) as sim:      # same object, served from a thread
         subprocess.run([... "--base-url", sim.base_url ...])
 
     python -m tests.kalshi_sim --port 8765 --seed 1   # prints the base URL, serves
+    python -m tests.kalshi_sim --schedule weather --uncapped-adjusted-end absent ...
+
+The switches (``SWITCHES``) answer each point the spec leaves open; their list and
+meaning is in ``server.py``'s docstring.
 
 Throughput: about 15 full (5,000-candle) event pages per second to one sequential
 aiohttp client, i.e. about 5 events of 1-minute data per second.
 """
 
-from .config import DEFAULT_SERIES, FAULT_KINDS, FaultConfig, FaultKind, SeriesSpec, SimConfig
+from .config import (
+    DEFAULT_SERIES,
+    FAULT_KINDS,
+    SWITCHES,
+    FaultConfig,
+    FaultKind,
+    SeriesSpec,
+    SimConfig,
+)
 from .faults import Counters, RequestRecord
 from .model import EventCandles, EventInfo, MarketInfo, World
 from .server import SimServer, run_sim_in_thread
@@ -32,6 +48,7 @@ from .throttle import TokenBucket
 __all__ = [
     "DEFAULT_SERIES",
     "FAULT_KINDS",
+    "SWITCHES",
     "Counters",
     "EventCandles",
     "EventInfo",
