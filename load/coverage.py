@@ -37,7 +37,7 @@ from load.export import events_by_date
 from load.stats import first_period_end, last_period_end, maintenance_mask
 from schemas.checkpoints import dt_to_ts
 from schemas.db import translate_db_error
-from schemas.errors import ConfigError, InputError
+from schemas.errors import ConfigError, InputError, MissingExtraError
 from schemas.tables import kalshi_candle, kalshi_market
 from schemas.tickers import validate_series_ticker
 
@@ -205,10 +205,13 @@ def render_coverage(matrix: CoverageMatrix, out: str | Path) -> Path:
     """Draw the matrix as a PNG at ``out`` (temporary file, then rename); returns the path."""
     # Imported here: matplotlib costs a noticeable start-up time that `load run` and the
     # other commands registered beside this one should not pay.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
+    try:  # the [plot] extra: a plain `pip install kalshi-candles` does not pull it in
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.colors import ListedColormap
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Patch
+    except ImportError as e:
+        raise MissingExtraError("coverage", "matplotlib", "plot") from e
 
     dest = Path(out)
     n_rows, n_cols = matrix.cells.shape

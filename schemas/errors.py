@@ -31,6 +31,12 @@ class SchemaError(InputError):
 class MissingExtraError(InputError):
     """An optional feature whose package is not installed: ``pip install`` its extra."""
 
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs {package}, which is not installed: "
+            f"pip install 'kalshi-candles[{extra}]'"
+        )
+
 
 # --- the API ---
 
