@@ -24,7 +24,7 @@ plus one. So a request planned under the cap is under it by every reading.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from extract.routing import HISTORICAL_CHUNK_CANDLES, historical_chunks
@@ -416,3 +416,55 @@ def window_floor(
         options.append(_ceil_div((n_live + n_hist) * n, BATCH_CANDLE_CAP))
         options.append(event + _ceil_div(n_hist * n, BATCH_CANDLE_CAP))
     return min(options)
+
+
+# --- totals: the dry run and the run summary ------------------------------------------
+
+
+@dataclass
+class RequestTally:
+    """Requests per route over a run's windows, and the floor under each batch answer."""
+
+    planned: dict[str, int] = field(
+        default_factory=lambda: {"event": 0, "batch": 0, "historical": 0}
+    )
+    floor_if_served: int = 0
+    """The floor if the batch route serves historical markets."""
+    floor_if_not: int = 0
+    """The floor if it does not."""
+    windows: int = 0
+
+    def add(self, shape: WindowShape, routes: WindowRoutes) -> None:
+        self.windows += 1
+        for route, n in (routes.requests or {}).items():
+            self.planned[route] = self.planned.get(route, 0) + n
+        self.floor_if_served += window_floor(shape, batch_serves_historical=True)
+        self.floor_if_not += window_floor(shape, batch_serves_historical=False)
+
+    @property
+    def total(self) -> int:
+        return sum(self.planned.values())
+
+    def floor(self, answer: Answer) -> int:
+        """The floor under what is known (unknown: the lower of the two)."""
+        return self.floor_if_not if answer is Answer.NO else self.floor_if_served
+
+    def lines(self, evidence: Evidence) -> list[str]:
+        """``requests planned`` per route and in total, and the floor (``--dry-run``)."""
+        per_route = ", ".join(f"{r} {n}" for r, n in self.planned.items())
+        answer = evidence.batch_serves_historical
+        floor = self.floor(answer)
+        ratio = f" ({self.total / floor:.2f} x the floor)" if floor else ""
+        out = [
+            f"requests planned: {self.total} ({per_route}){ratio}",
+            f"floor: {floor} (the fewest any route mix needs at the caps; "
+            f"event cap counting {evidence.event_cap_counts.value}, "
+            f"batch serves historical markets: {answer.value})",
+        ]
+        if answer is Answer.UNKNOWN and self.floor_if_served != self.floor_if_not:
+            out.append(
+                f"  the floor is {self.floor_if_not} if batch does not serve historical "
+                "markets; the run finds out with its first historical window "
+                "(or run `extract check-api` first)"
+            )
+        return out

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from load.normalize import CANDLE_SCHEMA
 from load.query import event_candles_stmt, read_candles
 from schemas.archive import (
+    BATCH_DIR,
     MANIFEST_FILE,
     PAGE_SUFFIX,
     TEMP_MARKER,
@@ -268,6 +269,14 @@ def candle_counts(page: PageEnvelope) -> tuple[dict[str, int], int | None]:
         }
         adjusted = body.get("adjusted_end_ts")
         return counts, adjusted if isinstance(adjusted, int) else None
+    if isinstance(body.get("markets"), list):  # a batch page
+        entries = [e for e in body["markets"] if isinstance(e, dict)]
+        return {
+            str(e.get("market_ticker")): len(e["candlesticks"])
+            if isinstance(e.get("candlesticks"), list)
+            else 0
+            for e in entries
+        }, None
     candles = body.get("candlesticks")
     ticker = body.get("ticker") or page.market_ticker or "?"
     return {str(ticker): len(candles) if isinstance(candles, list) else 0}, None
@@ -298,11 +307,12 @@ def summarize_page(
 
 
 def _page_files(archive: ArchiveStore, window_dir: str) -> list[str]:
-    """Every page file of a window: event-level pages, then per-market pages."""
+    """Every page file of a window: event-level pages, then batch and per-market pages."""
     files = archive.list_files(window_dir, PAGE_SUFFIX)
     files += [
         f
-        for f in archive.glob(f"{window_dir}/markets/*/*{PAGE_SUFFIX}")
+        for sub in (f"{BATCH_DIR}/*", "markets/*")
+        for f in archive.glob(f"{window_dir}/{sub}/*{PAGE_SUFFIX}")
         if TEMP_MARKER not in f.rsplit("/", 1)[-1]
     ]
     return files
@@ -325,6 +335,7 @@ def event_window_dirs(archive: ArchiveStore, event_ticker: str) -> list[str]:
         f"{base}/p*/*/{MANIFEST_FILE}"
     )
     found += archive.glob(f"{base}/p*/*/markets/*/*{PAGE_SUFFIX}")
+    found += archive.glob(f"{base}/p*/*/{BATCH_DIR}/*/*{PAGE_SUFFIX}")
     return sorted({"/".join(f.split("/")[:4]) for f in found if TEMP_MARKER not in f})
 
 

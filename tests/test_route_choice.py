@@ -8,6 +8,7 @@ what its 400 rule applies.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from extract.plan import (
     ticker_groups,
     window_floor,
 )
+from extract.routes.base import Page, RouteRequest
+from extract.routes.choice import RouteChooser
 from tests.kalshi_sim.model import period_ends
 
 SAMPLES = Path(__file__).parent / "kalshi_samples"
@@ -205,3 +208,57 @@ def test_the_floor_of_a_weather_window() -> None:
     mixed = shape(live=SIX[:3], hist=hist[:3])
     assert window_floor(mixed, batch_serves_historical=True) == 2
     assert window_floor(mixed, batch_serves_historical=False) == 1 + 3
+
+
+# --- the run's chooser ----------------------------------------------------------------
+
+
+async def test_one_window_probes_batch_and_the_others_wait_for_its_answer() -> None:
+    hist = tuple(t.replace("NOV21", "JUN02") for t in SIX)
+    chooser = RouteChooser(RouteChoice.AUTO)
+    w = shape(live=(), hist=hist)
+    order: list[str] = []
+
+    async def first() -> None:
+        async with chooser.routes(w) as routes:
+            assert routes.probe and routes.batch == hist
+            order.append("probe")
+            await asyncio.sleep(0.05)
+            chooser.saw_batch_historical({t: None for t in hist}, {hist[0]: 40})
+            order.append("answered")
+
+    async def second() -> None:
+        await asyncio.sleep(0.01)  # starts while the first one probes
+        async with chooser.routes(w) as routes:
+            order.append("second")
+            assert not routes.probe and routes.historical == hist
+
+    await asyncio.gather(first(), second())
+    assert order == ["probe", "answered", "second"]
+    assert chooser.evidence.batch_serves_historical is Answer.NO
+
+
+async def test_probing_stops_after_windows_that_cannot_tell() -> None:
+    hist = tuple(t.replace("NOV21", "JUN02") for t in SIX)
+    chooser = RouteChooser(RouteChoice.BATCH)
+    w = shape(live=(), hist=hist)
+    probes = []
+    for _ in range(5):
+        async with chooser.routes(w) as routes:
+            probes.append(routes.probe)
+            chooser.saw_batch_historical({t: 0 for t in hist}, {t: 0 for t in hist})
+    assert probes == [True, True, True, False, False]
+
+
+def test_the_chooser_learns_the_cap_and_the_density_from_pages() -> None:
+    chooser = RouteChooser(RouteChoice.AUTO)
+    cut = START + 832 * 60
+    params: dict[str, int | str] = {"start_ts": START, "end_ts": END, "period_interval": 1}
+    req = RouteRequest("/series/S/events/E/candlesticks", params, START, END)
+    sparse = Page(tuple((t, [{"end_period_ts": cut}] * 200) for t in SIX), cut)
+    chooser.saw("event", req, SIX, sparse)
+    assert chooser.evidence.event_cap_counts is CapCounts.REQUESTED
+    assert (chooser.evidence.candles_returned, chooser.evidence.candles_requested) == (
+        1200,
+        6 * 833,
+    )
