@@ -34,18 +34,18 @@ from pathlib import Path
 from typing import Any
 
 from extract import check_rules as rules
-from extract.check_probe import CHECK_DIR, Prober, live_extractors
-from extract.check_report import ORDER, CheckReport, CheckResult
-from extract.check_rules import (
-    UNKNOWN,
-    EventProbes,
-    Span,
+from extract.check_probe import (
+    CHECK_DIR,
+    Prober,
+    historical_event_candidate,
+    live_extractors,
     market_window,
-    minute_floor,
     pick_event,
     pick_historical,
 )
-from extract.client import KalshiClient
+from extract.check_report import ORDER, CheckReport, CheckResult
+from extract.check_rules import UNKNOWN, EventProbes, Span, minute_floor
+from extract.client import ApiResponse, KalshiClient
 from extract.config import ApiConfig
 from extract.errors import BadPageError
 from extract.routing import HISTORICAL_CHUNK_CANDLES, Cutoff
@@ -177,31 +177,44 @@ class _CheckRun:
             raise InputError(f"no event of {self.series} has two closed live markets to probe")
         self.event = event
 
-        listing: dict[str, Any] = {"series_ticker": self.series, "limit": 200}
         path = "/historical/markets"
         planned = _PLANNED["listing"]
         resp, hl_line, f_hl = await self.probe.get(
-            "historical-markets", path, listing, accept=frozenset({400}), planned_after=planned
+            "historical-markets",
+            path,
+            {"series_ticker": self.series, "limit": 200},
+            accept=frozenset({400}),  # a server may refuse series_ticker
+            planned_after=planned,
         )
-        if resp is not None and resp.status == 400:  # series_ticker refused: one event
-            oldest = min(events, key=lambda e: str(e.get("event_ticker")))
-            listing = {"event_ticker": oldest.get("event_ticker"), "limit": 200}
-            resp, hl_line, f_hl = await self.probe.get(
-                "historical-markets", path, listing, planned_after=planned
-            )
-        if resp is not None and resp.status == 200 and isinstance(resp.body, dict):
-            markets = resp.body.get("markets") or []
-            self.hist_markets = [m for m in markets if isinstance(m, dict)]
-        by_event: dict[str, set[str]] = {}
-        for m in self.hist_markets:
-            by_event.setdefault(str(m.get("event_ticker")), set()).add(str(m.get("ticker")))
-        nested, which = rules.nested_markets_of_historical_event(events, by_event)
+        self._add_historical(resp)
+        nested, which = rules.nested_markets_of_historical_event(events, self._by_event())
+        if which is None:  # no listed event among those markets: list one event's markets
+            candidate = historical_event_candidate(events, self.cutoff_ts)
+            if candidate is not None:
+                params = {"event_ticker": candidate, "limit": 200}
+                resp, line, f = await self.probe.get(
+                    "historical-markets-event", path, params, planned_after=planned
+                )
+                self._add_historical(resp)
+                hl_line, f_hl = f"{hl_line}; {line}", f_hl or f
+                nested, which = rules.nested_markets_of_historical_event(events, self._by_event())
         evidence = (
             f"{ev_line}: event {which}, all of whose markets are in {hl_line}"
             if which
             else f"no event of {ev_line} is among the historical markets of {hl_line}"
         )
         self.put("nested_markets_of_historical_event", nested, evidence, f_ev, f_hl)
+
+    def _add_historical(self, resp: ApiResponse | None) -> None:
+        if resp is not None and resp.status == 200 and isinstance(resp.body, dict):
+            markets = resp.body.get("markets") or []
+            self.hist_markets += [m for m in markets if isinstance(m, dict)]
+
+    def _by_event(self) -> dict[str, set[str]]:
+        by_event: dict[str, set[str]] = {}
+        for m in self.hist_markets:
+            by_event.setdefault(str(m.get("event_ticker")), set()).add(str(m.get("ticker")))
+        return by_event
 
     async def _one_event(self, ticker: str) -> dict[str, Any] | None:
         resp, line, _ = await self.probe.get(

@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.archive import parse_utc_iso
-
 UNKNOWN = "unknown"
 
 #: The answers to each open point that the extractor handles (EXTRACT-CORE's decisions,
@@ -340,54 +338,3 @@ def nested_markets_of_historical_event(
         if listed and listed <= historical[ticker]:
             return "listed", ticker
     return UNKNOWN, None
-
-
-# --- choosing what to probe ----------------------------------------------------------------
-
-
-def _ts(value: Any) -> int | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return int(parse_utc_iso(value).timestamp())
-    except ValueError:
-        return None
-
-
-def market_window(m: dict[str, Any]) -> tuple[int, int] | None:
-    """(open, close) in unix seconds of a listed market, or None when unusable."""
-    opened, closed = _ts(m.get("open_time")), _ts(m.get("close_time"))
-    if opened is None or closed is None or closed <= opened:
-        return None
-    return opened, closed
-
-
-def pick_event(
-    events: list[dict[str, Any]], now_ts: int, wanted: str | None
-) -> dict[str, Any] | None:
-    """The event to probe: ``wanted``, else the one with the most live markets whose
-    window has closed (then the latest), so that requests over the cap are possible."""
-    best: tuple[int, int] | None = None
-    chosen = None
-    for ev in events:
-        markets = [m for m in ev.get("markets") or [] if market_window(m)]
-        if wanted is not None:
-            if ev.get("event_ticker") == wanted:
-                return ev
-            continue
-        windows = [w for m in markets if (w := market_window(m))]
-        if len(windows) < 2 or max(c for _, c in windows) > now_ts - 3600:
-            continue
-        rank = (len(windows), max(c for _, c in windows))
-        if best is None or rank > best:
-            best, chosen = rank, ev
-    return chosen
-
-
-def pick_historical(markets: list[dict[str, Any]], cutoff_ts: int | None) -> dict[str, Any] | None:
-    """A historical market settled well before the cutoff (tiers overlap near it)."""
-    usable = [m for m in markets if market_window(m) and isinstance(m.get("ticker"), str)]
-    if cutoff_ts is not None:
-        safe = [m for m in usable if (w := market_window(m)) and w[1] < cutoff_ts - 86400]
-        usable = safe or usable
-    return max(usable, key=lambda m: market_window(m) or (0, 0), default=None)

@@ -312,3 +312,21 @@ def test_an_unparseable_cutoff_is_not_handled() -> None:
     report = CheckReport("http://x", 3, [result], "_check/X/1")
     assert (result.status, result.handled, report.exit_code) == ("differs", False, 1)
     assert any(line.startswith("error: historical_cutoff") for line in report.lines())
+
+
+async def test_listing_fallbacks(tmp_path: Path) -> None:
+    """The series-wide historical listing refused: one event's listing stands in for it."""
+    report, sim = await run(tmp_path / "a", historical_series_filter=False)
+    got = observed(report)
+    assert got[NESTED] == "absent"
+    assert got["historical_over_cap"] == "400" and got["batch_serves_historical"] == "no"
+    listings = [r.params for r in sim.counters.log if r.route == "historical_markets"]
+    assert [("series_ticker" in p, "event_ticker" in p) for p in listings] == [
+        (True, False),
+        (False, True),
+    ]
+    # an events listing without the all-historical events: that point is unknown, a warning
+    report, _ = await run(tmp_path / "b", events_list_drops_historical=True)
+    got = observed(report)
+    assert got[NESTED] == "unknown" and report.exit_code == 0
+    assert got["historical_over_cap"] == "400"
