@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -293,7 +293,8 @@ def test_weather_schedule(event: str, close: str) -> None:
     world = World(replace(BASE, schedule="weather"))
     day = world.event_info(event)
     assert day is not None
-    opened = datetime(day.day.year, day.day.month, day.day.day - 1, 14, tzinfo=UTC)
+    before = day.day - timedelta(days=1)
+    opened = datetime(before.year, before.month, before.day, 14, tzinfo=UTC)
     for m in world.market_infos(event):
         market = world.market(m.ticker)
         assert market is not None and market["close_time"] == close
