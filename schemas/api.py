@@ -119,8 +119,8 @@ _HIST_COUNTS = ("volume", "open_interest")
 
 #: Strings already found valid: a market's prices repeat from minute to minute, so most
 #: values are one set lookup. Bounded (cleared when full), so memory stays flat.
-_GOOD_PRICES: set[str] = set()
-_GOOD_COUNTS: set[str] = set()
+_GOOD_PRICES: set[str | None] = {None}
+_GOOD_COUNTS: set[str | None] = {None}
 _CACHE_MAX = 200_000
 
 
@@ -133,6 +133,7 @@ def _price_problem(v: Any, where: str) -> str | None:
         return f"{where} is {v!r}, not a price in [0, 1] dollars"
     if len(_GOOD_PRICES) >= _CACHE_MAX:
         _GOOD_PRICES.clear()
+        _GOOD_PRICES.add(None)
     _GOOD_PRICES.add(v)
     return None
 
@@ -146,6 +147,7 @@ def _count_problem(v: Any, where: str) -> str | None:
         return f"{where} is {v!r}, not a non-negative count"
     if len(_GOOD_COUNTS) >= _CACHE_MAX:
         _GOOD_COUNTS.clear()
+        _GOOD_COUNTS.add(None)
     _GOOD_COUNTS.add(v)
     return None
 
@@ -186,7 +188,21 @@ def contract_problem(candles: Iterable[Mapping[str, Any]], shape: CandleShape) -
     float. Validated strings are cached, so a typical page costs a set lookup a value.
     """
     counts = _LIVE_COUNTS if shape == "live" else _HIST_COUNTS
+    good_prices, good_counts = _GOOD_PRICES, _GOOD_COUNTS
+    empty: dict[str, Any] = {}
     for c in candles:
+        # Fast path: every value already validated in its role (set operations in C).
+        try:
+            seen = {
+                *(c.get("yes_bid") or empty).values(),
+                *(c.get("yes_ask") or empty).values(),
+                *(c.get("price") or empty).values(),
+            }
+            legacy = shape == "live" and bool(c.keys() & _LIVE_LEGACY_COUNTS)
+            if seen <= good_prices and all(c.get(k) in good_counts for k in counts) and not legacy:
+                continue
+        except (AttributeError, TypeError):
+            pass  # not objects, or unhashable values: the slow path names the problem
         ts = c.get("end_period_ts")
         for name in ("yes_bid", "yes_ask", "price"):
             problem = _side_problem(c.get(name), name, shape, ts)
