@@ -223,7 +223,20 @@ async def _historical_by_event(
     events: Sequence[Mapping[str, Any]],
     cutoff: Cutoff,
 ) -> dict[str, list[Mapping[str, Any]]]:
-    """The fallback: one historical listing per listed event that may hold old markets."""
+    """The fallback: one historical listing per listed event that may hold old markets.
+
+    It only sees the events ``/events`` lists. A listing without a single wholly
+    historical event (no nested market, strike date before the cutoff) may be a server
+    that drops them: their markets cannot be found this way, so the sync says so.
+    """
+    if not any(_wholly_historical(e, cutoff) for e in events):
+        log.warning(
+            "%s: /historical/markets refuses series_ticker and /events lists no event wholly "
+            "past the historical cutoff (%s): events older than it, if any, cannot be "
+            "discovered and are not synced",
+            config.series,
+            cutoff,
+        )
     try:
         flags = _stored_flags(engine, [str(e.get("event_ticker")) for e in events])
     except SQLAlchemyError as e:
@@ -235,6 +248,12 @@ async def _historical_by_event(
         if markets:
             historical[ticker] = markets
     return historical
+
+
+def _wholly_historical(event: Mapping[str, Any], cutoff: Cutoff) -> bool:
+    strike = parse_time(event.get("strike_date"))
+    live = event.get("markets")
+    return not live and strike is not None and int(strike.timestamp()) < cutoff.market_settled_ts
 
 
 async def _unlisted_events(

@@ -221,3 +221,34 @@ async def test_a_year_of_old_markets_pages_the_series_listing_by_cursor(
     assert "cursor" not in listings[0].params and listings[1].params["cursor"]
     want_events, want_markets = _truth(world)
     assert _stored(sqlite_url) == (want_events, _normalized(want_markets))
+
+
+async def test_no_series_filter_and_dropped_events_is_said_not_papered_over(
+    sqlite_url: str, archive_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both refusals at once: the old events are undiscoverable, and the sync says so.
+
+    With neither ``series_ticker`` nor the dropped events, nothing names the old events;
+    the sync stores what the listing shows (truth: the world's events minus the wholly
+    historical ones) and warns, instead of claiming a complete series.
+    """
+    config = replace(BASE, historical_series_filter=False, events_list_drops_historical=True)
+    async with SimServer(config) as sim:
+        world = sim.world
+        await sync_events(_config(sim, sqlite_url, archive_dir))
+    dropped = set(_all_historical(world))
+    want_events, want_markets = _truth(world)
+    got_events, got_markets = _stored(sqlite_url)
+    assert set(got_events) == set(want_events) - dropped
+    assert got_markets == {
+        t: row for t, row in _normalized(want_markets).items() if row[0] not in dropped
+    }
+    assert any("cannot be discovered" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_complete_listing_raises_no_discovery_warning(
+    sqlite_url: str, archive_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with SimServer(replace(BASE, historical_series_filter=False)) as sim:
+        await sync_events(_config(sim, sqlite_url, archive_dir))
+    assert not any("cannot be discovered" in r.getMessage() for r in caplog.records)
