@@ -1,4 +1,5 @@
-# Everything a user or CI runs. The first target that needs Python builds .venv.
+# Everything a user or CI runs; `make help` lists it. The first target that needs Python
+# builds .venv from the lock file (the versions the tests passed with).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -6,40 +7,64 @@ SERIES ?= KXHIGHNY
 # Optional: FROM=YYYY-MM-DD TO=YYYY-MM-DD narrow the events; ARGS= passes anything else.
 RANGE := $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
-.PHONY: install extract load test soak bench demo lint clean-demo
+.DEFAULT_GOAL := help
+.PHONY: help install lock extract load test soak bench demo lint fmt clean
 
-$(VENV)/.installed: pyproject.toml
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c requirements-dev.lock -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed ## Build .venv: the project (editable) and its dev tools, pinned by requirements-dev.lock
 
-extract: install
+# UPGRADE=1 moves every pin to the newest release the ranges in pyproject.toml allow;
+# without it, only what pyproject.toml changed moves.
+lock: install ## Rewrite requirements.lock (users) and requirements-dev.lock from pyproject.toml
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra plot --extra s3 $(LOCK_FLAGS) -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o requirements-dev.lock
+LOCK_FLAGS = --universal --python-version 3.11 --annotation-style line -q \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+
+extract: install ## Sync SERIES' events, then archive its candles (FROM= TO= ARGS=)
 	$(PY) -m extract events --series $(SERIES)
 	$(PY) -m extract candles --series $(SERIES) $(RANGE) $(ARGS)
 
-load: install
+load: install ## Load the archive into the database (ARGS=)
 	$(PY) -m load run $(ARGS)
 
 # Four workers on two cores: many tests wait (rate limits, leases, subprocess start-up),
 # so their waits overlap; worksteal evens out the long tests. (Not loadgroup: with
 # pytest 9.2 it silently ignores xdist_group, pytest-xdist#1386.) TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 4
-test: install
+test: install ## The test suite: SQLite and the MariaDB at 127.0.0.1:3306 (no slow tests)
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal
 
-soak: install
+soak: install ## The slow survival suite (~5 min): SIGKILLs, a MariaDB restart
 	$(PY) -m pytest -q -p no:cacheprovider -m slow
 
-bench: install
+bench: install ## Benchmarks, results in data/bench/ (ARGS=--quick: smaller)
 	$(PY) -m tests.bench $(ARGS)
 
-demo: install
+demo: install ## The whole job offline against the simulator, into data/demo/
 	$(PY) -m tests.demo $(ARGS)
 
-lint: install
+lint: install ## ruff check, ruff format --check, mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+fmt: install ## Format the code and apply ruff's safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# Never data/raw or a database: only caches, build output and the demo's own folder
+# (recognised by the marker the demo writes in it).
+clean: ## Remove caches, build output and data/demo/ (keeps .venv and your data)
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	if [ -f data/demo/.kalshi-demo-folder ]; then rm -rf data/demo; fi
