@@ -530,14 +530,13 @@ class SimServer:
             raise BadRequest(
                 f"requested candlesticks across all markets: {requested}, max candlesticks: {cap}"
             )
-        served = self.config.batch_serves_historical
-        live = [t for t in tickers if self._live_market(t) or (served and self._historical(t))]
-        lists = [list(self.world.candles_in(t, period, start, end)) for t in live]
+        hist = self.config.batch_serves_historical
+        answered = [t for t in tickers if self._live_market(t) or (hist and self._historical(t))]
+        lists = [list(self.world.candles_in(t, period, start, end)) for t in answered]
         if self.config.batch_over_cap == "truncated":
             lists, _ = cut_by_cap(lists, cap)
-        kept = lists
         markets = []
-        for t, candles in zip(live, kept, strict=True):
+        for t, candles in zip(answered, lists, strict=True):
             if include_before:
                 synthetic = self.world.latest_before(t, period, start)
                 if synthetic is not None:
