@@ -8,14 +8,21 @@ before it commits, so SUCCESS can never exist without its rows.
 
 - MySQL / MariaDB / TiDB: the frame is written by Polars as CSV (``\\N`` for NULL, exact
   decimal text, ``YYYY-MM-DD HH:MM:SS[.ffffff]`` UTC) into a private folder the loader
-  created, then ``LOAD DATA LOCAL INFILE``; the merge uses ``ON DUPLICATE KEY UPDATE c =
-  VALUES(c)`` (the ``AS new`` alias does not work on MariaDB). ``staging="insert"`` fills
-  the staging table with multi-row INSERTs instead (slower; kept for servers that refuse
-  LOCAL INFILE).
+  created, then ``LOAD DATA LOCAL INFILE``; the merge uses ``ON DUPLICATE KEY UPDATE``
+  with ``VALUES(c)``: deprecated since MySQL 8.0.20 but still served there and on TiDB,
+  while the replacement ``AS new`` row alias is a syntax error on MariaDB, so ``VALUES()``
+  is the one form all three run. ``staging="insert"`` fills the staging table with
+  multi-row INSERTs instead (slower; kept for servers that refuse LOCAL INFILE).
 - SQLite: ``executemany`` into a TEMP table, then ``INSERT ... SELECT ... WHERE true ON
-  CONFLICT DO UPDATE``. Values are stored as the text ``schemas.tables`` stores through
-  SQLAlchemy (``"0.560000"``, ``"2.50"``, ``"2025-11-20 10:01:00.000000"``), so rows
-  written here and rows written through SQLAlchemy compare equal.
+  CONFLICT DO UPDATE ... WHERE`` (the conditional merge below). Values are stored as
+  the text ``schemas.tables`` stores through SQLAlchemy (``"0.560000"``, ``"2.50"``,
+  ``"2025-11-20 10:01:00.000000"``), so rows written here and rows written through
+  SQLAlchemy compare equal.
+
+The merge is conditional: "the later retrieval wins". A stored row is replaced only by a
+row retrieved at the same time or later (``retrieved_at_utc``), so the result does not
+depend on which window, batch, policy or run is loaded last. Within one batch
+``dedupe_candles`` applies the same rule before the merge.
 """
 
 from __future__ import annotations
@@ -217,6 +224,21 @@ def _has_rows(conn: Connection, frame: pl.DataFrame) -> bool:
     return conn.execute(probe).first() is not None
 
 
+def _mysql_updates() -> str:
+    """The ON DUPLICATE KEY UPDATE list that keeps the later retrieval of a row.
+
+    MySQL and MariaDB evaluate these assignments left to right, each later one seeing the
+    columns already assigned. So every value column is assigned first, each comparing the
+    incoming retrieval time with the STORED one, and ``retrieved_at_utc`` (the column that
+    decides) is assigned last. Columns are qualified with the table name: the SELECT's
+    staging table has the same column names.
+    """
+    t, r = kalshi_candle.name, "retrieved_at_utc"
+    newer = f"VALUES({r}) >= {t}.{r}"
+    values = [f"{c} = IF({newer}, VALUES({c}), {t}.{c})" for c in _VALUE_COLUMNS if c != r]
+    return ", ".join([*values, f"{r} = GREATEST({t}.{r}, VALUES({r}))"])
+
+
 def _mysql_merge_sql(*, skip_unchanged: bool = False) -> str:
     """The one upsert from staging; ``skip_unchanged`` for markets already loaded.
 
@@ -225,9 +247,10 @@ def _mysql_merge_sql(*, skip_unchanged: bool = False) -> str:
     all but the last candles are the same. With ``skip_unchanged`` an anti-join leaves
     out rows whose every value is equal (NULL-safe ``<=>``) before the insert: the same
     result, measured 30% faster on a full replay. It costs a lookup per row on a first
-    load, so it is used only when the markets already have rows.
+    load, so it is used only when the markets already have rows. Its anti-join also leaves
+    out rows retrieved before the stored ones (they would not win the merge anyway).
     """
-    updates = ", ".join(f"{c} = VALUES({c})" for c in _VALUE_COLUMNS)
+    updates = _mysql_updates()
     if not skip_unchanged:
         return (
             f"INSERT INTO {kalshi_candle.name} ({_COLS}) SELECT {_COLS} FROM {STAGE_TABLE} "
@@ -239,7 +262,8 @@ def _mysql_merge_sql(*, skip_unchanged: bool = False) -> str:
     return (
         f"INSERT INTO {kalshi_candle.name} ({_COLS}) SELECT {cols} FROM {STAGE_TABLE} s "
         f"LEFT JOIN {kalshi_candle.name} k ON {on} "
-        f"WHERE k.{CANDLE_KEY_COLUMNS[0]} IS NULL OR {changed} "
+        f"WHERE k.{CANDLE_KEY_COLUMNS[0]} IS NULL "
+        f"OR (s.retrieved_at_utc >= k.retrieved_at_utc AND ({changed})) "
         f"ON DUPLICATE KEY UPDATE {updates}"
     )
 
@@ -252,9 +276,16 @@ def _sqlite_insert(conn: Connection, frame: pl.DataFrame) -> None:
 
 
 def _sqlite_merge_sql() -> str:
+    """The upsert from staging; a stored row is replaced only by a retrieval as late.
+
+    The times are fixed-width text (``_SQLITE_TIME_FORMAT``), so comparing them as text
+    compares the instants.
+    """
     updates = ", ".join(f"{c} = excluded.{c}" for c in _VALUE_COLUMNS)
     keys = ", ".join(CANDLE_KEY_COLUMNS)
+    t = kalshi_candle.name
     return (
-        f"INSERT INTO {kalshi_candle.name} ({_COLS}) SELECT {_COLS} FROM {STAGE_TABLE} "
-        f"WHERE true ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+        f"INSERT INTO {t} ({_COLS}) SELECT {_COLS} FROM {STAGE_TABLE} "
+        f"WHERE true ON CONFLICT ({keys}) DO UPDATE SET {updates} "
+        f"WHERE excluded.retrieved_at_utc >= {t}.retrieved_at_utc"
     )
