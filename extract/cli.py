@@ -41,6 +41,9 @@ from schemas.cli import (
     lease_options,
     period_option,
     series_option,
+    summary_format_option,
+    summary_json,
+    tool_group,
 )
 from schemas.errors import ConfigError
 from schemas.migrations.commands import init_db
@@ -97,6 +100,7 @@ def api_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--rps",
+            envvar="KALSHI_RPS",
             type=float,
             default=None,
             help="Requests per second of the API key, split among live extractors "
@@ -104,16 +108,23 @@ def api_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--tier",
+            envvar="KALSHI_TIER",
             type=click.Choice(list(TIERS), case_sensitive=False),
             default=None,
             help="Kalshi API tier of the key to pace reads by "
             "(default: 10 req/s unsigned, basic signed).",
         ),
         click.option(
-            "--timeout", type=float, default=30.0, show_default=True, help="Seconds per request."
+            "--timeout",
+            envvar="KALSHI_TIMEOUT",
+            type=float,
+            default=30.0,
+            show_default=True,
+            help="Seconds per request.",
         ),
         click.option(
             "--max-retries",
+            envvar="KALSHI_MAX_RETRIES",
             type=int,
             default=6,
             show_default=True,
@@ -121,6 +132,7 @@ def api_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--backoff-base",
+            envvar="KALSHI_BACKOFF_BASE",
             type=float,
             default=0.5,
             show_default=True,
@@ -155,7 +167,7 @@ def as_of_options(f: F) -> F:
     )(f)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@tool_group("kalshi-extract", "KALSHI_EXTRACT")
 def main() -> None:
     """Extract Kalshi weather events and 1-minute candlesticks into the raw archive."""
 
@@ -225,6 +237,7 @@ def events(
     help="--rps/--tier is this process's own rate, not the key's budget split "
     "among the live extractors.",
 )
+@summary_format_option
 @command_body
 def candles(
     series: str,
@@ -241,6 +254,7 @@ def candles(
     worker_id: str | None,
     lease_seconds: float,
     no_shared_budget: bool,
+    fmt: str,
 ) -> int:
     """Archive the candlestick pages of a series' event windows.
 
@@ -265,8 +279,11 @@ def candles(
         shared_budget=not no_shared_budget,
     )
     summary = asyncio.run(run_candles(config))
-    for line in summary.plan or summary.lines():
-        click.echo(line)
+    if fmt == "json":
+        click.echo(summary_json(summary, ok=summary.ok, dry_run=dry_run))
+    else:
+        for line in summary.plan or summary.lines():
+            click.echo(line)
     if not summary.ok:
         click.echo(
             f"error: {summary.failed} event windows FAILED (see above); "

@@ -26,7 +26,11 @@ from extract.config import ApiConfig, Credentials
 from extract.errors import BadPageError, HttpStatusError, TransportError
 from extract.retry import RetryPolicy
 from extract.throttle import Throttle
+from schemas import __version__
 from schemas.errors import ConfigError, FatalApiError
+
+USER_AGENT = f"kalshi-candles/{__version__}"
+"""Sent with every request, so Kalshi can tell this tool and its version apart."""
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +144,7 @@ class KalshiClient:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.api.timeout_s),
-            headers={"Accept": "application/json", "User-Agent": "kalshi-candles-backfill/0.1"},
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             raise_for_status=False,
         )
         return self

@@ -1,17 +1,20 @@
-"""Progress of a candles run: a one-line bar on a terminal, periodic log lines otherwise.
+"""Progress of a candles run, rendered from the run's counters.
 
-The numbers come from the run's counters; this module only renders them, at most a few
-times a second on a TTY and every ``log_every_s`` seconds in a log (CI, cron, files).
+:class:`Progress` draws through :class:`schemas.progress.ProgressDisplay`: a rich bar on
+a terminal (log lines print above it), a ``progress: [###---] ...`` log line every
+``log_every_s`` seconds otherwise (CI, cron, files).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+
+from rich.console import Console
+
+from schemas.progress import ProgressDisplay, duration, eta, text_bar
 
 log = logging.getLogger("extract.progress")
 
@@ -33,28 +36,21 @@ class Snapshot:
 
     @property
     def eta_s(self) -> float | None:
-        if self.windows_done == 0 or self.elapsed_s <= 0:
-            return None
-        per_window = self.elapsed_s / self.windows_done
-        return per_window * (self.windows_total - self.windows_done)
+        return eta(self.windows_done, self.windows_total, self.elapsed_s)
+
+
+def describe(s: Snapshot) -> str:
+    """``12/40 events  310 pages  9.8 req/s  3 429s  ETA 1m05s``: the text after the bar."""
+    left = "?" if s.eta_s is None else duration(s.eta_s)
+    return (
+        f"{s.windows_done}/{s.windows_total} events  {s.pages} pages  {s.rate:.1f} req/s"
+        f"  {s.throttled} 429s  ETA {left}"
+    )
 
 
 def render(s: Snapshot, width: int = 24) -> str:
     """``[#####-----] 12/40 events  310 pages  9.8 req/s  3 429s  ETA 1m05s``."""
-    frac = s.windows_done / s.windows_total if s.windows_total else 1.0
-    filled = round(frac * width)
-    eta = "?" if s.eta_s is None else _duration(s.eta_s)
-    return (
-        f"[{'#' * filled}{'-' * (width - filled)}] {s.windows_done}/{s.windows_total} events"
-        f"  {s.pages} pages  {s.rate:.1f} req/s  {s.throttled} 429s  ETA {eta}"
-    )
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{text_bar(s.windows_done, s.windows_total, width)} {describe(s)}"
 
 
 class Progress:
@@ -62,32 +58,16 @@ class Progress:
 
     def __init__(
         self,
-        stream: TextIO | None = None,
+        console: Console | None = None,
         *,
         log_every_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._stream = stream if stream is not None else sys.stderr
-        self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
-        self._every = 0.2 if self._tty else log_every_s
-        self._clock = clock
-        self._last = -float("inf")
-        self._drawn = False
+        self._display = ProgressDisplay(log, console=console, log_every_s=log_every_s, clock=clock)
 
     def update(self, s: Snapshot, *, force: bool = False) -> None:
-        now = self._clock()
-        if not force and now - self._last < self._every:
-            return
-        self._last = now
-        if self._tty:
-            self._stream.write("\r\x1b[2K" + render(s))
-            self._stream.flush()
-            self._drawn = True
-        else:
-            log.info("progress: %s", render(s))
+        self._display.update(s.windows_done, s.windows_total, describe(s), force=force)
 
     def close(self) -> None:
-        """End the bar's line so the summary starts on a fresh one."""
-        if self._tty and self._drawn:
-            self._stream.write("\n")
-            self._stream.flush()
+        """Stop the bar so the summary starts below it."""
+        self._display.close()

@@ -5,3 +5,5 @@ the checkpoint SUCCESS in the same transaction); ``normalize`` and ``stats`` are
 Polars; ``writer`` is the staged bulk upsert per dialect; ``cli`` builds a frozen
 :class:`~load.config.LoadConfig` from the command line.
 """
+
+from schemas import __version__ as __version__

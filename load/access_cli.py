@@ -13,12 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import click
-import orjson
 import polars as pl
 from sqlalchemy import Engine
 
@@ -43,6 +40,7 @@ from schemas.cli import (
     event_option,
     period_option,
     series_option,
+    to_json,
 )
 from schemas.db import make_engine
 from schemas.errors import InputError
@@ -52,19 +50,6 @@ FRAME_FORMATS = ("table", "csv", "json", "parquet")
 
 
 # --- shared helpers -----------------------------------------------------------------------
-
-
-def _json_default(value: Any) -> Any:
-    """Decimals as their exact string (never a float); dates as ISO-8601."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot serialize {type(value).__name__}")
-
-
-def to_json(doc: Any) -> str:
-    return orjson.dumps(doc, default=_json_default, option=orjson.OPT_INDENT_2).decode()
 
 
 def frame_to_json(frame: pl.DataFrame) -> str:

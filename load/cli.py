@@ -10,14 +10,24 @@ import click
 
 from load.access_cli import ACCESS_COMMANDS
 from load.config import LoadConfig, StagingMethod
+from load.errors import LoadFailedError
 from load.loader import load_windows
-from schemas.cli import archive_option, command_body, db_option, lease_options
+from load.progress import LoadProgress
+from schemas.cli import (
+    archive_option,
+    command_body,
+    db_option,
+    lease_options,
+    summary_format_option,
+    summary_json,
+    tool_group,
+)
 from schemas.migrations.commands import db_group, init_db
 from schemas.tickers import validate_series_ticker
 from schemas.workers import default_worker_id
 
 
-@click.group()
+@tool_group("kalshi-load", "KALSHI_LOAD")
 def cli() -> None:
     """Load the raw archive into the database (never calls the Kalshi API)."""
 
@@ -48,6 +58,7 @@ def cli() -> None:
     help="MySQL: fill the staging table by LOAD DATA LOCAL INFILE or by multi-row INSERT.",
 )
 @lease_options
+@summary_format_option
 @command_body
 def run(
     series: str | None,
@@ -58,6 +69,7 @@ def run(
     staging: StagingMethod,
     worker_id: str | None,
     lease_seconds: float,
+    fmt: str,
 ) -> None:
     """Load every completely extracted window that is not loaded yet.
 
@@ -74,7 +86,19 @@ def run(
         worker_id=worker_id or default_worker_id(),
         lease_seconds=lease_seconds,
     )
-    load_windows(config)  # logs its summary line; raises when a window failed
+    progress = LoadProgress()
+    try:
+        summary = load_windows(config, progress=progress)  # logs its summary line
+    except LoadFailedError:
+        if fmt == "json" and progress.summary is not None:
+            click.echo(
+                summary_json(progress.summary, ok=False, rows_per_s=progress.summary.rows_per_s)
+            )
+        raise
+    finally:
+        progress.close()
+    if fmt == "json":
+        click.echo(summary_json(summary, ok=True, rows_per_s=summary.rows_per_s))
 
 
 for command in (*ACCESS_COMMANDS, init_db, db_group):

@@ -45,6 +45,7 @@ from load.config import LoadConfig
 from load.errors import CorruptPageError, LeaseLostError, LoadFailedError
 from load.leases import LoadLeases, keep_leases, release_leases
 from load.normalize import RawPage, dedupe_candles, normalize_json
+from load.progress import LoadProgress
 from load.stats import stats_rows, window_stats
 from load.writer import write_candles
 from schemas.archive import (
@@ -151,8 +152,12 @@ class LoadSummary:
         return text
 
 
-def load_windows(config: LoadConfig, *, engine: Engine | None = None) -> LoadSummary:
+def load_windows(
+    config: LoadConfig, *, engine: Engine | None = None, progress: LoadProgress | None = None
+) -> LoadSummary:
     """Load every pending window of the archive; see the module docstring.
+
+    ``progress`` is shown the running summary after each batch (the CLI's bar).
 
     Returns the summary; raises LoadFailedError (after loading everything it could) when
     any window failed, and DatabaseError when the database cannot be used at all.
@@ -165,6 +170,8 @@ def load_windows(config: LoadConfig, *, engine: Engine | None = None) -> LoadSum
     work_dir = new_work_dir()
     try:
         pending = _discover(archive, eng, config, summary)
+        if progress is not None:
+            progress.update(summary, len(pending), force=True)
         batches = [
             pending[i : i + config.batch_windows]
             for i in range(0, len(pending), config.batch_windows)
@@ -181,9 +188,13 @@ def load_windows(config: LoadConfig, *, engine: Engine | None = None) -> LoadSum
                             leases.done([failure.manifest.key])
                     if ready:
                         writers.submit(ready)
+                    if progress is not None:
+                        progress.update(summary, len(pending))
         finally:
             leases.close()
             summary.windows_held += leases.skipped_held
+        if progress is not None:
+            progress.update(summary, len(pending), force=True)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
         if own_engine:

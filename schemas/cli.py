@@ -1,23 +1,33 @@
-"""What both command lines share: option groups, logging set-up and the error boundary.
+"""What both command lines share: option groups, logging, env vars and the error boundary.
 
 Each stage's ``cli.py`` builds its typed config from these options; library code raises
 :class:`KalshiBackfillError` subclasses and :func:`run_command` turns them into one clear
 line on stderr and a non-zero exit (no traceback for problems the user can fix).
+
+Both tools' groups are :class:`KalshiGroup`: ``-h``, ``--version``, the logging flags
+(``-v``, ``-q``, ``--log-level``, ``--log-format``) and an environment variable for
+EVERY option, assigned by :func:`assign_envvars` when the tool starts, so an option added
+anywhere gets its variable without extra code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import logging
 import sys
 from collections.abc import Callable
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import click
+import orjson
 
+from schemas import __version__
 from schemas.checkpoints import DEFAULT_LEASE_SECONDS
 from schemas.db import DEFAULT_DATABASE_URL
 from schemas.errors import InputError, KalshiBackfillError
+from schemas.logs import LOG_FORMATS, LOG_LEVELS, LogSettings, setup_logging
 
 DEFAULT_ARCHIVE_DIR = "data/raw"
 PERIODS = (1, 60, 1440)
@@ -50,25 +60,170 @@ def archive_option(f: F) -> F:
     )(f)
 
 
-def verbosity_options(f: F) -> F:
-    """``-v`` / ``-q``."""
-    f = click.option("-v", "--verbose", count=True, help="More log lines (-vv: debug).")(f)
-    return click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")(f)
+_LOG_SETTINGS = "kalshi.log_settings"
+"""``ctx.meta`` key of the group's :class:`LogSettings` (meta is shared by nested contexts)."""
+
+
+def logging_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The group's ``-v``, ``-q``, ``--log-level``, ``--log-format``: logging is set up
+    before any subcommand runs, and the settings kept for :func:`command_body`."""
+
+    @functools.wraps(f)
+    def group(
+        *args: Any, verbose: int, quiet: bool, log_level: str | None, log_format: str, **kw: Any
+    ) -> Any:
+        settings = LogSettings(
+            verbose, quiet, log_level, "json" if log_format == "json" else "text"
+        )
+        ctx = click.get_current_context()
+        ctx.meta[_LOG_SETTINGS] = settings
+        ctx.call_on_close(setup_logging(settings))
+        return f(*args, **kw)
+
+    options = [
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            envvar="KALSHI_VERBOSE",
+            help="Debug lines of this tool (-v); of its libraries too (-vv).",
+        ),
+        click.option(
+            "-q", "--quiet", is_flag=True, envvar="KALSHI_QUIET", help="Only warnings and errors."
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(LOG_LEVELS, case_sensitive=False),
+            default=None,
+            envvar="KALSHI_LOG_LEVEL",
+            help="Level of this tool's log lines (default INFO); -v and -q win over it.",
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(LOG_FORMATS, case_sensitive=False),
+            default="text",
+            show_default=True,
+            envvar="KALSHI_LOG_FORMAT",
+            help="Log lines on stderr as text or as one JSON object a line.",
+        ),
+    ]
+    for option in reversed(options):
+        group = option(group)
+    return group
 
 
 def command_body(f: Callable[..., int | None]) -> Callable[..., None]:
-    """``-v`` / ``-q``, then ``f`` as the command's body: logging set up, our errors
-    turned into one line by :func:`run_command`, and ``f``'s return value the exit code.
+    """A subcommand's own ``-v`` / ``-q`` (added to the group's), then ``f`` as the
+    command's body: logging set up, our errors turned into one line by
+    :func:`run_command`, and ``f``'s return value the exit code.
 
     Put it right under the other options, on the function itself.
     """
 
     @functools.wraps(f)
     def command(*args: Any, verbose: int, quiet: bool, **kwargs: Any) -> None:
-        setup_logging(verbose, quiet)
+        ctx = click.get_current_context()
+        group = ctx.meta.get(_LOG_SETTINGS)
+        if group is None:  # run on its own, not under a tool's group
+            ctx.call_on_close(setup_logging(LogSettings(verbose, quiet)))
+        elif verbose or quiet:  # the group's restore puts back what was before both
+            setup_logging(group.plus(verbose, quiet))
         run_command(lambda: f(*args, **kwargs))
 
-    return verbosity_options(command)
+    command = click.option("-q", "--quiet", is_flag=True, help="Same as the group's -q.")(command)
+    return click.option(
+        "-v", "--verbose", count=True, help="Same as the group's -v (kalshi-... -v COMMAND)."
+    )(command)
+
+
+# --- environment variables --------------------------------------------------------------
+
+
+def option_envvar(prefix: str, option: click.Option) -> str:
+    """``PREFIX_LONG_NAME`` from the option's first long flag (``--max-retries``)."""
+    longs = [o for o in option.opts if o.startswith("--")] or option.opts
+    return f"{prefix}_{longs[0].lstrip('-').replace('-', '_').upper()}"
+
+
+def assign_envvars(command: click.Command, prefix: str) -> None:
+    """Give every option of ``command`` and its subcommands an environment variable and
+    show it in ``--help``.
+
+    An option that names its own variable keeps it (the shared ones: ``DATABASE_URL``,
+    ``KALSHI_ARCHIVE_DIR``, ``KALSHI_API_BASE``...); the others get
+    ``PREFIX_COMMAND_OPTION``, e.g. ``KALSHI_EXTRACT_CANDLES_SERIES``, so one
+    command's variable never changes another command's behaviour. ``--help`` and
+    ``--version`` have none.
+    """
+    for param in command.params:
+        if isinstance(param, click.Option) and param.expose_value:
+            if param.envvar is None:
+                param.envvar = option_envvar(prefix, param)
+            param.show_envvar = True
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            assign_envvars(sub, f"{prefix}_{name.replace('-', '_').upper()}")
+
+
+class KalshiGroup(click.Group):
+    """The root group of a tool: ``-h``, and the env vars of every option (assigned when
+    the tool starts, so commands added after the group was built have theirs too)."""
+
+    def __init__(self, *args: Any, envvar_prefix: str, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", {}).setdefault("help_option_names", ["-h", "--help"])
+        super().__init__(*args, **kwargs)
+        self.envvar_prefix = envvar_prefix
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        assign_envvars(self, self.envvar_prefix)
+        return super().main(*args, **kwargs)
+
+
+def tool_group(name: str, envvar_prefix: str) -> Callable[[Callable[..., Any]], KalshiGroup]:
+    """``@tool_group("kalshi-extract", "KALSHI_EXTRACT")``: a root group with ``-h``,
+    ``--version``, the logging flags and env vars for every option."""
+
+    def deco(f: Callable[..., Any]) -> KalshiGroup:
+        f = click.version_option(
+            __version__, "--version", prog_name=name, message="%(prog)s %(version)s"
+        )(f)
+        return click.group(cls=KalshiGroup, envvar_prefix=envvar_prefix)(logging_options(f))
+
+    return deco
+
+
+# --- run summaries ----------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    """Decimals as their exact string (never a float); dates as ISO-8601."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def to_json(doc: Any) -> str:
+    """Indented JSON with exact decimals (see :func:`_json_default`)."""
+    return orjson.dumps(doc, default=_json_default, option=orjson.OPT_INDENT_2).decode()
+
+
+def summary_json(summary: Any, **extra: Any) -> str:
+    """A run summary dataclass (and ``extra`` fields) as one JSON object."""
+    return to_json({**dataclasses.asdict(summary), **extra})
+
+
+def summary_format_option(f: F) -> F:
+    """``--format text|json`` of a run's summary on stdout (logs stay on stderr)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="The run summary on stdout as text, or as one JSON object.",
+    )(f)
 
 
 def series_option(f: F) -> F:
@@ -85,6 +240,7 @@ def lease_options(f: F) -> F:
     """``--worker-id`` / ``KALSHI_WORKER_ID`` and ``--lease-seconds`` (window leases)."""
     f = click.option(
         "--lease-seconds",
+        envvar="KALSHI_LEASE_SECONDS",
         type=float,
         default=DEFAULT_LEASE_SECONDS,
         show_default=True,
@@ -116,21 +272,6 @@ def period_option(f: F) -> F:
         callback=check,
         help="Candle period in minutes (1, 60 or 1440).",
     )(f)
-
-
-def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
-    """Plain timestamped lines on stderr; secrets never reach a log (see redact helpers)."""
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
-    # Third-party chatter stays at WARNING unless -vv.
-    for name in ("aiohttp", "sqlalchemy", "asyncio"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
 
 
 def run_command(fn: Callable[[], int | None]) -> None:

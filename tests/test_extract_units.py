@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
-import logging
 import random
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -43,7 +41,7 @@ from extract.errors import (
 )
 from extract.events import build_rows, event_row, market_row, parse_time
 from extract.paginator import PageRequest, Paginator
-from extract.progress import Progress, Snapshot, render
+from extract.progress import Snapshot, render
 from extract.retry import RetryPolicy, Verdict, classify
 from extract.routes.event import event_requests
 from extract.throttle import Throttle
@@ -599,31 +597,3 @@ async def test_signed_requests_carry_the_headers_over_real_http(tmp_path: Path) 
         padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH),
         hashes.SHA256(),
     )
-
-
-def test_progress_draws_one_line_on_a_tty_and_logs_otherwise(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    now = [0.0]
-    tty = Tty()
-    p = Progress(tty, clock=lambda: now[0])
-    p.update(Snapshot(1, 4, 2, 3, 0, 1.0))
-    p.update(Snapshot(2, 4, 3, 4, 0, 1.1))  # too soon: not drawn
-    now[0] = 1.0
-    p.update(Snapshot(3, 4, 5, 6, 1, 2.0))
-    p.close()
-    out = tty.getvalue()
-    assert out.count("\r") == 2 and out.endswith("\n") and "3/4 events" in out
-
-    plain = io.StringIO()
-    q = Progress(plain, log_every_s=10, clock=lambda: now[0])
-    with caplog.at_level(logging.INFO, logger="extract.progress"):
-        q.update(Snapshot(1, 4, 2, 3, 0, 1.0))
-        q.update(Snapshot(2, 4, 3, 4, 0, 1.1))
-        q.close()
-    assert plain.getvalue() == ""
-    assert caplog.text.count("progress: [") == 1
