@@ -259,3 +259,15 @@ def test_the_extract_package_example_runs(sim: SimServer, tmp_path: Path) -> Non
     summary = namespace["summary"]
     assert isinstance(summary, CandlesSummary)
     assert summary.done == len(list((tmp_path / "raw").rglob("manifest.json"))) == 7
+
+
+# --- packaging -------------------------------------------------------------------------------
+
+
+def test_packages_ship_their_type_hints_license_and_urls() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    for package in ("extract", "load", "schemas"):
+        assert (REPO / package / "py.typed").is_file()  # PEP 561
+    assert "py.typed" in project["tool"]["setuptools"]["package-data"]["*"]
+    assert project["project"]["license"] and (REPO / "LICENSE").is_file()
+    assert project["project"]["urls"]
