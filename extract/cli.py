@@ -24,6 +24,7 @@ from extract.candles import run_candles
 from extract.check_api import CheckApiConfig, run_check_api
 from extract.config import (
     DEFAULT_API_BASE,
+    DEFAULT_FINAL_GRACE_MINUTES,
     TIERS,
     ApiConfig,
     AsOfPolicy,
@@ -112,7 +113,7 @@ def api_options(f: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(list(TIERS), case_sensitive=False),
             default=None,
             help="Kalshi API tier of the key to pace reads by "
-            "(default: 10 req/s unsigned, basic signed).",
+            "(default: 5 req/s unsigned, basic signed).",
         ),
         click.option(
             "--timeout",
@@ -227,6 +228,15 @@ def events(
 @click.option(
     "--dry-run", is_flag=True, help="Print the plan and expected requests; fetch nothing."
 )
+@click.option(
+    "--final-grace",
+    "final_grace",
+    type=click.IntRange(min=0),
+    default=DEFAULT_FINAL_GRACE_MINUTES,
+    show_default=True,
+    help="Minutes after its markets close before a window is final: until then its "
+    "last pages are fetched again by the next run (candles published late).",
+)
 @db_option
 @archive_option
 @api_options
@@ -248,6 +258,7 @@ def candles(
     period: int,
     concurrency: int,
     dry_run: bool,
+    final_grace: int,
     db_url: str,
     archive_dir: str,
     api: ApiOptions,
@@ -271,6 +282,7 @@ def candles(
         period=period,
         concurrency=concurrency,
         dry_run=dry_run,
+        final_grace_minutes=final_grace,
         db_url=db_url,
         archive_dir=archive_dir,
         api=api.config(),

@@ -389,3 +389,15 @@ def test_an_event_listed_without_a_markets_key_is_kept() -> None:
     assert [(m["market_ticker"], m["is_historical"]) for m in markets] == [
         ("KXHIGHNY-25NOV19-T52", True)
     ]
+
+
+def test_final_grace_is_a_candles_option() -> None:
+    from click.testing import CliRunner
+
+    from extract.cli import main
+
+    shown = CliRunner().invoke(main, ["candles", "--help"])
+    assert shown.exit_code == 0 and "--final-grace" in shown.output
+    assert "(default: 5 req/s unsigned" in " ".join(shown.output.split())
+    bad = CliRunner().invoke(main, ["candles", "--series", "KXHIGHNY", "--final-grace", "-5"])
+    assert bad.exit_code == 2
