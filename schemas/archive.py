@@ -12,9 +12,12 @@ Layout under the archive root (version 1)::
     _quarantine/...                                corrupt files moved aside by load
     _rejected/...                                  pages extract refused (values or paging
                                                    outside the contract), kept to inspect
+    _check/{series}/{time}/NN-{probe}.json.gz      check-api's evidence (never loaded)
 
-``policy`` is ``full`` (FULL_MARKET_WINDOW) or ``trade`` (TRADE_WINDOW_ONLY), so the two
-policies' windows never overwrite each other's pages. Every page is a gzipped JSON
+The formats of the files (window keys, page envelopes, manifests) are in
+:mod:`schemas.pages`, re-exported here. ``policy`` is ``full`` (FULL_MARKET_WINDOW) or
+``trade`` (TRADE_WINDOW_ONLY), so the two policies' windows never overwrite each other's
+pages. Every page is a gzipped JSON
 :class:`PageEnvelope`: the request, the HTTP status, when it was retrieved and the body
 exactly as the API sent it. Every file is written atomically (temporary file, fsync,
 rename), so a reader sees a whole file or none, whatever moment a writer is killed at.
@@ -22,15 +25,11 @@ rename), so a reader sees a whole file or none, whatever moment a writer is kill
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import os
 import re
 import secrets
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -38,299 +37,72 @@ from typing import Any
 import orjson
 
 from schemas.crashpoints import ARCHIVE_BEFORE_RENAME, crashpoint
-from schemas.errors import ArchiveError, CorruptArchiveError, MissingExtraError
-from schemas.tables import WindowPolicy
-from schemas.tickers import validate_event_ticker, validate_market_ticker, validate_series_ticker
+from schemas.errors import ArchiveError, CorruptArchiveError
+from schemas.pages import (
+    ARCHIVE_VERSION,
+    BATCH_DIR,
+    BODY_BYTES_KEY,
+    KIND_BATCH_CANDLES,
+    KIND_EVENT_CANDLES,
+    KIND_HISTORICAL_MARKET_CANDLES,
+    MANIFEST_FILE,
+    PAGE_KINDS,
+    PAGE_SUFFIX,
+    Manifest,
+    ManifestMarket,
+    PageEnvelope,
+    WindowKey,
+    body_fields,
+    decode_gzip_json,
+    exact_body,
+    gunzip,
+    parse_json_text,
+    parse_utc_iso,
+    utc_iso,
+)
+from schemas.tickers import validate_series_ticker
 from schemas.workers import pid_alive
 
-ARCHIVE_VERSION = 1
+#: The stores, and the page formats of :mod:`schemas.pages` (re-exported: the stages
+#: reach the archive through this module).
+__all__ = [
+    "ARCHIVE_FORMAT",
+    "ARCHIVE_VERSION",
+    "BATCH_DIR",
+    "BODY_BYTES_KEY",
+    "KIND_BATCH_CANDLES",
+    "KIND_EVENT_CANDLES",
+    "KIND_HISTORICAL_MARKET_CANDLES",
+    "MANIFEST_FILE",
+    "PAGE_KINDS",
+    "PAGE_SUFFIX",
+    "QUARANTINE_DIR",
+    "REJECTED_DIR",
+    "ROOT_FILE",
+    "TEMP_MARKER",
+    "Archive",
+    "ArchiveStore",
+    "LocalArchive",
+    "Manifest",
+    "ManifestMarket",
+    "PageEnvelope",
+    "WindowKey",
+    "atomic_path",
+    "body_fields",
+    "decode_gzip_json",
+    "exact_body",
+    "gunzip",
+    "open_archive",
+    "parse_json_text",
+    "parse_utc_iso",
+    "utc_iso",
+]
+
 ARCHIVE_FORMAT = "kalshi-candles-raw-archive"
 ROOT_FILE = "archive.json"
-MANIFEST_FILE = "manifest.json"
 QUARANTINE_DIR = "_quarantine"
 REJECTED_DIR = "_rejected"
 TEMP_MARKER = ".tmp-"
-PAGE_SUFFIX = ".json.gz"
-
-KIND_EVENT_CANDLES = "event_candlesticks"
-KIND_HISTORICAL_MARKET_CANDLES = "historical_market_candlesticks"
-#: ``GET /markets/candlesticks``: one page holds several markets of ONE event (the batch
-#: route packs one event per request), stored in that event's window folder.
-KIND_BATCH_CANDLES = "batch_candlesticks"
-PAGE_KINDS = (KIND_EVENT_CANDLES, KIND_HISTORICAL_MARKET_CANDLES, KIND_BATCH_CANDLES)
-BATCH_DIR = "batch"
-
-_POLICY_SLUG = {WindowPolicy.FULL_MARKET_WINDOW: "full", WindowPolicy.TRADE_WINDOW_ONLY: "trade"}
-
-
-def utc_iso(ts: datetime) -> str:
-    """ISO-8601 with a ``Z``, microseconds kept: the archive's one time format."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_utc_iso(value: str) -> datetime:
-    """Inverse of :func:`utc_iso` (accepts any ISO-8601 string with an offset or Z)."""
-    ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-@dataclass(frozen=True, order=True)
-class WindowKey:
-    """Identifies one event window: the unit extract completes and load loads."""
-
-    series_ticker: str
-    event_ticker: str
-    period_interval: int
-    window_policy: WindowPolicy
-
-    def __post_init__(self) -> None:
-        validate_series_ticker(self.series_ticker)
-        validate_event_ticker(self.event_ticker)
-        object.__setattr__(self, "window_policy", WindowPolicy(self.window_policy))
-
-    @property
-    def dir(self) -> str:
-        """The window's folder, relative to the archive root (POSIX separators)."""
-        slug = _POLICY_SLUG[self.window_policy]
-        return f"{self.series_ticker}/{self.event_ticker}/p{self.period_interval}/{slug}"
-
-    @property
-    def manifest_path(self) -> str:
-        return f"{self.dir}/{MANIFEST_FILE}"
-
-    def page_path(self, start_ts: int, market_ticker: str | None = None) -> str:
-        """Where the page requested at ``start_ts`` lives (per market for market routes)."""
-        if market_ticker is None:
-            return f"{self.dir}/{int(start_ts)}{PAGE_SUFFIX}"
-        validate_market_ticker(market_ticker)
-        return f"{self.dir}/markets/{market_ticker}/{int(start_ts)}{PAGE_SUFFIX}"
-
-    def batch_page_path(self, start_ts: int, group: int = 0) -> str:
-        """Where the batch page of ticker group ``group`` requested at ``start_ts`` lives.
-
-        Groups exist because a batch request holds at most 100 tickers; a weather event
-        (about six markets) only ever has group 0.
-        """
-        return f"{self.dir}/{BATCH_DIR}/g{int(group)}/{int(start_ts)}{PAGE_SUFFIX}"
-
-    def __str__(self) -> str:
-        return f"{self.event_ticker} p{self.period_interval} {self.window_policy.value}"
-
-
-@dataclass(frozen=True)
-class PageEnvelope:
-    """One raw API response as archived: what was asked, what came back, and when."""
-
-    kind: str
-    series_ticker: str
-    event_ticker: str
-    market_ticker: str | None
-    period_interval: int
-    window_policy: WindowPolicy
-    path: str
-    params: dict[str, Any]
-    status: int
-    retrieved_at_utc: datetime
-    body: Any
-    raw_body: bytes | None = field(default=None, repr=False, compare=False)
-    """The body's bytes exactly as received, when known: the archive stores them verbatim
-    (``body`` is their parse), so ``inspect --body`` shows what the server sent. Pages
-    archived before exact bytes were kept read back with None here (their stored body
-    is our re-serialization)."""
-
-    @property
-    def start_ts(self) -> int:
-        return int(self.params["start_ts"])
-
-    @property
-    def end_ts(self) -> int:
-        return int(self.params["end_ts"])
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "archive_version": ARCHIVE_VERSION,
-            "kind": self.kind,
-            "series_ticker": self.series_ticker,
-            "event_ticker": self.event_ticker,
-            "market_ticker": self.market_ticker,
-            "period_interval": self.period_interval,
-            "window_policy": self.window_policy.value,
-            "request": {"method": "GET", "path": self.path, "params": self.params},
-            "status": self.status,
-            "retrieved_at_utc": utc_iso(self.retrieved_at_utc),
-            **body_fields(self.body, self.raw_body),
-        }
-
-    def body_json(self) -> Any:
-        """The body for a JSON document: the exact bytes received when known (an
-        ``orjson.Fragment``, written verbatim by ``orjson.dumps``), else the parsed body."""
-        return self.body if self.raw_body is None else orjson.Fragment(self.raw_body)
-
-    def to_bytes(self) -> bytes:
-        """Gzipped JSON (level 6: the archive is written once and read many times)."""
-        return gzip.compress(orjson.dumps(self.to_json()), compresslevel=6, mtime=0)
-
-    @classmethod
-    def from_json(cls, doc: Any, where: str) -> PageEnvelope:
-        try:
-            if doc["archive_version"] != ARCHIVE_VERSION:
-                raise CorruptArchiveError(
-                    f"{where}: archive_version {doc['archive_version']!r}, "
-                    f"this program reads {ARCHIVE_VERSION}"
-                )
-            if doc["kind"] not in PAGE_KINDS:
-                raise CorruptArchiveError(f"{where}: unknown page kind {doc['kind']!r}")
-            req = doc["request"]
-            return cls(
-                kind=doc["kind"],
-                series_ticker=doc["series_ticker"],
-                event_ticker=doc["event_ticker"],
-                market_ticker=doc.get("market_ticker"),
-                period_interval=int(doc["period_interval"]),
-                window_policy=WindowPolicy(doc["window_policy"]),
-                path=req["path"],
-                params=dict(req["params"]),
-                status=int(doc["status"]),
-                retrieved_at_utc=parse_utc_iso(doc["retrieved_at_utc"]),
-                body=doc["body"],
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise CorruptArchiveError(f"{where}: not a page envelope ({e!r})") from e
-
-    @classmethod
-    def from_bytes(cls, data: bytes, where: str, *, keep_raw: bool = False) -> PageEnvelope:
-        """The envelope of a gzipped page; ``keep_raw`` also recovers the body's exact bytes
-        (off by default: the loader needs only the parse)."""
-        text = gunzip(data, where)
-        doc = parse_json_text(text, where)
-        page = cls.from_json(doc, where)
-        if keep_raw and isinstance(doc, dict):
-            page = replace(page, raw_body=exact_body(text, doc.get(BODY_BYTES_KEY)))
-        return page
-
-
-#: Key of the body's length in bytes; with "body" written last it locates the exact bytes.
-BODY_BYTES_KEY = "body_bytes"
-
-
-def body_fields(body: Any, raw: bytes | None) -> dict[str, Any]:
-    """The LAST fields of an archived document: ``body`` (verbatim when ``raw`` is known)
-    preceded by its length, which :func:`exact_body` uses to cut the bytes back out."""
-    if raw is None:
-        return {"body": body}
-    return {BODY_BYTES_KEY: len(raw), "body": orjson.Fragment(raw)}
-
-
-def exact_body(text: bytes, length: Any) -> bytes | None:
-    """The body's bytes as received, cut from a document written with :func:`body_fields`.
-
-    orjson writes no whitespace, so the document ends ``"body":RAW}`` and ``length`` (the
-    document's ``body_bytes``) says where RAW starts. None for documents written before
-    exact bytes were kept (their body is our re-serialization).
-    """
-    head = b'"body":'
-    if not isinstance(length, int) or isinstance(length, bool) or not text.endswith(b"}"):
-        return None
-    end = len(text) - 1
-    start = end - length
-    if start < len(head) or text[start - len(head) : start] != head:
-        return None
-    return text[start:end]
-
-
-@dataclass(frozen=True)
-class ManifestMarket:
-    """A market of the window, with the bounds its missing-minute grid is computed on."""
-
-    market_ticker: str
-    open_ts: int
-    close_ts: int
-    route: str = "live"  # "live" (event endpoint) or "historical" (per-market endpoint)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """Written last into a window's folder: the window's archive is complete.
-
-    ``pages`` lists the page files (relative to the window folder) in fetch order; load
-    reads exactly these. ``is_final`` is false for a still-open event whose window ended
-    at the time of the run: a later extract extends it and rewrites the manifest.
-    """
-
-    key: WindowKey
-    window_start_ts: int
-    window_end_ts: int
-    is_final: bool
-    markets: tuple[ManifestMarket, ...]
-    pages: tuple[str, ...]
-    completed_at_utc: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "archive_version": ARCHIVE_VERSION,
-                "series_ticker": self.key.series_ticker,
-                "event_ticker": self.key.event_ticker,
-                "period_interval": self.key.period_interval,
-                "window_policy": self.key.window_policy.value,
-                "window_start_ts": self.window_start_ts,
-                "window_end_ts": self.window_end_ts,
-                "is_final": self.is_final,
-                "markets": [m.__dict__ for m in self.markets],
-                "pages": list(self.pages),
-                "completed_at_utc": utc_iso(self.completed_at_utc),
-            },
-            option=orjson.OPT_INDENT_2,
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes, where: str) -> Manifest:
-        try:
-            doc = orjson.loads(data)
-            if doc["archive_version"] != ARCHIVE_VERSION:
-                raise CorruptArchiveError(f"{where}: archive_version {doc['archive_version']!r}")
-            key = WindowKey(
-                doc["series_ticker"],
-                doc["event_ticker"],
-                int(doc["period_interval"]),
-                WindowPolicy(doc["window_policy"]),
-            )
-            pages = tuple(str(p) for p in doc["pages"])
-            for p in pages:
-                if p.startswith("/") or ".." in PurePosixPath(p).parts:
-                    raise CorruptArchiveError(f"{where}: page path {p!r} leaves the window")
-            return cls(
-                key=key,
-                window_start_ts=int(doc["window_start_ts"]),
-                window_end_ts=int(doc["window_end_ts"]),
-                is_final=bool(doc["is_final"]),
-                markets=tuple(ManifestMarket(**m) for m in doc["markets"]),
-                pages=pages,
-                completed_at_utc=parse_utc_iso(doc["completed_at_utc"]),
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise CorruptArchiveError(f"{where}: not a valid manifest ({e!r})") from e
-
-
-def decode_gzip_json(data: bytes, where: str) -> Any:
-    """Gunzip and parse, turning every failure into CorruptArchiveError naming the file."""
-    return parse_json_text(gunzip(data, where), where)
-
-
-def gunzip(data: bytes, where: str) -> bytes:
-    """Gunzip, turning a failure into CorruptArchiveError naming the file."""
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as e:
-        raise CorruptArchiveError(f"{where}: not a valid gzip file ({e})") from e
-
-
-def parse_json_text(text: bytes, where: str) -> Any:
-    """Parse JSON, turning a failure into CorruptArchiveError naming the file."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as e:
-        raise CorruptArchiveError(f"{where}: invalid JSON ({e})") from e
 
 
 @contextmanager
@@ -371,8 +143,8 @@ class ArchiveStore:
     """Typed archive operations on top of a handful of raw file operations.
 
     Subclasses store files on a local disk (:class:`LocalArchive`) or on any filesystem
-    fsspec supports, such as S3 (:class:`FsspecArchive`). All paths are relative POSIX
-    paths below the archive root; :meth:`_check_rel` refuses any that would leave it.
+    fsspec supports, such as S3 (:mod:`schemas.fsspec_archive`). All paths are relative
+    POSIX paths below the archive root; :meth:`_check_rel` refuses any that would leave it.
     """
 
     location: str
@@ -583,98 +355,14 @@ class LocalArchive(ArchiveStore):
         return removed
 
 
-class FsspecArchive(ArchiveStore):
-    """The archive on any fsspec filesystem (``s3://bucket/prefix``, ``memory://``, ...).
-
-    Object stores make a single PUT atomic (a reader sees the old object or the new one),
-    so no temporary file is needed; the manifest written last still marks completeness.
-    """
-
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
-        import fsspec  # imported here: only remote archives need it
-
-        self.location = url.rstrip("/")
-        try:
-            self.fs, self._root = fsspec.core.url_to_fs(self.location, **(storage_options or {}))
-        except ImportError as e:  # fsspec names the backend package it could not import
-            if self.location.startswith(("s3://", "s3a://")):
-                raise MissingExtraError("an s3:// archive", "s3fs", "s3") from e
-            raise ArchiveError(f"cannot open the archive {self.location}: {e}") from e
-        self._root = self._root.rstrip("/")
-
-    def _abs(self, rel: str) -> str:
-        return f"{self._root}/{self._check_rel(rel)}"
-
-    def _rel(self, path: str) -> str:
-        return path[len(self._root) + 1 :] if path.startswith(self._root + "/") else path
-
-    def _fail(self, what: str, rel: str, e: Exception) -> ArchiveError:
-        return ArchiveError(f"cannot {what} {self.where(rel)}: {e}")
-
-    def ensure_writable(self) -> None:
-        try:
-            self.fs.makedirs(self._root, exist_ok=True)
-        except Exception as e:
-            raise ArchiveError(f"archive {self.location} is not writable: {e}") from e
-        self.check_version(create=True)
-
-    def exists(self, rel: str) -> bool:
-        try:
-            return bool(self.fs.isfile(self._abs(rel)))
-        except FileNotFoundError:
-            return False
-
-    def read_bytes(self, rel: str) -> bytes:
-        try:
-            return bytes(self.fs.cat_file(self._abs(rel)))
-        except FileNotFoundError as e:
-            raise ArchiveError(f"archive file missing: {self.where(rel)}") from e
-        except Exception as e:
-            raise self._fail("read", rel, e) from e
-
-    def write_atomic(self, rel: str, data: bytes) -> None:
-        try:
-            self.fs.pipe_file(self._abs(rel), data)
-        except Exception as e:
-            raise self._fail("write", rel, e) from e
-        self.fs.invalidate_cache()
-
-    def delete(self, rel: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self._abs(rel))
-        self.fs.invalidate_cache()
-
-    def move(self, src: str, dst: str) -> None:
-        self.fs.copy(self._abs(src), self._abs(dst))
-        self.delete(src)
-
-    def list_files(self, rel_dir: str, suffix: str = "") -> list[str]:
-        try:
-            entries = self.fs.ls(self._abs(rel_dir), detail=True, refresh=True)
-        except FileNotFoundError:
-            return []
-        return sorted(
-            self._rel(e["name"])
-            for e in entries
-            if e.get("type") == "file"
-            and TEMP_MARKER not in e["name"].rsplit("/", 1)[-1]
-            and e["name"].endswith(suffix)
-        )
-
-    def glob(self, pattern: str) -> list[str]:
-        self.fs.invalidate_cache()
-        return sorted(self._rel(p) for p in self.fs.glob(f"{self._root}/{pattern}"))
-
-    def remove_stray_temp_files(self, rel_dir: str = "") -> int:
-        return 0  # single PUTs leave no temporary objects behind
-
-
 def open_archive(
     location: str | Path, storage_options: dict[str, Any] | None = None
 ) -> ArchiveStore:
     """The archive at a local path (default) or an fsspec URL such as ``s3://bucket/raw``."""
     text = str(location)
     if "://" in text and not text.startswith("file://"):
+        from schemas.fsspec_archive import FsspecArchive  # only remote archives need it
+
         return FsspecArchive(text, storage_options)
     return LocalArchive(text.removeprefix("file://"))
 
