@@ -236,12 +236,13 @@ def format_status(statuses: list[SeriesStatus]) -> str:
     if not statuses:
         return "no windows, statistics or candles yet\n"
     states = list(statuses[0].windows)
-    head = ["series", "period", *[s.lower() for s in states], "rows", "missing%", "maint."]
+    head = ["series", "period", *[s.lower() for s in states], "open", "rows", "missing%", "maint."]
     rows = [
         [
             s.series_ticker,
             f"{s.period_interval}m",
             *[str(s.windows.get(k, 0)) for k in states],
+            str(sum(s.open_windows.values())),
             str(s.rows_stored),
             "-" if s.missing_pct is None else f"{s.missing_pct}%",
             str(s.missing_in_maintenance),
@@ -251,6 +252,12 @@ def format_status(statuses: list[SeriesStatus]) -> str:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *rows]]
     for s in statuses:
+        if any(s.open_windows.values()):
+            by = ", ".join(f"{n} {k.lower()}" for k, n in s.open_windows.items() if n)
+            lines.append(
+                f"OPEN {s.series_ticker} p{s.period_interval}: {by} "
+                "(events not closed yet: the columns before 'open' count final windows only)"
+            )
         for n in s.failed:
             lines.append(
                 f"FAILED {n.event_ticker} p{n.period_interval} {n.window_policy}: {n.last_error}"

@@ -2,7 +2,9 @@
 
 A window is loaded when its manifest exists (extract writes it last) and its checkpoint
 is not SUCCESS for that same window: a SUCCESS whose ``window_end`` is older than the
-manifest's (an open event that a later extract extended) is loaded again. The rows, the
+manifest's (an open event that a later extract extended) is loaded again. A manifest
+older than a FAILED extraction of its window is not loaded: the window stays FAILED with
+its reason and the run exits non-zero until an extract succeeds. The rows, the
 window stats and the checkpoint SUCCESS are written in ONE transaction, so killing the
 loader at any moment leaves either all of a batch or none of it, and a rerun completes
 it: the upsert makes replaying a window harmless.
@@ -56,7 +58,13 @@ from schemas.archive import (
     WindowKey,
     open_archive,
 )
-from schemas.checkpoints import Checkpoint, list_checkpoints, save_checkpoint, set_status
+from schemas.checkpoints import (
+    Checkpoint,
+    list_checkpoints,
+    save_checkpoint,
+    set_status,
+    ts_to_dt,
+)
 from schemas.crashpoints import (
     LOAD_AFTER_COMMIT,
     LOAD_BEFORE_COMMIT,
@@ -237,8 +245,30 @@ def _open_archive(location: str | Path) -> ArchiveStore:
     return archive
 
 
+def failed_after(manifest: Manifest, checkpoint: Checkpoint | None) -> bool:
+    """True when an extraction of a LATER window than this manifest's FAILED.
+
+    An open event's manifest stays in the archive while its next (or final) extraction
+    runs; when that one fails, its FAILED checkpoint names the window it attempted. The
+    older manifest must not be loaded over it: SUCCESS would erase the failure and its
+    reason, and ``status`` would show a finished window that is not. Only a later
+    successful extract (a manifest for that window, EXTRACTED) clears it. A FAILED the
+    loader itself recorded names the manifest's own window, so it is loaded again.
+    """
+    if checkpoint is None or checkpoint.status is not CheckpointStatus.FAILED:
+        return False
+    return (
+        checkpoint.window_start_ts < manifest.window_start_ts
+        or checkpoint.window_end_ts > manifest.window_end_ts
+        or (checkpoint.is_final and not manifest.is_final)
+    )
+
+
 def needs_load(manifest: Manifest, checkpoint: Checkpoint | None) -> bool:
-    """False only when the checkpoint is SUCCESS for (at least) this manifest's window."""
+    """False when the checkpoint is SUCCESS for (at least) this manifest's window, or a
+    later extraction of the window failed (:func:`failed_after`)."""
+    if failed_after(manifest, checkpoint):
+        return False
     if checkpoint is None or checkpoint.status is not CheckpointStatus.SUCCESS:
         return True
     return not (
@@ -266,12 +296,27 @@ def _discover(
                 archive, engine, config, WindowFailure(rel, None, key, str(e), rel), summary
             )
             continue
-        if needs_load(manifest, checkpoints.get(manifest.key)):
+        checkpoint = checkpoints.get(manifest.key)
+        if checkpoint is not None and failed_after(manifest, checkpoint):
+            _report_failed_after(manifest, checkpoint, summary)
+        elif needs_load(manifest, checkpoint):
             pending.append((rel, manifest))
         else:
             summary.windows_skipped += 1
     log.info("load: %d window(s) to load, %d already loaded", len(pending), summary.windows_skipped)
     return pending
+
+
+def _report_failed_after(manifest: Manifest, checkpoint: Checkpoint, summary: LoadSummary) -> None:
+    """Count a window whose later extraction failed as failed; its checkpoint is untouched."""
+    line = (
+        f"{manifest.key}: its extraction up to {ts_to_dt(checkpoint.window_end_ts).isoformat()} "
+        f"FAILED ({checkpoint.last_error}); the archive holds only an older window (up to "
+        f"{ts_to_dt(manifest.window_end_ts).isoformat()}), not loaded: run extract again"
+    )
+    log.error("%s", line)
+    summary.windows_failed += 1
+    summary.failures.append(line)
 
 
 def _key_from_path(manifest_path: str) -> WindowKey | None:

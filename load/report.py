@@ -1,7 +1,8 @@
 """Looking at the backfill: status per series, the raw pages of an event, archive vs database.
 
-- :func:`series_status` reads only the database: checkpoints by status, rows stored,
-  missing minutes from ``kalshi_window_stats``, the last error of failed windows, leases.
+- :func:`series_status` reads only the database: checkpoints by status (final windows
+  apart from open ones), rows stored, missing minutes from ``kalshi_window_stats`` (each
+  market-minute once), the last error of failed windows, leases.
 - :func:`inspect_event` reads only the archive: what was asked, what came back, when.
 - :func:`verify_event` reads both and lists every difference. It turns pages into rows
   with the load stage's own normalization, so verify and load cannot disagree on what a
@@ -86,13 +87,17 @@ class WindowNote:
 
 @dataclass
 class SeriesStatus:
-    """Progress of one series at one candle period."""
+    """Progress of one series at one candle period.
+
+    ``windows`` counts FINAL windows by status; ``open_windows`` the windows of events
+    still open (``is_final`` false), whose SUCCESS only means "loaded up to the last
+    extract": a later one extends them, so they are never counted as finished.
+    """
 
     series_ticker: str
     period_interval: int
-    windows: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys((s.value for s in CheckpointStatus), 0)
-    )
+    windows: dict[str, int] = field(default_factory=lambda: _by_status())
+    open_windows: dict[str, int] = field(default_factory=lambda: _by_status())
     rows_stored: int = 0
     expected_candles: int = 0
     missing_candles: int = 0
@@ -114,7 +119,8 @@ class SeriesStatus:
             "series_ticker": self.series_ticker,
             "period_interval": self.period_interval,
             "windows": dict(self.windows),
-            "windows_total": sum(self.windows.values()),
+            "open_windows": dict(self.open_windows),
+            "windows_total": sum(self.windows.values()) + sum(self.open_windows.values()),
             "rows_stored": self.rows_stored,
             "expected_candles": self.expected_candles,
             "missing_candles": self.missing_candles,
@@ -123,6 +129,10 @@ class SeriesStatus:
             "failed": [_fields_json(n) for n in self.failed],
             "leased": [_fields_json(n) for n in self.leased],
         }
+
+
+def _by_status() -> dict[str, int]:
+    return dict.fromkeys((s.value for s in CheckpointStatus), 0)
 
 
 def _fields_json(obj: Any) -> dict[str, Any]:
@@ -161,7 +171,8 @@ def series_status(engine: Engine, series_ticker: str | None = None) -> list[Seri
         raise translate_db_error(e, url, "reading checkpoints") from e
     for cp in checkpoints:
         st = entry(cp.key.series_ticker, cp.key.period_interval)
-        st.windows[cp.status.value] = st.windows.get(cp.status.value, 0) + 1
+        by_status = st.windows if cp.is_final else st.open_windows
+        by_status[cp.status.value] = by_status.get(cp.status.value, 0) + 1
         note = WindowNote(
             cp.key.event_ticker,
             cp.key.period_interval,
@@ -178,21 +189,11 @@ def series_status(engine: Engine, series_ticker: str | None = None) -> list[Seri
             st.leased.append(note)
 
     prefix = None if series_ticker is None else f"{series_ticker}-"
-    ws = kalshi_window_stats.c
-    stats = select(
-        ws.event_ticker,
-        ws.period_interval_minutes,
-        func.sum(ws.expected_candles),
-        func.sum(ws.missing_candles),
-        func.sum(ws.missing_in_maintenance),
-    ).group_by(ws.event_ticker, ws.period_interval_minutes)
-    if prefix is not None:
-        stats = stats.where(ws.event_ticker.startswith(prefix, autoescape=True))
-    for event, period, expected, missing, maint in _db_rows(engine, stats, "reading stats"):
+    for (event, period), (expected, missing, maint) in _market_minutes(engine, prefix).items():
         st = entry(series_of(event), period)
-        st.expected_candles += int(expected or 0)
-        st.missing_candles += int(missing or 0)
-        st.missing_in_maintenance += int(maint or 0)
+        st.expected_candles += expected
+        st.missing_candles += missing
+        st.missing_in_maintenance += maint
 
     c = kalshi_candle.c
     counts = select(c.event_ticker, c.period_interval_minutes, func.count()).group_by(
@@ -204,6 +205,37 @@ def series_status(engine: Engine, series_ticker: str | None = None) -> list[Seri
     for event, period, n in _db_rows(engine, counts, "counting candles"):
         entry(series_of(event), period).rows_stored += int(n)
     return [out[k] for k in sorted(out)]
+
+
+def _market_minutes(engine: Engine, prefix: str | None) -> dict[tuple[str, int], tuple[int, ...]]:
+    """(expected, missing, missing in maintenance) per (event, period), each market-minute once.
+
+    ``kalshi_window_stats`` has a row per market for each window policy of an event. A
+    market's minutes in the trade window are among its minutes in the full-market window
+    (the manifest clips each market to its window), so summing both policies counts them
+    twice. Per market, the row of the policy window covering the most minutes is taken.
+    """
+    ws = kalshi_window_stats.c
+    stmt = select(
+        ws.event_ticker,
+        ws.period_interval_minutes,
+        ws.market_ticker,
+        ws.expected_candles,
+        ws.missing_candles,
+        ws.missing_in_maintenance,
+    )
+    if prefix is not None:
+        stmt = stmt.where(ws.event_ticker.startswith(prefix, autoescape=True))
+    widest: dict[tuple[str, int, str], tuple[int, int, int]] = {}
+    for event, period, market, expected, missing, maint in _db_rows(engine, stmt, "reading stats"):
+        key, row = (event, int(period), market), (int(expected), int(missing), int(maint))
+        if key not in widest or row[0] > widest[key][0]:
+            widest[key] = row
+    out: dict[tuple[str, int], tuple[int, ...]] = {}
+    for (event, period, _), row in widest.items():
+        prev = out.get((event, period), (0, 0, 0))
+        out[(event, period)] = tuple(a + b for a, b in zip(prev, row, strict=True))
+    return out
 
 
 # --- inspect ------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from load.access_cli import status_cmd
 from load.report import series_status
 from schemas.archive import WindowKey
 from schemas.checkpoints import save_checkpoint
-from schemas.tables import CheckpointStatus, WindowPolicy
+from schemas.db import upsert
+from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_window_stats
 from tests.test_access_data import EVENTS, SERIES, seed, truth_rows, window_stats_rows
 
 LEASE_UNTIL = datetime(2025, 11, 25, 13, 0, tzinfo=UTC)
@@ -113,3 +114,61 @@ def test_registered_on_python_m_load(sqlite_url: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert {s["series_ticker"] for s in orjson.loads(done.stdout)} == {SERIES, "KXHIGHCHI"}
+
+
+def test_status_counts_each_market_minute_once_across_policies(db_url: str) -> None:
+    """Both policies of one event loaded: the trade window's minutes are among the full
+    window's (its markets are clipped to it), so status counts the full one only."""
+    engine = seed(db_url, [EVENTS[0]], stats=True)
+    full = window_stats_rows(EVENTS[0])
+    trade = [
+        {
+            **r,
+            "window_policy": "TRADE_WINDOW_ONLY",
+            "expected_candles": r["expected_candles"] // 2,
+            "present_candles": r["present_candles"] // 2,
+            "missing_candles": r["missing_candles"] // 2,
+            "missing_in_maintenance": r["missing_in_maintenance"] // 2,
+        }
+        for r in full
+    ]
+    with engine.begin() as conn:
+        upsert(conn, kalshi_window_stats, trade)
+    (ny,) = series_status(engine)
+    assert ny.expected_candles == sum(r["expected_candles"] for r in full)
+    assert ny.missing_candles == sum(r["missing_candles"] for r in full)
+    assert ny.missing_in_maintenance == sum(r["missing_in_maintenance"] for r in full)
+    assert ny.rows_stored == len(truth_rows(EVENTS[0]))  # COUNT(*): exact, no policy
+    engine.dispose()
+
+
+def test_status_shows_open_windows_apart_from_final_ones(db_url: str) -> None:
+    engine = seed(db_url, [EVENTS[0]])
+    with engine.begin() as conn:
+        for ev, status, final in (
+            (EVENTS[0], CheckpointStatus.SUCCESS, True),
+            ("KXHIGHNY-25NOV23", CheckpointStatus.SUCCESS, False),
+            ("KXHIGHNY-25NOV24", CheckpointStatus.EXTRACTED, False),
+        ):
+            key = WindowKey(SERIES, ev, 1, WindowPolicy.FULL_MARKET_WINDOW)
+            save_checkpoint(
+                conn,
+                key,
+                status=status,
+                window_start_ts=1763560800,
+                window_end_ts=1763701140,
+                is_final=final,
+            )
+    (ny,) = series_status(engine)
+    assert ny.windows == {"RUNNING": 0, "EXTRACTED": 0, "SUCCESS": 1, "FAILED": 0}
+    assert ny.open_windows == {"RUNNING": 0, "EXTRACTED": 1, "SUCCESS": 1, "FAILED": 0}
+    engine.dispose()
+    res = CliRunner().invoke(status_cmd, ["--db", db_url])
+    assert res.exit_code == 0, res.output
+    head, row = res.stdout.splitlines()[:2]
+    cells = dict(zip(head.split(), row.split(), strict=False))
+    assert (cells["success"], cells["open"]) == ("1", "2"), res.stdout
+    res = CliRunner().invoke(status_cmd, ["--db", db_url, "--format", "json"])
+    (doc,) = orjson.loads(res.stdout)
+    assert doc["windows"]["SUCCESS"] == 1 and doc["open_windows"]["SUCCESS"] == 1
+    assert doc["windows_total"] == 3
