@@ -161,15 +161,10 @@ def upgrade(engine: Engine) -> tuple[SchemaState, SchemaState]:
                 _stamp(conn, BASELINE)
             from alembic import command
 
-            command.upgrade(_alembic_config(conn), "head")
+            command.upgrade(alembic_config(conn), "head")
             conn.commit()
         after = read_state(conn)
     return before, after
-
-
-def alembic_config(conn: Connection | None = None) -> Config:
-    """Alembic's configuration for our ``migrations`` folder, bound to ``conn``."""
-    return _alembic_config(conn)
 
 
 # --- internals ----------------------------------------------------------------------------
@@ -315,7 +310,8 @@ def _script() -> ScriptDirectory:
     return ScriptDirectory(str(MIGRATIONS_DIR))
 
 
-def _alembic_config(conn: Connection | None) -> Config:
+def alembic_config(conn: Connection | None = None) -> Config:
+    """Alembic's configuration for our ``migrations`` folder, bound to ``conn``."""
     from alembic.config import Config
 
     cfg = Config()
