@@ -47,7 +47,8 @@ class ProgressDisplay:
 
     ``console`` defaults to the shared stderr console; whether it is a terminal decides
     between the bar (redrawn at most every 0.2 s) and a log line on ``log`` every
-    ``log_every_s`` seconds.
+    ``log_every_s`` seconds. Progress is INFO: nothing is shown, bar or line, when ``log``
+    is quieter than that (``-q``; or a library caller that set up no logging at all).
     """
 
     def __init__(
@@ -69,6 +70,8 @@ class ProgressDisplay:
 
     def update(self, done: int, total: int, text: str, *, force: bool = False) -> None:
         """Show ``done`` of ``total`` and ``text`` (the line after the bar)."""
+        if not self._log.isEnabledFor(logging.INFO):
+            return  # -q: neither a bar nor progress lines
         now = self._clock()
         if not force and now - self._last < self._every:
             return

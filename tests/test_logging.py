@@ -193,18 +193,28 @@ def test_extract_progress_logs_periodically_off_a_terminal(
     )
 
 
-def test_extract_progress_draws_a_bar_on_a_terminal() -> None:
+def test_extract_progress_draws_a_bar_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
     tty = Console(file=io.StringIO(), force_terminal=True, width=120)
-    p = Progress(tty, clock=lambda: now[0])
-    p.update(Snapshot(1, 4, 2, 3, 0, 1.0))
-    p.update(Snapshot(2, 4, 3, 4, 0, 1.1))  # within 0.2 s: not drawn
-    now[0] = 1.0
-    p.update(Snapshot(3, 4, 5, 6, 1, 2.0))
-    p.close()
+    with caplog.at_level(logging.INFO, logger="extract.progress"):  # the CLI's default
+        p = Progress(tty, clock=lambda: now[0])
+        p.update(Snapshot(1, 4, 2, 3, 0, 1.0))
+        p.update(Snapshot(2, 4, 3, 4, 0, 1.1))  # within 0.2 s: not drawn
+        now[0] = 1.0
+        p.update(Snapshot(3, 4, 5, 6, 1, 2.0))
+        p.close()
     out = tty.file.getvalue()  # type: ignore[attr-defined]
     assert "1/4 events" in out and "3/4 events" in out and "2/4 events" not in out
     assert out.removesuffix("\x1b[?25h").endswith("\n")  # what follows starts on its own line
+
+
+def test_quiet_shows_no_bar_even_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    tty = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with caplog.at_level(logging.WARNING, logger="extract.progress"):  # what -q sets
+        p = Progress(tty)
+        p.update(Snapshot(1, 4, 2, 3, 0, 1.0), force=True)
+        p.close()
+    assert tty.file.getvalue() == ""  # type: ignore[attr-defined]
 
 
 def test_load_progress_counts_windows_rows_rate_and_eta(
