@@ -246,6 +246,7 @@ def test_an_older_pre_alembic_database_is_completed_by_db_upgrade(db_url: str) -
     assert "lease_claimed_utc" not in cols  # no silent ALTER
     res = _invoke("db", "upgrade", "--db", db_url)
     assert res.exit_code == 0, res.output
+    assert f"made before schema versions -> {mig.HEAD} (head)" in res.output
     cols = {c["name"] for c in inspect(engine).get_columns("kalshi_backfill_checkpoint")}
     assert "lease_claimed_utc" in cols
     assert _revision(engine) == mig.HEAD

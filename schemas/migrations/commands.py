@@ -30,7 +30,9 @@ def _upgrade_line(db_url: str, before: SchemaState, after: SchemaState) -> str:
     shown = redact_url(db_url)
     if before.kind == "current":
         return f"{shown}: already at {after.describe()}"
-    was = "empty" if before.kind == "empty" else before.effective_revision or before.kind
+    was = {"empty": "empty", "legacy": "made before schema versions"}.get(
+        before.kind, before.revision or before.kind
+    )
     return f"{shown}: {was} -> {after.describe()}"
 
 
