@@ -274,24 +274,28 @@ def screen_segments(received: bytes) -> list[str]:
     return [s for s in re.split(r"[\r\n]", text) if s.strip()]
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_on_a_terminal_extract_log_lines_never_share_the_bar_line(
-    sim: SimServer, tmp_path: Path
+    sim: SimServer, tmp_path: Path, log_format: str
 ) -> None:
     db, archive = f"sqlite:///{tmp_path / 'k.db'}", str(tmp_path / "raw")
     assert (
         extract("events", "--series", SERIES, "--db", db, "--api-base", sim.base_url).exit_code == 0
     )
     code, received, out = run_in_pty(
-        [sys.executable, "-m", "extract", "candles", "--series", SERIES, "--db", db,
-         "--archive", archive, "--api-base", sim.base_url, "--rps", "60"]
+        [sys.executable, "-m", "extract", "--log-format", log_format, "candles",
+         "--series", SERIES, "--db", db, "--archive", archive, "--api-base", sim.base_url,
+         "--rps", "60"]
     )  # fmt: skip
     assert code == 0, received.decode(errors="replace")[-2000:]
     segments = screen_segments(received)
-    bars = [s for s in segments if "events" in s and "req/s" in s]
-    logs = [s for s in segments if "extract.candles:" in s]
+    bars = [s for s in segments if "events" in s and "req/s" in s and "progress:" not in s]
+    logs = [s for s in segments if "extract.candles" in s]
     assert len(bars) >= 2 and len(logs) >= 11  # a bar drawn, a log line a window
     assert not [s for s in bars if "extract." in s or "INFO" in s]
     assert "11/11 events" in bars[-1]
+    if log_format == "json":  # each JSON line whole: not wrapped, not cut by the bar
+        assert all(orjson.loads(s)["logger"] == "extract.candles" for s in logs)
     assert out.count("windows: 11 done") == 1  # the summary once, on stdout
 
 
