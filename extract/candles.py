@@ -45,8 +45,18 @@ from extract.errors import (
 )
 from extract.historical import CutoffTracker
 from extract.paginator import Step
+from extract.plan import (
+    Evidence,
+    RequestTally,
+    RouteChoice,
+    WindowRoutes,
+    WindowShape,
+    choose_routes,
+)
 from extract.progress import Progress, Snapshot
 from extract.routes.base import CandleRoute, Page, Pager, RouteRequest
+from extract.routes.batch import BatchRoute
+from extract.routes.choice import RouteChooser
 from extract.routes.event import EventRoute
 from extract.routes.historical import HistoricalRoute
 from extract.routing import (
@@ -230,20 +240,28 @@ def dry_run_lines(
     """
     lines: list[str] = []
     total_live = total_hist = 0
+    tally, evidence = RequestTally(), Evidence()
     for p in plan:
         w = p.window
         if isinstance(w, SkipReason):
             lines.append(f"{p.key.event_ticker}: skip ({w.value})")
             continue
-        n_live, n_hist = planned_requests(p, config.period, cutoff_ts)
+        shape = window_shape(p, cutoff_ts)
+        chosen = choose_routes(shape, config.route, evidence, may_probe=False)
+        tally.add(shape, chosen)
+        per_route = chosen.requests or {}
+        n_hist = per_route.get("historical", 0)
+        n_live = chosen.total - n_hist
         total_live += n_live
         total_hist += n_hist
         tiers = f" ({n_live} live, {n_hist} historical)" if n_hist else ""
+        via = "" if config.route is RouteChoice.EVENT else f" [{_routes_text(per_route)}]"
         lines.append(
             f"{p.key.event_ticker}: {_iso(w.start_ts)} .. {_iso(w.end_ts)}"
             f"{'' if w.is_final else ' (open, not final)'}  {len(w.markets)} markets"
-            f"  ~{n_live + n_hist} requests{tiers}"
+            f"  ~{n_live + n_hist} requests{tiers}{via}"
         )
+    lines.extend(tally.lines(evidence))
     total = total_live + total_hist
     rps = config.api.rate.rps
     lines.append(
@@ -252,6 +270,22 @@ def dry_run_lines(
         f"{total_live} live, {total_hist} historical)"
     )
     return lines
+
+
+def window_shape(p: PlannedWindow, cutoff_ts: int | None) -> WindowShape:
+    """A planned window's markets by tier (stored flag, else ``cutoff_ts``) and its range."""
+    w = p.window
+    assert isinstance(w, Window)
+    routes = route_markets(p.markets, cutoff_ts)
+    hist = tuple(
+        m.market_ticker for m in w.markets if routes.get(m.market_ticker) is Route.HISTORICAL
+    )
+    live = tuple(m.market_ticker for m in w.markets if m.market_ticker not in hist)
+    return WindowShape(live, hist, w.start_ts, w.end_ts, p.key.period_interval)
+
+
+def _routes_text(requests: Mapping[str, float]) -> str:
+    return ", ".join(f"{r} {n}" for r, n in requests.items() if n) or "none"
 
 
 def _iso(ts: int) -> str:
@@ -293,6 +327,8 @@ class CandlesSummary:
     lost: int = 0
     """Windows whose lease another worker took while we stalled (it finishes them)."""
     elapsed_s: float = 0.0
+    route_requests: dict[str, int] = field(default_factory=dict)
+    """Answered requests by route (``event``, ``batch``, ``historical``, ``lookup``)."""
     failures: list[tuple[str, str]] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
     """With ``dry_run``: the plan, one line per event and a total (nothing was fetched)."""
@@ -314,6 +350,13 @@ class CandlesSummary:
             f"historical cutoff: {self.cutoff or 'not read'} ({self.cutoff_reads} reads), "
             f"{self.rerouted} markets changed tier during the run",
         ]
+        if self.route_requests and self.done:
+            n = sum(self.route_requests.values())
+            by_route = sorted(self.route_requests.items())
+            out.append(
+                f"requests per event: {n / self.done:.2f} over {self.done} windows "
+                f"({_routes_text({r: round(k / self.done, 2) for r, k in by_route})})"
+            )
         if self.held or self.taken_over or self.lost:
             out.append(
                 f"leases: {self.held} held by other workers, {self.taken_over} taken over "
@@ -374,6 +417,7 @@ class _Run:
         self.finished = 0
         self.progress = progress
         self.cutoff = cutoff
+        self.chooser = RouteChooser(config.route)
         self.started = time.monotonic()
         self.coord: Coordinator | None = None
         """Leases and the budget share; set by ``_execute`` for the run's duration."""
@@ -543,6 +587,7 @@ class _WindowJob:
         self.historical_tried: set[str] = set()
         self.event = EventRoute(key)
         self.historical = HistoricalRoute(key)
+        self.batch = BatchRoute(key)
         self.event_pager = self.event.pager(window, (), key.period_interval)
         self.candle_keys: set[tuple[str, int]] = set()
         self.per_market: dict[str, int] = {}
@@ -645,20 +690,36 @@ class _WindowJob:
         self.routes = {
             m.market_ticker: routes.get(m.market_ticker, Route.LIVE) for m in window.markets
         }
+        shape = WindowShape(
+            tuple(t for t, r in self.routes.items() if r is Route.LIVE),
+            tuple(t for t, r in self.routes.items() if r is Route.HISTORICAL),
+            window.start_ts,
+            window.end_ts,
+            key.period_interval,
+        )
+        async with run.chooser.routes(shape) as plan:
+            await self._extract(plan)
+
+    async def _extract(self, plan: WindowRoutes) -> None:
+        """The window's pages on the routes ``plan`` chose, then its manifest."""
+        key, window, run = self.key, self.window, self.run_
+        by_event = run.config.route is RouteChoice.EVENT or bool(plan.event)
         removed = run.archive.remove_stray_temp_files(key.dir)
         if removed:
             log.info("%s: removed %d temporary files left by a killed run", key, removed)
-        self._reuse_chain(self.event, self.event_pager, self._tentative_from())
+        if by_event:
+            self._reuse_chain(self.event, self.event_pager, self._tentative_from())
         crashpoint(EXTRACT_BEFORE_RUNNING)
         self._save(CheckpointStatus.RUNNING, last_error=None)
         crashpoint(EXTRACT_AFTER_RUNNING)
         resumed = self._pages()
 
-        hist = sorted(t for t, r in self.routes.items() if r is Route.HISTORICAL)
-        for ticker in hist:
+        for ticker in sorted(plan.historical):
             if not await self._market(ticker):
                 self._reroute(ticker, Route.LIVE, "is not on the historical tier (404)")
-        if self._live():
+        if not by_event:
+            await self._batch(plan)
+        elif self._live():
             await self._follow(self.event, self.event_pager)
             await self._settle_absent(time.monotonic())
 
@@ -702,6 +763,34 @@ class _WindowJob:
             self.stats.retries,
             "" if window.is_final else " (open: not final)",
         )
+
+    async def _batch(self, plan: WindowRoutes) -> None:
+        """The batch route for the live markets and the historical ones ``plan`` put there.
+
+        A historical market the batch answers leave without candles goes to its own route;
+        what both routes returned for it tells the run whether batch serves the historical
+        tier (:meth:`RouteChooser.saw_batch_historical`). A live market they leave out is
+        weighed like one an event page leaves out (:meth:`_settle_absent`).
+        """
+        in_batch = [t for t in plan.batch if self.routes.get(t) is Route.HISTORICAL]
+        tickers = sorted(set(plan.batch) | self._live())
+        if not tickers:
+            return
+        await self._follow(
+            self.batch, self.batch.pager(self.window, tickers, self.key.period_interval)
+        )
+        served = {t: self.per_market.get(t) for t in in_batch}
+        before = dict(self.per_market)
+        unserved = [t for t, n in served.items() if not n]
+        for ticker in unserved:
+            if not await self._market(ticker):
+                self._reroute(ticker, Route.LIVE, "is not on the historical tier (404)")
+        if in_batch:
+            got = {t: self.per_market.get(t, 0) - before.get(t, 0) for t in unserved}
+            answer = self.run_.chooser.saw_batch_historical(served, got)
+            log.info("%s: batch serves historical markets: %s", self.key, answer.value)
+        if self._live():
+            await self._settle_absent(time.monotonic())
 
     def _chain_requests(self) -> list[RouteRequest]:
         period = self.key.period_interval
@@ -783,6 +872,8 @@ class _WindowJob:
             self._took(route, req, page)
             if not route.chained:
                 self.market_pages.append(route.file(req))
+            counts = self.run_.summary.route_requests
+            counts[route.name] = counts.get(route.name, 0) + 1
             self._page_done(historical=route.kind == KIND_HISTORICAL_MARKET_CANDLES)
         return True
 
@@ -834,6 +925,7 @@ class _WindowJob:
         if route.lists_markets:
             asked = frozenset(req.tickers) if req.tickers else frozenset(self._live())
             self.page_listed.append((asked, page.listed))
+            self.run_.chooser.saw(route.name, req, tuple(asked), page)
             if page.lists_a_market_without_candles:
                 self.lists_every_market = True
 

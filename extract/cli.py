@@ -34,6 +34,7 @@ from extract.config import (
     choose_rate,
 )
 from extract.events import sync_events
+from extract.plan import RouteChoice
 from schemas.cli import (
     F,
     archive_option,
@@ -221,6 +222,15 @@ def events(
     show_default=True,
     help="Market open..close, or the as-of trade window only.",
 )
+@click.option(
+    "--route",
+    type=click.Choice([r.value for r in RouteChoice], case_sensitive=False),
+    default=RouteChoice.AUTO.value,
+    show_default=True,
+    help="Route of the live markets: the event route, the batch route (100 tickers, "
+    "10,000 requested candles a request), or per window the one with the fewest "
+    "requests by what the server has shown.",
+)
 @period_option
 @click.option(
     "--concurrency", type=int, default=4, show_default=True, help="Event windows at once."
@@ -255,6 +265,7 @@ def candles(
     date_from: datetime | None,
     date_to: datetime | None,
     window_policy: str,
+    route: str,
     period: int,
     concurrency: int,
     dry_run: bool,
@@ -279,6 +290,7 @@ def candles(
         date_from=date_from.date() if date_from else None,
         date_to=date_to.date() if date_to else None,
         window_policy=WindowPolicy(window_policy.upper()),
+        route=RouteChoice(route.lower()),
         period=period,
         concurrency=concurrency,
         dry_run=dry_run,

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from extract.plan import RouteChoice
 from schemas.archive import WindowKey
 from schemas.checkpoints import DEFAULT_LEASE_SECONDS
 from schemas.cli import DEFAULT_ARCHIVE_DIR, PERIODS
@@ -287,6 +288,11 @@ class ExtractConfig:
     shared_budget: bool = True
     """``api.rate`` is the budget of the API KEY, split evenly among the live extractors
     (``kalshi_worker``). False: it is this process's own rate (split it by hand)."""
+    route: RouteChoice = RouteChoice.EVENT
+    """Which route fetches the live markets (``candles --route``, whose default is
+    ``auto``): ``event``, ``batch``, or ``auto`` (per window, the fewest requests by what
+    the server has shown; :mod:`extract.plan`). The library default stays ``event``, the
+    route every pinned request count of the tests was written for."""
 
     __repr__ = safe_repr  # the database password is masked
 
@@ -308,6 +314,7 @@ class ExtractConfig:
         if self.now is not None and self.now.tzinfo is None:
             raise InputError("now must be timezone-aware")
         object.__setattr__(self, "window_policy", WindowPolicy(self.window_policy))
+        object.__setattr__(self, "route", RouteChoice(self.route))
         if self.series_tz is not None:
             series_timezone(self.series, self.series_tz)  # fail early on a bad zone name
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from extract.routes.event import event_requests
 from extract.routing import HISTORICAL_CHUNK_CANDLES, historical_chunks
 
 #: The batch route's cap on requested candles, summed over its tickers.
@@ -332,14 +333,14 @@ class WindowShape:
 def event_cost(shape: WindowShape, n_markets: int, evidence: Evidence) -> int:
     """The event route's pages for ``n_markets`` live markets, priced by the evidence.
 
-    ``requested``: exact (candidates). ``returned``: the candidates at the density the
-    run has seen. ``unknown``: the worst case of both, every candidate a candle.
+    ``requested`` and ``unknown``: the route's own bound
+    (:func:`~extract.routes.event.event_requests`: exact for a requested-count cap, the
+    worst case of a returned-count one). ``returned``: the candles the candidates should
+    hold at the density the run has seen.
     """
-    candidates = n_markets * shape.periods
-    if evidence.event_cap_counts is CapCounts.RETURNED:
-        candles = evidence.expected_candles(candidates)
-    else:
-        candles = candidates
+    if evidence.event_cap_counts is not CapCounts.RETURNED:
+        return event_requests(n_markets, shape.start_ts, shape.end_ts, shape.period)
+    candles = evidence.expected_candles(n_markets * shape.periods)
     return event_route_pages(n_markets, candles, shape.periods)
 
 
