@@ -3,6 +3,8 @@
 The loader calls :meth:`LoadProgress.update` with its running summary after each batch;
 this module only renders it, through :class:`schemas.progress.ProgressDisplay` (a bar on
 a terminal, a ``progress: [###---] ...`` log line every ``log_every_s`` s otherwise).
+With ``--follow`` each pass over the archive brings a new summary: the bar restarts for
+the pass, and :attr:`LoadProgress.summary` adds the passes up.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def describe(done: int, total: int, rows: int, elapsed_s: float) -> str:
 
 
 class LoadProgress:
-    """Shows a run's :class:`~load.loader.LoadSummary` against the windows it found."""
+    """Shows a pass's :class:`~load.loader.LoadSummary` against the windows it found."""
 
     def __init__(
         self,
@@ -43,19 +45,32 @@ class LoadProgress:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
-        self._started = clock()
-        self.summary: LoadSummary | None = None
-        """The run's summary as last shown (the loader updates it in place): still there
-        when the run ends by raising, so ``--format json`` can print it."""
+        self._created = self._started = clock()
+        self._passes: list[LoadSummary] = []
         self._display = ProgressDisplay(log, console=console, log_every_s=log_every_s, clock=clock)
 
     def update(self, summary: LoadSummary, total: int, *, force: bool = False) -> None:
-        """``total``: windows found to load this run; done counts loaded, failed, held."""
-        self.summary = summary
+        """``total``: windows found to load this pass; done counts loaded, failed, held."""
+        if not self._passes or summary is not self._passes[-1]:
+            self._passes.append(summary)  # a new pass (the loader updates it in place)
+            self._started = self._clock()
         done = summary.windows_loaded + summary.windows_failed + summary.windows_held
         elapsed = self._clock() - self._started
         text = describe(done, total, summary.rows, elapsed)
         self._display.update(done, total, text, force=force)
+
+    @property
+    def summary(self) -> LoadSummary | None:
+        """Every pass shown so far, added up (None before the first): what ``--format
+        json`` prints when the run ends by raising, so it never returns its summary."""
+        if not self._passes:
+            return None
+        total = type(self._passes[-1])()
+        for one in self._passes:
+            total.add(one)
+        total.elapsed_s = self._clock() - self._created
+        total.writers = max(one.writers for one in self._passes)
+        return total
 
     def close(self) -> None:
         self._display.close()

@@ -237,6 +237,23 @@ def test_load_run_summary_as_json(tmp_path: Path) -> None:
     assert doc["rows_per_s"] == int(rows / doc["elapsed_s"])
 
 
+def test_load_run_summary_as_json_when_a_window_fails(tmp_path: Path) -> None:
+    world = World(sim_config())
+    events = closed_events(world, "KXHIGHNY", 2)
+    archive = new_archive(tmp_path / "raw")
+    for e in events:
+        build_window(archive, world, e)
+    page = sorted((tmp_path / "raw").rglob(f"{events[0]}/**/*.json.gz"))[0]
+    page.write_bytes(b"not gzip")  # this window fails, the other one loads
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    r = run(load_cli, "run", "--db", db, "--archive", str(tmp_path / "raw"), "--format", "json")
+    assert r.exit_code == 1
+    doc = orjson.loads(r.stdout)  # still one JSON object on stdout
+    assert doc["ok"] is False and doc["windows_loaded"] == 1 and doc["windows_failed"] == 1
+    assert len(doc["failures"]) == 1 and events[0] in doc["failures"][0]
+    assert "error:" in r.stderr
+
+
 # --- the package's example ---------------------------------------------------------------------
 
 

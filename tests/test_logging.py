@@ -236,7 +236,16 @@ def test_load_progress_counts_windows_rows_rate_and_eta(
         "progress: [#####-------------------] 8/40 windows  1,234,560 rows  123,456 rows/s"
         "  ETA 0m40s",
     ]
-    assert shown.summary is summary
+    # a second pass (load run --follow): its own bar, and the summary adds both up
+    second = LoadSummary(windows_loaded=2, rows=100, failures=["w: bad page"], writers=2)
+    now[0] = 130.0
+    with caplog.at_level(logging.INFO, logger="load.progress"):
+        shown.update(second, 5, force=True)
+    assert caplog.records[-1].getMessage().endswith("2/5 windows  100 rows  0 rows/s  ETA ?")
+    both = shown.summary
+    assert both is not None
+    assert (both.windows_loaded, both.windows_failed, both.rows) == (9, 1, 1_234_660)
+    assert both.failures == ["w: bad page"] and both.writers == 2 and both.elapsed_s == 30.0
 
 
 # --- progress on a real terminal --------------------------------------------------------------
