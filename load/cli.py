@@ -57,6 +57,20 @@ def cli() -> None:
     show_default=True,
     help="MySQL: fill the staging table by LOAD DATA LOCAL INFILE or by multi-row INSERT.",
 )
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep loading windows as extract completes them; stop once no extractor is alive "
+    "and no complete window is left.",
+)
+@click.option(
+    "--idle-exit",
+    "idle_exit_s",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="With --follow: stop anyway after this many seconds without loading a window (0: never).",
+)
 @lease_options
 @summary_format_option
 @command_body
@@ -69,6 +83,8 @@ def run(
     staging: StagingMethod,
     worker_id: str | None,
     lease_seconds: float,
+    follow: bool,
+    idle_exit_s: float,
     fmt: str,
 ) -> None:
     """Load every completely extracted window that is not loaded yet.
@@ -85,6 +101,8 @@ def run(
         staging_method=staging,
         worker_id=worker_id or default_worker_id(),
         lease_seconds=lease_seconds,
+        follow=follow,
+        idle_exit_s=idle_exit_s,
     )
     progress = LoadProgress()
     try:

@@ -42,6 +42,13 @@ class LoadConfig:
     """This loader in window leases and ``kalshi_worker`` (default ``hostname:pid``)."""
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     """A killed loader's windows are taken over this long after its last renewal."""
+    follow: bool = False
+    """Keep loading windows as extract completes them, until no extractor is alive and
+    no complete window is left (``load.follow``)."""
+    idle_exit_s: float = 600.0
+    """With ``follow``: stop anyway after this long without loading a window (0: never)."""
+    poll_s: float = 1.0
+    """With ``follow``: the pause between two looks at the archive."""
 
     __repr__ = safe_repr  # the database password is masked
 
@@ -56,4 +63,6 @@ class LoadConfig:
             raise InputError("retry_backoff_s cannot be negative")
         if self.staging_method not in ("load_data", "insert"):
             raise InputError(f"unknown staging method {self.staging_method!r}")
+        if self.idle_exit_s < 0 or self.poll_s <= 0:
+            raise InputError("idle_exit_s cannot be negative and poll_s must be positive")
         validate_worker(self.worker_id, self.lease_seconds)

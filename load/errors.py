@@ -7,7 +7,12 @@ batch; a run that failed any window ends with :class:`LoadFailedError` (non-zero
 
 from __future__ import annotations
 
-from schemas.errors import CorruptArchiveError, DatabaseError, KalshiBackfillError
+from schemas.errors import (
+    CorruptArchiveError,
+    DatabaseError,
+    InputError,
+    KalshiBackfillError,
+)
 
 
 class LoadError(KalshiBackfillError):
@@ -45,6 +50,11 @@ class LeaseLostError(LoadError):
 
 
 # --- the run as a whole ---
+
+
+class NoWindowsError(InputError):
+    """The archive holds no complete window of what was asked (exit 2): a mistyped
+    ``--series`` or ``--archive``. "Nothing LEFT to load" is not an error."""
 
 
 class LoadFailedError(LoadError):

@@ -31,6 +31,7 @@ import shutil
 import tempfile
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from load.config import LoadConfig
-from load.errors import CorruptPageError, LeaseLostError, LoadFailedError
+from load.errors import CorruptPageError, LeaseLostError, LoadFailedError, NoWindowsError
 from load.leases import LoadLeases, keep_leases, release_leases
 from load.normalize import RawPage, dedupe_candles, normalize_json
 from load.progress import LoadProgress
@@ -52,6 +53,7 @@ from load.stats import stats_rows, window_stats
 from load.writer import write_candles
 from schemas.archive import (
     MANIFEST_FILE,
+    QUARANTINE_DIR,
     ArchiveStore,
     LocalArchive,
     Manifest,
@@ -163,13 +165,35 @@ class LoadSummary:
 def load_windows(
     config: LoadConfig, *, engine: Engine | None = None, progress: LoadProgress | None = None
 ) -> LoadSummary:
-    """Load every pending window of the archive; see the module docstring.
+    """Load every pending window of the archive (with ``config.follow``, until extract is
+    done: :mod:`load.follow`); see the module docstring.
 
     ``progress`` is shown the running summary after each batch (the CLI's bar).
 
     Returns the summary; raises LoadFailedError (after loading everything it could) when
-    any window failed, and DatabaseError when the database cannot be used at all.
+    any window failed, NoWindowsError when the archive holds no complete window of what
+    was asked, and DatabaseError when the database cannot be used at all.
     """
+    if config.follow:
+        from load.follow import follow_windows  # it runs the passes below
+
+        def one_pass(cfg: LoadConfig, eng: Engine) -> LoadSummary:
+            return load_pass(cfg, engine=eng, progress=progress)
+
+        summary = follow_windows(config, one_pass, engine=engine)
+    else:
+        summary = load_pass(config, engine=engine, progress=progress)
+    if summary.windows_failed:
+        raise LoadFailedError(
+            f"{summary.windows_failed} window(s) failed: " + "; ".join(summary.failures[:5])
+        )
+    return summary
+
+
+def load_pass(
+    config: LoadConfig, *, engine: Engine | None = None, progress: LoadProgress | None = None
+) -> LoadSummary:
+    """One look at the archive: load what is pending now; failures are in the summary."""
     started = time.perf_counter()
     archive = _open_archive(config.archive_dir)
     own_engine = engine is None
@@ -209,10 +233,6 @@ def load_windows(
             eng.dispose()
         summary.elapsed_s = time.perf_counter() - started
     log.info("%s", summary.line())
-    if summary.windows_failed:
-        raise LoadFailedError(
-            f"{summary.windows_failed} window(s) failed: " + "; ".join(summary.failures[:5])
-        )
     return summary
 
 
@@ -287,7 +307,9 @@ def _discover(
     except SQLAlchemyError as e:
         raise translate_db_error(e, config.db_url, "reading checkpoints") from e
     pending: list[tuple[str, Manifest]] = []
+    found = 0
     for rel in archive.iter_manifests(config.series):
+        found += 1
         try:
             manifest = archive.read_manifest(rel)
         except CorruptArchiveError as e:
@@ -303,8 +325,33 @@ def _discover(
             pending.append((rel, manifest))
         else:
             summary.windows_skipped += 1
+    if not found:
+        raise NoWindowsError(_nothing_found(archive, config.series))
     log.info("load: %d window(s) to load, %d already loaded", len(pending), summary.windows_skipped)
     return pending
+
+
+def _nothing_found(archive: ArchiveStore, series: str | None) -> str:
+    """What the archive holds, for a run that found no complete window of ``series``."""
+    asked = f"of series {series} " if series else ""
+    complete = Counter(rel.split("/", 1)[0] for rel in archive.iter_manifests())
+    started = {
+        "/".join(rel.split("/")[:4])
+        for rel in archive.glob(f"{series or '*'}/*/p*/*/*")
+        if not rel.startswith(QUARANTINE_DIR)
+    } - {rel.rsplit("/", 1)[0] for rel in archive.iter_manifests(series)}
+    held = (
+        "complete windows of " + ", ".join(f"{s} ({n})" for s, n in sorted(complete.items()))
+        if complete
+        else "no complete window at all"
+    )
+    unfinished = (
+        f"; {len(started)} window folder(s) {asked}without a manifest (extract is running "
+        "or was interrupted: rerun it)"
+        if started
+        else ""
+    )
+    return f"no complete window {asked}in {archive}: it holds {held}{unfinished}"
 
 
 def _report_failed_after(manifest: Manifest, checkpoint: Checkpoint, summary: LoadSummary) -> None:

@@ -210,7 +210,7 @@ def test_writers_option_reaches_the_writer_pool(
             if writers == 1:
                 assert threads == {"MainThread"}
             else:
-                assert threads and all(t.startswith("load-write") for t in threads)
+                assert threads and all((t or "").startswith("load-write") for t in threads)
                 assert len(threads) <= 3
             assert any(f"with {writers} writer" in r.getMessage() for r in caplog.records), (
                 caplog.text
@@ -223,3 +223,27 @@ def test_writers_option_reaches_the_writer_pool(
         finally:
             if name:
                 drop_database(name)
+
+
+def test_nothing_matching_exits_2_and_says_what_was_found(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    archive_dir = tmp_path / "raw"
+    archive = new_archive(archive_dir)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["run", "--db", db, "--archive", str(archive_dir)])
+    assert res.exit_code == 2, res.output
+    assert "no complete window" in res.output and "no complete window at all" in res.output
+
+    world = World(sim_config(markets_per_event=2))
+    events = closed_events(world, "KXHIGHNY", 2)
+    for e in events:
+        build_window(archive, world, e)
+    args = ["run", "--db", db, "--archive", str(archive_dir)]
+    res = runner.invoke(cli, [*args, "--series", "KXHIGHCHI"])
+    assert res.exit_code == 2, res.output
+    assert "of series KXHIGHCHI" in res.output and "KXHIGHNY (2)" in res.output
+
+    # Nothing LEFT to load is not an error: every window SUCCESS already.
+    assert runner.invoke(cli, args).exit_code == 0
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0 and "0 windows loaded, 2 skipped" in res.output
