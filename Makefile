@@ -8,7 +8,7 @@ SERIES ?= KXHIGHNY
 RANGE := $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock extract load test soak bench demo lint fmt clean
+.PHONY: help install lock extract load backfill test soak bench demo lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +36,16 @@ extract: install ## Sync SERIES' events, then archive its candles (FROM= TO= ARG
 
 load: install ## Load the archive into the database (ARGS=)
 	$(PY) -m load run $(ARGS)
+
+# The loader follows the extractor (load run --follow): each window is loaded once its
+# archive is complete, so the backfill takes about extract's own time. The loader stops
+# by itself when extract has ended; either one failing fails the target.
+backfill: install ## Sync SERIES' events, then extract and load side by side (FROM= TO= ARGS=)
+	$(PY) -m extract events --series $(SERIES)
+	$(PY) -m load run --follow --series $(SERIES) & loader=$$!; \
+	$(PY) -m extract candles --series $(SERIES) $(RANGE) $(ARGS); extracted=$$?; \
+	wait $$loader; loaded=$$?; \
+	[ $$extracted -eq 0 ] && [ $$loaded -eq 0 ]
 
 # Four workers on two cores: many tests wait (rate limits, leases, subprocess start-up),
 # so their waits overlap; worksteal evens out the long tests. (Not loadgroup: with
