@@ -19,7 +19,7 @@ import click
 import polars as pl
 from sqlalchemy import Engine
 
-from load.coverage import build_coverage, render_coverage
+from load.coverage import build_coverage, render_coverage, require_plot_extra
 from load.export import export_series, write_parquet_atomic
 from load.query import asof_snapshots, parse_time, query_candles
 from load.report import (
@@ -423,6 +423,7 @@ def coverage_cmd(
 ) -> None:
     """A PNG of completeness: one row an event, holes and maintenance pauses coloured."""
     lo, hi = _date(date_from, "--from"), _date(date_to, "--to")
+    require_plot_extra()
     with _engine(db_url) as engine:
         matrix = build_coverage(engine, series, lo, hi, period)
     path = render_coverage(matrix, out)

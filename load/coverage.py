@@ -201,17 +201,25 @@ def build_coverage(
     )
 
 
+def require_plot_extra() -> None:
+    """Raise MissingExtraError (one line naming the ``pip install``) without matplotlib:
+    the [plot] extra, which a plain ``pip install kalshi-candles`` does not pull in. The
+    command calls it before any database work, so the user learns it first."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise MissingExtraError("coverage", "matplotlib", "plot") from e
+
+
 def render_coverage(matrix: CoverageMatrix, out: str | Path) -> Path:
     """Draw the matrix as a PNG at ``out`` (temporary file, then rename); returns the path."""
     # Imported here: matplotlib costs a noticeable start-up time that `load run` and the
     # other commands registered beside this one should not pay.
-    try:  # the [plot] extra: a plain `pip install kalshi-candles` does not pull it in
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.colors import ListedColormap
-        from matplotlib.figure import Figure
-        from matplotlib.patches import Patch
-    except ImportError as e:
-        raise MissingExtraError("coverage", "matplotlib", "plot") from e
+    require_plot_extra()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     dest = Path(out)
     n_rows, n_cols = matrix.cells.shape

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.db import make_engine
 from tests.test_access_data import SERIES, seed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,9 +58,11 @@ def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "error" in line.lower()]
 
 
-def test_coverage_without_matplotlib_names_the_plot_extra(tmp_path: Path) -> None:
+@pytest.mark.parametrize("data", ["seeded", "empty"])
+def test_coverage_without_matplotlib_names_the_plot_extra(tmp_path: Path, data: str) -> None:
+    """Said before any database work: even with nothing to draw yet."""
     db = f"sqlite:///{tmp_path / 'k.db'}"
-    seed(db).dispose()
+    (seed(db) if data == "seeded" else make_engine(db)).dispose()
     out = tmp_path / "c.png"
     res = _run("matplotlib", "load", "coverage", "--series", SERIES, "--out", str(out), "--db", db)
     assert res.returncode == 2, res.stderr
