@@ -1,23 +1,30 @@
 """``extract candles``: archive every raw candlestick page of the selected event windows.
 
 Per window: plan it (pure, :mod:`extract.windows`), skip it if the archive already holds
-it, else mark the checkpoint RUNNING, resume from the chain of pages already on disk
-(:class:`~extract.paginator.Paginator`), fetch the missing pages one after another
-(each checked, then written atomically), write the manifest last and mark EXTRACTED.
+it, else mark the checkpoint RUNNING, reuse the pages already on disk, fetch the missing
+ones through the window's routes (:mod:`extract.routes`: each page checked against the
+contract, then written atomically; a refused page is kept under ``_rejected/``), write
+the manifest last and mark EXTRACTED.
 Windows run concurrently, sharing one client and so one rate budget. A window that fails
 becomes FAILED with its reason; the others go on; the run reports it and exits non-zero.
 
 Markets are routed one by one (:mod:`extract.routing`) by the cutoff read at the start of
 the run: a market settled before it is fetched from
 ``/historical/markets/{ticker}/candlesticks`` in bounded chunks (pages under
-``markets/{ticker}/``), the others from the event route. When the cutoff moves during the
-run, a live page lacks a market we expected: the cutoff is re-read and that market is
-fetched from the historical route over the whole window; a historical 404 sends a market
+``markets/{ticker}/``), the others from the event route. A live page that lacks a market
+is weighed (:func:`~extract.routing.absent_market_action`): a market the cutoff (re-read
+when the market settled near it) says could have moved is fetched from the historical
+route over the whole window; one merely without candles there costs nothing; one absent
+from every page is looked up (``GET /markets/{ticker}``). A historical 404 sends a market
 back to the event route. Candles of a minute fetched on both routes are the same values:
 load keeps one.
 
+A window is final only ``final_grace`` after its markets close; until then a rerun
+fetches again the pages that may lack candles published late.
+
 Kill the process at any moment: pages are whole or absent, the manifest exists only once
-every page does, and a rerun starts from the chain on disk, so nothing is fetched twice.
+every page does, and a rerun starts from the chain on disk, so nothing final is fetched
+twice.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from tests.bench.config import (
 from tests.bench.database import bench_database
 from tests.bench.dataset import load_archive
 from tests.bench.extractbench import bench_extract_rate
+from tests.bench.follow import bench_follow
 from tests.bench.loadbench import bench_load
 from tests.bench.memory import bench_memory
 from tests.bench.report import Results, machine_info, to_json, versions, write
@@ -95,6 +96,7 @@ def run(config: BenchConfig, *, keep_db: bool = False) -> str:
         try:
             bench_load(archive, config.db_url, Path(work), results, say)
             bench_extract_rate(config, config.db_url, results, say)
+            bench_follow(config, config.db_url, results, say)
             bench_memory(config, config.db_url, results, say)
         except (BenchError, KalshiBackfillError) as e:
             # Keep what was measured (a shared MariaDB may be restarted under us), but

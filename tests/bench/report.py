@@ -49,6 +49,9 @@ REQUIRED_METRICS: tuple[str, ...] = (
     "memory.load_long_vs_short",
     "normalize.candles",
     "normalize.candles_per_s",
+    "follow.extract_alone_s",
+    "follow.end_to_end_s",
+    "follow.ratio",
 )
 
 
@@ -99,6 +102,7 @@ TARGETS: tuple[Target, ...] = (
     Target("memory.load_long_mb", "<", 250, "fits a small box"),
     Target("memory.extract_long_vs_short", "<=", 1.2, "memory does not grow with the range"),
     Target("memory.load_long_vs_short", "<=", 1.2, "memory does not grow with the range"),
+    Target("follow.ratio", "<=", 1.10, "loading beside extract costs no wall time"),
 )
 
 
