@@ -48,6 +48,8 @@ def test_quick_bench_on_tiny_sizes_writes_every_metric(tmp_path: Path) -> None:
                 "--mem-days",
                 "1",
                 "2",
+                "--requests-days",
+                "3",
             ],
             cwd=REPO,
             capture_output=True,

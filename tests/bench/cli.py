@@ -32,6 +32,7 @@ from tests.bench.follow import bench_follow
 from tests.bench.loadbench import bench_load
 from tests.bench.memory import bench_memory
 from tests.bench.report import Results, machine_info, to_json, versions, write
+from tests.bench.requests import bench_requests
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--rate-warmup", type=float, help="seconds before the rate is 'steady'")
     sizes.add_argument("--mem-days", type=int, nargs=2, metavar=("SHORT", "LONG"))
     sizes.add_argument("--mem-markets", type=int, help="markets per event of the memory runs")
+    sizes.add_argument("--requests-days", type=int, help="events of the requests-vs-floor run")
     return p
 
 
@@ -67,6 +69,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         mem_short_days=short,
         mem_long_days=long,
         mem_markets=args.mem_markets,
+        requests_days=args.requests_days,
     )
     if sizes != PRESETS[mode]:
         mode += " (custom sizes)"
@@ -98,6 +101,7 @@ def run(config: BenchConfig, *, keep_db: bool = False) -> str:
             bench_extract_rate(config, config.db_url, results, say)
             bench_follow(config, config.db_url, results, say)
             bench_memory(config, config.db_url, results, say)
+            bench_requests(config.sizes.requests_days, results, say)
         except (BenchError, KalshiBackfillError) as e:
             # Keep what was measured (a shared MariaDB may be restarted under us), but
             # never over the last complete results.

@@ -65,6 +65,8 @@ class Sizes:
     """Days of the long memory range (a year in the full run)."""
     mem_markets: int
     """Markets per event in the memory world (fewer than 6 keeps a year within budget)."""
+    requests_days: int = 365
+    """Events of the requests-vs-floor backfill (12 months; the last ~60 days live)."""
 
     def __post_init__(self) -> None:
         if min(self.load_events, self.rate_days, self.mem_short_days, self.mem_markets) < 1:
@@ -79,7 +81,7 @@ PRESETS: dict[str, Sizes] = {
     # ~1.04M candles; ~1,260 requests (≥ 60 s at 20/s); a month against a year.
     "full": Sizes(80, 90, 5.0, 30, 365, 2),
     # ~210k candles; ~280 requests; a week against a month.
-    "quick": Sizes(16, 20, 3.0, 7, 30, 2),
+    "quick": Sizes(16, 20, 3.0, 7, 30, 2, requests_days=120),
 }
 
 

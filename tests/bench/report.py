@@ -52,6 +52,19 @@ REQUIRED_METRICS: tuple[str, ...] = (
     "follow.extract_alone_s",
     "follow.end_to_end_s",
     "follow.ratio",
+    *(
+        f"requests.{answer}.{what}"
+        for answer in ("no", "yes")
+        for what in (
+            "requests",
+            "floor",
+            "vs_floor",
+            "per_event.event",
+            "per_event.batch",
+            "per_event.historical",
+        )
+    ),
+    "requests.packing_saving",
 )
 
 
@@ -103,6 +116,8 @@ TARGETS: tuple[Target, ...] = (
     Target("memory.extract_long_vs_short", "<=", 1.2, "memory does not grow with the range"),
     Target("memory.load_long_vs_short", "<=", 1.2, "memory does not grow with the range"),
     Target("follow.ratio", "<=", 1.10, "loading beside extract costs no wall time"),
+    Target("requests.no.vs_floor", "<=", 1.05, "requests at the floor (batch: historical no)"),
+    Target("requests.yes.vs_floor", "<=", 1.05, "requests at the floor (batch: historical yes)"),
 )
 
 
