@@ -8,8 +8,9 @@ each market, not each event: one event can have markets on both sides of the cut
 Everything here is pure (no I/O, no clock), so the decisions are unit-tested without HTTP:
 - :func:`route_market`: the tier of one market, from what the sync stored and the cutoff;
 - :func:`historical_chunks`: the requests of one historical market over a window;
-- :func:`missing_live_markets`: which markets we expected on a live page are not on it
-  (the sign that the cutoff moved past them during the run);
+- :func:`may_cross_cutoff` and :func:`absent_market_action`: what a live market that a
+  page left out calls for (no request, the historical route, or a lookup), from the
+  cutoff and what the pages showed;
 - :func:`needs_historical_lookup`: which events ``extract events`` must list on
   ``GET /historical/markets`` because ``with_nested_markets`` may have left markets out.
 """
@@ -119,15 +120,6 @@ def historical_requests(
 ) -> int:
     """Requests the historical route takes for markets given as (start_ts, end_ts) spans."""
     return sum(len(historical_chunks(s, e, period, max_candles)) for s, e in markets)
-
-
-def missing_live_markets(expected_live: Iterable[str], page_tickers: Iterable[str]) -> set[str]:
-    """Markets we expected on a live event page that it does not list.
-
-    The live event route leaves historical markets out, so such a market has most likely
-    moved to the historical tier since the run read the cutoff.
-    """
-    return set(expected_live) - set(page_tickers)
 
 
 def needs_historical_lookup(

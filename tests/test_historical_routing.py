@@ -25,7 +25,6 @@ from extract.routing import (
     Route,
     historical_chunks,
     historical_requests,
-    missing_live_markets,
     needs_historical_lookup,
     route_market,
     route_markets,
@@ -173,15 +172,6 @@ def test_a_bad_cutoff_body_is_a_retriable_bad_page(body: Any) -> None:
 # --- live pages that lack a market ----------------------------------------------------
 
 
-def test_missing_live_markets() -> None:
-    assert missing_live_markets({"A", "B"}, ["A", "B", "C"]) == set()
-    assert missing_live_markets({"A", "B"}, ["A"]) == {"B"}
-    assert missing_live_markets(set(), []) == set()
-
-
-# --- which events the sync looks up on the historical tier ----------------------------
-
-
 def test_lookup_rules() -> None:
     assert needs_historical_lookup(CUT - 1, 6, CUT)  # could hold a settled market
     assert not needs_historical_lookup(CUT, 6, CUT)  # markets settle after the strike date
@@ -199,7 +189,7 @@ def _iso(ts: int) -> str:
 
 def test_events_to_look_up() -> None:
     cutoff = Cutoff(CUT)
-    events = [
+    events: list[dict[str, Any]] = [
         {"event_ticker": "KXHIGHNY-25NOV01", "strike_date": _iso(CUT - 86_400), "markets": []},
         {"event_ticker": "KXHIGHNY-25NOV02", "strike_date": _iso(CUT - 60), "markets": [{}]},
         {"event_ticker": "KXHIGHNY-25NOV03", "strike_date": _iso(CUT + 60), "markets": [{}]},
