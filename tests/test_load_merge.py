@@ -9,6 +9,7 @@ equal to the simulator's truth: the row with the later ``retrieved_at_utc`` wins
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -20,9 +21,10 @@ from sqlalchemy import Engine
 
 from load.config import LoadConfig
 from load.loader import load_windows
+from load.writer import _mysql_updates
 from schemas.archive import LocalArchive
 from schemas.db import make_engine
-from schemas.tables import WindowPolicy
+from schemas.tables import CANDLE_COLUMNS, CANDLE_KEY_COLUMNS, WindowPolicy
 from tests.kalshi_sim import World
 from tests.test_load_support import (
     T0,
@@ -105,3 +107,12 @@ def test_later_retrieval_wins_across_reloads_and_skip_unchanged(
     build(archive, world, b, FULL, late=True)  # run 2: newer, true: must win
     load(db_url, tmp_path / "raw", engine)
     assert stored(engine) == truth
+
+
+def test_mysql_assigns_the_deciding_column_last() -> None:
+    """MySQL evaluates ON DUPLICATE KEY UPDATE left to right: every value column must
+    compare with the STORED retrieval time, so retrieved_at_utc is assigned last."""
+    assignments = [a.split(" = ", 1)[0] for a in re.split(r", (?=\w+ = )", _mysql_updates())]
+    assert assignments[-1] == "retrieved_at_utc"
+    assert assignments.count("retrieved_at_utc") == 1
+    assert sorted(assignments) == sorted(c for c in CANDLE_COLUMNS if c not in CANDLE_KEY_COLUMNS)
