@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from extract.client import ApiResponse, KalshiClient, RequestStats
@@ -91,7 +91,7 @@ from schemas.archive import (
     WindowKey,
     open_archive,
 )
-from schemas.checkpoints import Checkpoint, dt_to_ts, get_checkpoint, save_checkpoint
+from schemas.checkpoints import Checkpoint, dt_to_ts
 from schemas.crashpoints import (
     EXTRACT_AFTER_EXTRACTED,
     EXTRACT_AFTER_RUNNING,
@@ -103,7 +103,7 @@ from schemas.crashpoints import (
     EXTRACT_PAGE_BEFORE_WRITE,
     crashpoint,
 )
-from schemas.db import make_engine, run_transaction, translate_db_error
+from schemas.db import make_engine, translate_db_error
 from schemas.errors import (
     ApiError,
     ArchiveError,
@@ -442,35 +442,26 @@ class _Run:
             force=force,
         )
 
-    def save(
+    def leases(self) -> Coordinator:
+        """The run's coordinator: every checkpoint read and write goes through it."""
+        assert self.coord is not None, "a run's windows are extracted under its Coordinator"
+        return self.coord
+
+    async def save(
         self, key: WindowKey, window: Window, status: CheckpointStatus, **fields: object
     ) -> None:
-        def write(conn: Connection) -> None:
-            save_checkpoint(
-                conn,
-                key,
-                status=status,
-                window_start_ts=window.start_ts,
-                window_end_ts=window.end_ts,
-                is_final=window.is_final,
-                **fields,
-            )
+        """Write the window's checkpoint, only while we hold its lease (else LeaseLostError).
 
-        try:  # rerun after a lock conflict: other workers upsert neighbouring rows
-            run_transaction(self.engine, write)
-        except SQLAlchemyError as e:
-            raise translate_db_error(e, self.config.db_url, f"saving checkpoint of {key}") from None
+        One conditional UPDATE, in a thread (:meth:`Coordinator.save`): a worker that
+        stalled past its lease never overwrites the state of the one that took it over.
+        """
+        extent = (window.start_ts, window.end_ts, window.is_final)
+        await self.leases().save(key, status, window=extent, **fields)
 
-    def checkpoint(self, key: WindowKey) -> Checkpoint | None:
-        try:
-            with self.engine.connect() as conn:
-                return get_checkpoint(conn, key)
-        except SQLAlchemyError as e:
-            raise translate_db_error(
-                e, self.config.db_url, f"reading checkpoint of {key}"
-            ) from None
+    async def checkpoint(self, key: WindowKey) -> Checkpoint | None:
+        return await self.leases().checkpoint(key)
 
-    def already_archived(self, key: WindowKey, window: Window) -> bool:
+    async def already_archived(self, key: WindowKey, window: Window) -> bool:
         """True when the manifest already covers exactly this window (only load is left).
 
         A manifest that lacks a market of the window (written before its historical
@@ -492,7 +483,7 @@ class _Run:
             return False
         if {m.market_ticker for m in window.markets} - {m.market_ticker for m in manifest.markets}:
             return False
-        cp = self.checkpoint(key)
+        cp = await self.checkpoint(key)
         same = cp is not None and (cp.window_start_ts, cp.window_end_ts) == (
             window.start_ts,
             window.end_ts,
@@ -506,7 +497,7 @@ class _Run:
                 CheckpointStatus.EXTRACTED,
             )
         ):
-            self.save(
+            await self.save(
                 key,
                 window,
                 CheckpointStatus.EXTRACTED,
@@ -522,36 +513,38 @@ class _Run:
     ) -> None:
         """Extract one window; failures become a FAILED checkpoint, never an exception."""
         stats = RequestStats()
-        if not self.claim(key, window):
+        if not await self.claim(key, window):
             self.finished += 1
             self.tick()
             return
         try:
-            if self.already_archived(key, window):
+            if await self.already_archived(key, window):
                 self.summary.skipped += 1
                 log.debug("%s: already archived, skipped", key)
                 return
             await _WindowJob(self, key, window, markets, stats).run()
             self.summary.done += 1
         except (ApiError, ArchiveError) as e:
-            self.summary.failed += 1
-            self.summary.failures.append((str(key), str(e)))
-            log.error("%s: FAILED: %s", key, e)  # noqa: TRY400 (the reason is the message)
-            self.save(key, window, CheckpointStatus.FAILED, last_error=str(e))
+            try:  # FAILED only while the window is ours: a new holder's state stays
+                await self.save(key, window, CheckpointStatus.FAILED, last_error=str(e))
+            except LeaseLostError as lost:
+                self.summary.lost += 1
+                log.warning("%s (our attempt failed: %s); it finishes the window", lost, e)
+            else:
+                self.summary.failed += 1
+                self.summary.failures.append((str(key), str(e)))
+                log.error("%s: FAILED: %s", key, e)  # noqa: TRY400 (the reason is the message)
         except LeaseLostError as e:
             self.summary.lost += 1
             log.warning("%s; it finishes the window", e)
         finally:
-            if self.coord is not None:
-                self.coord.release(key)
+            await self.leases().release(key)
             self.finished += 1
             self.tick()
 
-    def claim(self, key: WindowKey, window: Window) -> bool:
+    async def claim(self, key: WindowKey, window: Window) -> bool:
         """Take the window's lease; False (logged, counted) when another worker holds it."""
-        if self.coord is None:
-            return True
-        claim = self.coord.claim(key, window.start_ts, window.end_ts, window.is_final)
+        claim = await self.leases().claim(key, window.start_ts, window.end_ts, window.is_final)
         if not claim.ok:
             self.summary.held += 1
             until = claim.until.isoformat() if claim.until else "?"
@@ -628,10 +621,10 @@ class _WindowJob:
             "candles_archived": len(self.candle_keys),
         }
 
-    def _save(self, status: CheckpointStatus, **fields: object) -> None:
-        self.run_.save(self.key, self.window, status, **self._progress(), **fields)
+    async def _save(self, status: CheckpointStatus, **fields: object) -> None:
+        await self.run_.save(self.key, self.window, status, **self._progress(), **fields)
 
-    def _page_done(self, historical: bool) -> None:
+    async def _page_done(self, historical: bool) -> None:
         summary = self.run_.summary
         summary.pages += 1
         if historical:
@@ -640,13 +633,9 @@ class _WindowJob:
         else:
             summary.live_pages += 1
             self.fetched_live += 1
-        coord = self.run_.coord
-        if coord is None:
-            self._save(CheckpointStatus.RUNNING)
-        else:
-            # The checkpoint and the lease renewal in one UPDATE, written only while the
-            # window is ours: LeaseLostError if another worker took it.
-            coord.renew(self.key, CheckpointStatus.RUNNING, **self._progress())
+        # The checkpoint and the lease renewal in one UPDATE, written only while the
+        # window is ours: LeaseLostError if another worker took it.
+        await self._save(CheckpointStatus.RUNNING)
         crashpoint(EXTRACT_BETWEEN_PAGES)
         self.run_.tick()
 
@@ -688,7 +677,7 @@ class _WindowJob:
 
     async def run(self) -> None:
         key, window, run = self.key, self.window, self.run_
-        self.previous = run.checkpoint(key)
+        self.previous = await run.checkpoint(key)
         if self.previous is not None:
             self.base_requests = self.previous.requests
             self.base_retries = self.previous.retries
@@ -717,7 +706,7 @@ class _WindowJob:
         if by_event:
             self._reuse_chain(self.event, self.event_pager, self._tentative_from())
         crashpoint(EXTRACT_BEFORE_RUNNING)
-        self._save(CheckpointStatus.RUNNING, last_error=None)
+        await self._save(CheckpointStatus.RUNNING, last_error=None)
         crashpoint(EXTRACT_AFTER_RUNNING)
         resumed = self._pages()
 
@@ -744,7 +733,7 @@ class _WindowJob:
         crashpoint(EXTRACT_BEFORE_MANIFEST)
         run.archive.write_manifest(manifest)
         crashpoint(EXTRACT_BEFORE_EXTRACTED)
-        self._save(
+        await self._save(
             CheckpointStatus.EXTRACTED,
             extracted_at_utc=manifest.completed_at_utc,
             last_error=None,
@@ -881,7 +870,7 @@ class _WindowJob:
                 self.market_pages.append(route.file(req))
             counts = self.run_.summary.route_requests
             counts[route.name] = counts.get(route.name, 0) + 1
-            self._page_done(historical=route.kind == KIND_HISTORICAL_MARKET_CANDLES)
+            await self._page_done(historical=route.kind == KIND_HISTORICAL_MARKET_CANDLES)
         return True
 
     async def _fetch(
@@ -984,6 +973,8 @@ class _WindowJob:
     async def _is_live(self, ticker: str) -> bool:
         """``GET /markets/{ticker}``: True if the live tier knows the market, False on 404."""
         self.lookups += 1
+        counts = self.run_.summary.route_requests
+        counts["lookup"] = counts.get("lookup", 0) + 1
 
         def check(resp: ApiResponse) -> None:
             body = resp.body

@@ -15,11 +15,13 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from extract.candles import CandlesSummary
 from extract.plan import (
     BATCH_CANDLE_CAP,
     Answer,
     CapCounts,
     Evidence,
+    RequestTally,
     RouteChoice,
     WindowShape,
     batch_historical_answer,
@@ -262,3 +264,25 @@ def test_the_chooser_learns_the_cap_and_the_density_from_pages() -> None:
         1200,
         6 * 833,
     )
+
+
+def test_the_summary_shows_requests_per_event_and_route() -> None:
+    s = CandlesSummary(done=4, route_requests={"batch": 8, "historical": 6, "lookup": 1})
+    assert s.lines()[-1] == (
+        "requests per event: 3.75 over 4 windows (batch 2.0, historical 1.5, lookup 0.25)"
+    )
+    assert not any(line.startswith("requests per event") for line in CandlesSummary().lines())
+
+
+def test_the_dry_run_tally_names_the_floor_under_both_answers() -> None:
+    hist = tuple(t.replace("NOV21", "JUN02") for t in SIX)
+    tally = RequestTally()
+    for w in (shape(), shape(live=(), hist=hist)):
+        tally.add(w, choose_routes(w, RouteChoice.AUTO, Evidence(), may_probe=False))
+    assert tally.planned == {"event": 0, "batch": 2, "historical": 6}
+    lines = tally.lines(Evidence())
+    assert lines[0] == "requests planned: 8 (event 0, batch 2, historical 6) (2.00 x the floor)"
+    assert lines[1].startswith("floor: 4 ")
+    assert lines[2].startswith("  the floor is 8 if batch does not serve historical markets")
+    known = tally.lines(Evidence(batch_serves_historical=Answer.NO))
+    assert known[1].startswith("floor: 8 ") and len(known) == 2
