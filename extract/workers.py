@@ -19,9 +19,15 @@ process of our own:
   therefore stay under it together, and speed up when some finish. Between a start and
   the first beat that sees the others, the 429 backoff absorbs any overshoot.
 
-The database calls are short single statements run on the event loop's thread, like
-the checkpoint saves of :mod:`extract.candles`; :func:`budget_share` and
-:func:`heartbeat_interval` are pure.
+Every checkpoint write of a window goes through :meth:`Coordinator.save`: one UPDATE that
+matches only while we hold the lease, so a worker that stalled past its lease never
+overwrites the new holder's state (it gets LeaseLostError instead). Lease and heartbeat
+times are the database server's (:mod:`schemas.dbclock`), not this host's.
+
+The database calls run in worker threads (``asyncio.to_thread``): a slow statement, a
+lock wait (SQLite's busy timeout, InnoDB's lock wait) or a retry's sleep then holds up
+only the window that made it, never the event loop, the other windows or the
+heartbeat. :func:`budget_share` and :func:`heartbeat_interval` are pure.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -41,12 +47,14 @@ from extract.errors import LeaseLostError
 from extract.throttle import Throttle
 from schemas.archive import WindowKey
 from schemas.checkpoints import (
+    Checkpoint,
     claim_window,
     ensure_checkpoint,
     get_checkpoint,
     release_window,
     renew_window,
     take_over_window,
+    window_columns,
 )
 from schemas.db import run_transaction, translate_db_error
 from schemas.errors import DatabaseError
@@ -118,8 +126,11 @@ class Coordinator:
         self.held: set[WindowKey] = set()
         self.lost: set[WindowKey] = set()
 
-    def _tx(self, what: str, work: Callable[[Connection], T]) -> T:
-        """``work`` in its own short transaction (rerun after a lock conflict)."""
+    async def _tx(self, what: str, work: Callable[[Connection], T]) -> T:
+        """``work`` in its own short transaction (rerun after a lock conflict), in a thread."""
+        return await asyncio.to_thread(self._tx_blocking, what, work)
+
+    def _tx_blocking(self, what: str, work: Callable[[Connection], T]) -> T:
         try:
             return run_transaction(self.engine, work)
         except SQLAlchemyError as e:
@@ -127,7 +138,7 @@ class Coordinator:
 
     # --- leases ---
 
-    def claim(self, key: WindowKey, start_ts: int, end_ts: int, is_final: bool) -> Claim:
+    async def claim(self, key: WindowKey, start_ts: int, end_ts: int, is_final: bool) -> Claim:
         """Create the window's checkpoint if new and try to take its lease."""
         me, lease = self.worker_id, self.lease_seconds
 
@@ -150,55 +161,66 @@ class Coordinator:
                 return Claim(True, taken_over_from=holder)
             return Claim(False, holder, now.lease_expires_utc if now else None)
 
-        claim = self._tx(f"claiming {key}", attempt)
+        claim = await self._tx(f"claiming {key}", attempt)
         if claim.ok:
             self.held.add(key)
             self.lost.discard(key)
         return claim
 
-    def renew(
-        self, key: WindowKey, status: CheckpointStatus | None = None, **progress: Any
-    ) -> None:
-        """Extend our lease; LeaseLostError if another worker took the window meanwhile.
+    async def checkpoint(self, key: WindowKey) -> Checkpoint | None:
+        """The window's stored checkpoint (read in a thread, like every call here)."""
+        return await self._tx(f"reading the checkpoint of {key}", lambda c: get_checkpoint(c, key))
 
-        ``status``/``progress``: the window's checkpoint columns, saved in the same UPDATE
-        (:func:`schemas.checkpoints.renew_window`), so a page costs one statement.
+    async def save(
+        self,
+        key: WindowKey,
+        status: CheckpointStatus | None = None,
+        *,
+        window: tuple[int, int, bool] | None = None,
+        **progress: Any,
+    ) -> None:
+        """Save the window's checkpoint and extend our lease, in ONE conditional UPDATE.
+
+        ``status``/``progress``: checkpoint columns (counters, resume cursor, last_error,
+        ...); ``window``: its (start_ts, end_ts, is_final), when it may differ from the
+        stored row. Written only while we hold the lease
+        (:func:`schemas.checkpoints.renew_window`); LeaseLostError if another worker took
+        the window meanwhile, with nothing written. Without columns it only renews.
         """
         if key in self.lost:
             raise LeaseLostError(f"{key}: lease lost to another worker")
+        if window is not None:
+            progress.update(window_columns(*window))
         me, lease = self.worker_id, self.lease_seconds
         what = f"saving the checkpoint of {key}" if progress else f"renewing the lease of {key}"
-        if not self._tx(
+        if not await self._tx(
             what, lambda conn: renew_window(conn, key, me, lease, status=status, **progress)
         ):
             self.held.discard(key)
             self.lost.add(key)
             raise LeaseLostError(f"{key}: lease lost to another worker")
 
-    def release(self, key: WindowKey) -> None:
+    async def release(self, key: WindowKey) -> None:
         """Give the window back (a no-op if another worker holds it now)."""
         self.held.discard(key)
         self.lost.discard(key)
-        self._tx(f"releasing {key}", lambda conn: release_window(conn, key, self.worker_id))
+        await self._tx(f"releasing {key}", lambda conn: release_window(conn, key, self.worker_id))
 
     # --- heartbeat and budget ---
 
-    def beat(self, now: datetime | None = None) -> None:
+    async def beat(self) -> None:
         """Refresh our row, renew every held lease, and resize our share of the budget."""
-        at = now or datetime.now(UTC)
         ttl = self.interval * LIVE_BEATS
         keys = sorted(self.held)
 
         def attempt(conn: Connection) -> tuple[int, list[WindowKey]]:
-            heartbeat(conn, self.worker_id, KIND_EXTRACT, ttl, now=at)
+            heartbeat(conn, self.worker_id, KIND_EXTRACT, ttl)
             lost = [
-                k
-                for k in keys
-                if not renew_window(conn, k, self.worker_id, self.lease_seconds, now=at)
+                k for k in keys if not renew_window(conn, k, self.worker_id, self.lease_seconds)
             ]
-            return count_live(conn, KIND_EXTRACT, now=at), lost
+            return count_live(conn, KIND_EXTRACT), lost
 
-        live, lost = self._tx("heartbeat", attempt)
+        live, lost = await self._tx("heartbeat", attempt)
         for key in lost:
             if key in self.held:  # not released meanwhile
                 log.warning("%s: lease lost to another worker (we stalled past it)", key)
@@ -225,7 +247,7 @@ class Coordinator:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                self.beat()
+                await self.beat()
             except DatabaseError as e:
                 # The windows' own checkpoint saves fail the run if the database is gone;
                 # a missed beat only delays a share change or a renewal.
@@ -234,8 +256,8 @@ class Coordinator:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Coordinator]:
         """Register (and size the budget) before the first request; unregister at the end."""
-        self._tx("registering the worker", prune_workers)
-        self.beat()
+        await self._tx("registering the worker", prune_workers)
+        await self.beat()
         task = asyncio.create_task(self._beat_forever(), name="extract-heartbeat")
         try:
             yield self
@@ -252,4 +274,4 @@ class Coordinator:
                 unregister(conn, self.worker_id)
 
             with contextlib.suppress(DatabaseError):
-                self._tx("unregistering the worker", leave)
+                await self._tx("unregistering the worker", leave)

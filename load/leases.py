@@ -6,12 +6,18 @@ The same leases as extract (:mod:`extract.workers`), through the checkpoint row:
   its pages are read; a window held by another live worker (a loader, or the extractor
   still finishing it) is skipped this run, and a window another loader finished since
   discovery is released and skipped.
-- :func:`keep_leases` runs INSIDE the write transaction: it renews the lease (failing if
-  another loader took it over) and :func:`release_leases` gives it back in the same
-  transaction as SUCCESS. So SUCCESS, the rows and the end of the lease commit together.
+- :func:`keep_leases` runs INSIDE the write transaction: it renews the lease only if we
+  still hold it (failing if another worker took it over, even one that finished and
+  released it since) and :func:`release_leases` gives it back in the same transaction as
+  SUCCESS. The renewal's UPDATE locks the row until the commit, so the SUCCESS written
+  after it is ours alone: SUCCESS, the rows and the end of the lease commit together.
+- :func:`record_failure` writes FAILED with ONE conditional UPDATE, only while we hold the
+  lease: a loader that stalled past its lease never overwrites the new holder's state.
 - A thread renews every held lease and the worker's ``kalshi_worker`` row a few times
   per lease, so a long batch never loses its windows; a killed loader's leases expire
   (or are taken at once by a rerun on the same host, as in extract).
+
+Lease and heartbeat times are the database server's (:mod:`schemas.dbclock`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,10 +36,12 @@ from schemas.checkpoints import (
     Checkpoint,
     claim_window,
     ensure_checkpoint,
+    finish_window,
     get_checkpoint,
     release_window,
     renew_window,
     take_over_window,
+    window_columns,
 )
 from schemas.db import run_transaction, translate_db_error
 from schemas.errors import DatabaseError
@@ -63,13 +70,42 @@ def _ensure(conn: Connection, m: Manifest) -> None:
 def keep_leases(conn: Connection, manifests: Iterable[Manifest], config: LoadConfig) -> None:
     """Renew our lease on each window, in the caller's (write) transaction.
 
-    Raises LeaseLostError when another worker holds one of them now: the caller rolls the
-    transaction back, so nothing of that window is written by two loaders.
+    Raises LeaseLostError when we no longer hold one of them (another worker took it,
+    and may have finished and released it since): the caller rolls the transaction back,
+    so nothing of that window is written by two loaders.
     """
     for m in manifests:
-        _ensure(conn, m)
-        if not claim_window(conn, m.key, config.worker_id, config.lease_seconds):
+        if not renew_window(conn, m.key, config.worker_id, config.lease_seconds):
             raise LeaseLostError(f"{m.key}: lease lost to another worker")
+
+
+def record_failure(
+    conn: Connection,
+    key: WindowKey,
+    manifest: Manifest | None,
+    error: str,
+    config: LoadConfig,
+    *,
+    claimed: bool,
+) -> bool:
+    """Mark the window FAILED with ``error`` and release it, only while we hold its lease.
+
+    ``claimed``: we took the window's lease before reading it (its manifest was read);
+    False for a window failed at discovery (a corrupt manifest), whose lease is taken
+    here first, so a window another live worker holds is never written. Returns False,
+    with nothing written, when another worker holds the window.
+    """
+    if manifest is not None:
+        _ensure(conn, manifest)
+    me = config.worker_id
+    if not claimed and not claim_window(conn, key, me, config.lease_seconds):
+        return False
+    extent = (
+        {}
+        if manifest is None
+        else window_columns(manifest.window_start_ts, manifest.window_end_ts, manifest.is_final)
+    )
+    return finish_window(conn, key, me, status=CheckpointStatus.FAILED, last_error=error, **extent)
 
 
 def release_leases(conn: Connection, keys: Iterable[WindowKey], config: LoadConfig) -> None:
@@ -142,14 +178,13 @@ class LoadLeases:
             self.held.difference_update(keys)
 
     def _beat(self) -> None:
-        now = datetime.now(UTC)
         with self._lock:
             keys = sorted(self.held)
         me, lease = self.config.worker_id, self.config.lease_seconds
         ttl = self.interval * LIVE_BEATS
 
         def attempt(conn: Connection) -> None:
-            heartbeat(conn, me, KIND_LOAD, ttl, now=now)
+            heartbeat(conn, me, KIND_LOAD, ttl)
             for key in keys:
                 renew_window(conn, key, me, lease)
 

@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from load.config import LoadConfig
 from load.errors import CorruptPageError, LeaseLostError, LoadFailedError, NoWindowsError
-from load.leases import LoadLeases, keep_leases, release_leases
+from load.leases import LoadLeases, keep_leases, record_failure, release_leases
 from load.normalize import RawPage, dedupe_candles, normalize_json
 from load.progress import LoadProgress
 from load.stats import stats_rows, window_stats
@@ -64,7 +64,6 @@ from schemas.checkpoints import (
     Checkpoint,
     list_checkpoints,
     save_checkpoint,
-    set_status,
     ts_to_dt,
 )
 from schemas.crashpoints import (
@@ -463,23 +462,16 @@ def _fail_window(
 def _record_failed(
     engine: Engine, config: LoadConfig, key: WindowKey, manifest: Manifest | None, error: str
 ) -> None:
+    """FAILED only while we hold the window's lease (a window read was claimed first)."""
     try:
         with engine.begin() as conn:
-            if manifest is not None:
-                save_checkpoint(
-                    conn,
-                    key,
-                    status=CheckpointStatus.FAILED,
-                    window_start_ts=manifest.window_start_ts,
-                    window_end_ts=manifest.window_end_ts,
-                    is_final=manifest.is_final,
-                    last_error=error,
-                )
-            else:
-                set_status(conn, key, CheckpointStatus.FAILED, last_error=error)
-            release_leases(conn, [key], config)
+            written = record_failure(
+                conn, key, manifest, error, config, claimed=manifest is not None
+            )
     except SQLAlchemyError as e:
         raise translate_db_error(e, config.db_url, f"recording the failure of {key}") from e
+    if not written:
+        log.warning("%s: not marked FAILED: another worker holds the window now", key)
 
 
 # --- write ------------------------------------------------------------------------------

@@ -3,19 +3,24 @@
 Both stages move a window through RUNNING → EXTRACTED → SUCCESS (or FAILED). Every
 function takes a Connection so the caller decides the transaction: load marks SUCCESS in
 the same transaction as the window's rows, so SUCCESS never exists without them.
+
+Workers write a window's state only while they hold its lease (:func:`renew_window`,
+:func:`finish_window`: one conditional UPDATE each), and every lease time is the database
+server's (:mod:`schemas.dbclock`), never a host's.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Update, and_, bindparam, case, or_, select, update
 
 from schemas.archive import WindowKey
 from schemas.db import upsert
+from schemas.dbclock import db_after, db_after_param, db_now, micros
 from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_backfill_checkpoint
 
 _cp = kalshi_backfill_checkpoint
@@ -179,6 +184,9 @@ def set_status(conn: Connection, key: WindowKey, status: CheckpointStatus, **fie
 # SELECT ... FOR UPDATE SKIP LOCKED, so it works the same on MariaDB 10.11, MySQL 8,
 # TiDB (optimistic or pessimistic) and SQLite. Run each call in its own short
 # transaction (``engine.begin()``) so the lease is visible to others at once.
+#
+# Expiries are set and compared by the database's own clock (``db_now``/``db_after``):
+# hosts whose clocks disagree still agree on whose lease is live.
 
 
 def ensure_checkpoint(
@@ -199,20 +207,22 @@ def ensure_checkpoint(
     )
 
 
-def claim_window(
-    conn: Connection,
-    key: WindowKey,
-    owner: str,
-    lease_seconds: float,
-    *,
-    now: datetime | None = None,
-) -> bool:
+def window_columns(window_start_ts: int, window_end_ts: int, is_final: bool) -> dict[str, Any]:
+    """The window's extent as checkpoint columns, for :func:`renew_window`'s ``progress``
+    (a run may see a window grown, or become final, since its row was created)."""
+    return {
+        "window_start_utc": ts_to_dt(window_start_ts),
+        "window_end_utc": ts_to_dt(window_end_ts),
+        "is_final": is_final,
+    }
+
+
+def claim_window(conn: Connection, key: WindowKey, owner: str, lease_seconds: float) -> bool:
     """Take (or renew) the window's lease for ``owner``; False if another live worker has it.
 
     The row must exist (:func:`ensure_checkpoint`). ``lease_claimed_utc`` is set when the
     lease changes hands and kept by renewals, so status can say since when it is held.
     """
-    now = now or datetime.now(UTC)
     # lease_claimed_utc is assigned FIRST: MySQL evaluates SET left to right (later
     # assignments see new values), SQLite on the old row; first, both read the old owner.
     claimed_since = case(
@@ -220,7 +230,7 @@ def claim_window(
             and_(_cp.c.lease_owner == owner, _cp.c.lease_claimed_utc.is_not(None)),
             _cp.c.lease_claimed_utc,
         ),
-        else_=bindparam(None, now, type_=_cp.c.lease_claimed_utc.type),
+        else_=db_now(),
     )
     result = conn.execute(
         update(_cp)
@@ -230,13 +240,13 @@ def claim_window(
                 _cp.c.lease_owner.is_(None),
                 _cp.c.lease_owner == owner,
                 _cp.c.lease_expires_utc.is_(None),
-                _cp.c.lease_expires_utc < now,
+                _cp.c.lease_expires_utc < db_now(),
             )
         )
         .ordered_values(
             (_cp.c.lease_claimed_utc, claimed_since),
             (_cp.c.lease_owner, owner),
-            (_cp.c.lease_expires_utc, now + timedelta(seconds=lease_seconds)),
+            (_cp.c.lease_expires_utc, db_after(lease_seconds)),
         )
     )
     return result.rowcount == 1
@@ -248,24 +258,47 @@ def renew_window(
     owner: str,
     lease_seconds: float,
     *,
-    now: datetime | None = None,
     status: CheckpointStatus | None = None,
     **progress: Any,
 ) -> bool:
     """Extend ``owner``'s lease; False if it no longer holds it (never takes a free window).
 
     For renewals that may race a release (a renewal thread, a loader's commit). With
-    ``status`` and/or ``progress`` (other columns: counters, resume cursor), the window's
-    progress is saved by the SAME statement, and only while ``owner`` holds the lease: an
-    extractor's per-page checkpoint costs one UPDATE, and a worker that lost its window
-    never overwrites the new holder's progress.
+    ``status`` and/or ``progress`` (other columns: counters, resume cursor, last_error,
+    :func:`window_columns`), the window's state is saved by the SAME statement, and only
+    while ``owner`` holds the lease: an extractor's per-page checkpoint costs one UPDATE,
+    and a worker that lost its window never overwrites the new holder's state.
     """
-    now = now or datetime.now(UTC)
+    return _update_held(conn, key, owner, lease_seconds, status, progress)
+
+
+def finish_window(
+    conn: Connection,
+    key: WindowKey,
+    owner: str,
+    *,
+    status: CheckpointStatus,
+    **progress: Any,
+) -> bool:
+    """Save the window's final ``status`` (and ``progress``) and give its lease back, in one
+    UPDATE that matches only while ``owner`` holds the lease; False (nothing written) if
+    another worker took the window meanwhile."""
+    return _update_held(conn, key, owner, None, status, progress)
+
+
+def _update_held(
+    conn: Connection,
+    key: WindowKey,
+    owner: str,
+    lease_seconds: float | None,
+    status: CheckpointStatus | None,
+    progress: dict[str, Any],
+) -> bool:
+    """The one conditional UPDATE behind renew and finish (``lease_seconds`` None: release)."""
     if status is not None:
         progress["status"] = status.value
-    if progress:
-        progress["updated_at_utc"] = now
-    progress["lease_expires_utc"] = now + timedelta(seconds=lease_seconds)
+    if progress.get("last_error") is not None:
+        progress["last_error"] = str(progress["last_error"])[:MAX_ERROR_CHARS]
     params = {f"set_{name}": value for name, value in progress.items()}
     params.update(
         w_event=key.event_ticker,
@@ -273,14 +306,23 @@ def renew_window(
         w_policy=key.window_policy.value,
         w_owner=owner,
     )
-    result = conn.execute(_renew_statement(tuple(progress)), params)
-    return result.rowcount == 1
+    if lease_seconds is not None:
+        params["lease_us"] = micros(lease_seconds)
+    stmt = _held_statement(tuple(progress), release=lease_seconds is None)
+    return conn.execute(stmt, params).rowcount == 1
 
 
 @functools.cache
-def _renew_statement(columns: tuple[str, ...]) -> Update:
-    """The renewal UPDATE setting ``columns``, built once: a page's checkpoint then costs
+def _held_statement(columns: tuple[str, ...], *, release: bool) -> Update:
+    """The conditional UPDATE setting ``columns``, built once: a page's checkpoint then costs
     no statement construction (and SQLAlchemy reuses its cache key and compiled form)."""
+    values: dict[str, Any] = {name: bindparam(f"set_{name}") for name in columns}
+    if columns:
+        values["updated_at_utc"] = db_now()
+    if release:
+        values.update(lease_owner=None, lease_expires_utc=None, lease_claimed_utc=None)
+    else:
+        values["lease_expires_utc"] = db_after_param("lease_us")
     return (
         update(_cp)
         .where(
@@ -289,7 +331,7 @@ def _renew_statement(columns: tuple[str, ...]) -> Update:
             _cp.c.window_policy == bindparam("w_policy"),
             _cp.c.lease_owner == bindparam("w_owner"),
         )
-        .values({name: bindparam(f"set_{name}") for name in columns})
+        .values(values)
     )
 
 
@@ -299,22 +341,19 @@ def take_over_window(
     owner: str,
     from_owner: str,
     lease_seconds: float,
-    *,
-    now: datetime | None = None,
 ) -> bool:
     """Take the lease from ``from_owner``, known dead before its lease expired.
 
     A compare-and-swap on the owner: of several workers taking over at once, one wins.
     """
-    now = now or datetime.now(UTC)
     result = conn.execute(
         update(_cp)
         .where(_where(key))
         .where(_cp.c.lease_owner == from_owner)
         .values(
             lease_owner=owner,
-            lease_claimed_utc=now,
-            lease_expires_utc=now + timedelta(seconds=lease_seconds),
+            lease_claimed_utc=db_now(),
+            lease_expires_utc=db_after(lease_seconds),
         )
     )
     return result.rowcount == 1

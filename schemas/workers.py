@@ -6,7 +6,9 @@ Extractors count the live extractors to split one API key's budget between them
 (:mod:`extract.workers`), and ``load status`` lists the rows. Like the leases in
 :mod:`schemas.checkpoints`, this uses only plain INSERT/UPDATE/DELETE/SELECT, so it runs
 the same on SQLite, MariaDB, MySQL and TiDB. Every function takes a Connection: the
-caller runs each in its own short transaction.
+caller runs each in its own short transaction. Heartbeat and expiry times are the
+database server's (:mod:`schemas.dbclock`), so hosts with skewed clocks count each other
+right.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, case, delete, func, insert, select, update
 
-from schemas.db import upsert
+from schemas.dbclock import db_after, db_now
 from schemas.errors import InputError
 from schemas.tables import kalshi_worker
 
@@ -87,32 +89,29 @@ class WorkerRow:
     started_at_utc: datetime
     heartbeat_utc: datetime
     expires_utc: datetime
+    live_by_server: bool | None = None
+    """Whether its heartbeat was live by the database's clock when the row was read
+    (:func:`list_workers`); None for a row built by hand."""
 
     def live(self, now: datetime) -> bool:
+        """Live by the database's clock when read (so a status host's skew does not
+        matter); a row built by hand compares ``expires_utc`` with ``now``."""
+        if self.live_by_server is not None:
+            return self.live_by_server
         return self.expires_utc > now
 
 
-def heartbeat(
-    conn: Connection,
-    worker_id: str,
-    kind: str,
-    ttl_seconds: float,
-    *,
-    now: datetime | None = None,
-) -> None:
+def heartbeat(conn: Connection, worker_id: str, kind: str, ttl_seconds: float) -> None:
     """Register ``worker_id`` or refresh its heartbeat; it counts as live for ``ttl_seconds``.
 
     ``started_at_utc`` is set by the first call only, so status shows the process's age.
+    An UPDATE, then an INSERT when no row matched: worker ids are unique among live
+    processes, so nobody else inserts the same row, and the SQL is the same everywhere.
     """
-    now = now or datetime.now(UTC)
-    row = {
-        "worker_id": worker_id,
-        "kind": kind,
-        "started_at_utc": now,
-        "heartbeat_utc": now,
-        "expires_utc": now + timedelta(seconds=ttl_seconds),
-    }
-    upsert(conn, _w, [row], update=["kind", "heartbeat_utc", "expires_utc"])
+    beat = {"kind": kind, "heartbeat_utc": db_now(), "expires_utc": db_after(ttl_seconds)}
+    result = conn.execute(update(_w).where(_w.c.worker_id == worker_id).values(beat))
+    if result.rowcount == 0:
+        conn.execute(insert(_w).values(worker_id=worker_id, started_at_utc=db_now(), **beat))
 
 
 def unregister(conn: Connection, worker_id: str) -> None:
@@ -120,23 +119,32 @@ def unregister(conn: Connection, worker_id: str) -> None:
     conn.execute(delete(_w).where(_w.c.worker_id == worker_id))
 
 
-def prune_workers(conn: Connection, *, now: datetime | None = None) -> int:
+def prune_workers(conn: Connection) -> int:
     """Delete rows of processes that died long ago (their kill left the row behind)."""
-    now = now or datetime.now(UTC)
-    return int(conn.execute(delete(_w).where(_w.c.expires_utc < now - PRUNE_AFTER)).rowcount)
+    old = db_after(-PRUNE_AFTER.total_seconds())
+    return int(conn.execute(delete(_w).where(_w.c.expires_utc < old)).rowcount)
 
 
-def count_live(conn: Connection, kind: str, *, now: datetime | None = None) -> int:
-    """Processes of ``kind`` whose heartbeat has not expired."""
-    now = now or datetime.now(UTC)
-    stmt = select(func.count()).select_from(_w).where(_w.c.kind == kind, _w.c.expires_utc > now)
+def count_live(conn: Connection, kind: str) -> int:
+    """Processes of ``kind`` whose heartbeat has not expired (by the database's clock)."""
+    stmt = (
+        select(func.count()).select_from(_w).where(_w.c.kind == kind, _w.c.expires_utc > db_now())
+    )
     return int(conn.execute(stmt).scalar_one())
 
 
 def list_workers(conn: Connection) -> list[WorkerRow]:
     """Every registered process (live or not), oldest first."""
-    stmt = select(_w).order_by(_w.c.started_at_utc, _w.c.worker_id)
+    live = case((_w.c.expires_utc > db_now(), 1), else_=0).label("live_by_server")
+    stmt = select(_w, live).order_by(_w.c.started_at_utc, _w.c.worker_id)
     return [
-        WorkerRow(r.worker_id, r.kind, r.started_at_utc, r.heartbeat_utc, r.expires_utc)
+        WorkerRow(
+            r.worker_id,
+            r.kind,
+            r.started_at_utc,
+            r.heartbeat_utc,
+            r.expires_utc,
+            bool(r.live_by_server),
+        )
         for r in conn.execute(stmt)
     ]
