@@ -26,7 +26,7 @@ from extract.cli import main as extract_main
 from extract.progress import Progress, Snapshot, render
 from load.cli import cli as load_cli
 from load.progress import LoadProgress
-from schemas.logs import LogSettings, resolve_levels
+from schemas.logs import JsonFormatter, LogSettings, TextFormatter, resolve_levels
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, World, run_sim_in_thread
 from tests.test_load_support import build_window, closed_events, new_archive, sim_config
 
@@ -164,6 +164,30 @@ def test_json_lines_in_a_foreign_time_zone_carry_utc(sim: SimServer, tmp_path: P
     assert synced_doc["ts"].endswith("+00:00")
     assert before - timedelta(seconds=1) <= stamp <= after + timedelta(seconds=1)
     assert r.stdout.startswith("KXHIGHNY: 11 events")  # the result on stdout, logs apart
+
+
+def test_formatters_on_a_known_instant() -> None:
+    """1,700,000,000.25 s after the epoch is 2023-11-14 22:13:20.250 UTC."""
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "load.loader", logging.ERROR, __file__, 1, "window %s failed", ("W1",), sys.exc_info()
+        )
+    record.created = 1_700_000_000.25
+    assert (
+        TextFormatter()
+        .format(record)
+        .startswith("2023-11-14T22:13:20.250+00:00 ERROR load.loader: window W1 failed\nTraceback")
+    )
+    doc = orjson.loads(JsonFormatter().format(record))
+    assert {k: doc[k] for k in ("ts", "level", "logger", "message")} == {
+        "ts": "2023-11-14T22:13:20.250+00:00",
+        "level": "ERROR",
+        "logger": "load.loader",
+        "message": "window W1 failed",
+    }
+    assert doc["exc"].startswith("Traceback") and doc["exc"].endswith("ValueError: boom")
 
 
 # --- progress, unit ---------------------------------------------------------------------------
