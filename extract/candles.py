@@ -19,6 +19,12 @@ from every page is looked up (``GET /markets/{ticker}``). A historical 404 sends
 back to the event route. Candles of a minute fetched on both routes are the same values:
 load keeps one.
 
+``--route`` picks the route of the live markets (:mod:`extract.plan`,
+:class:`~extract.routes.choice.RouteChooser`): the event route, or the batch route
+(``GET /markets/candlesticks``, planned under its caps; historical markets join it once
+the server has shown that it serves them), or per window the cheaper of the two by what
+the server has shown (``auto``).
+
 A window is final only ``final_grace`` after its markets close; until then a rerun
 fetches again the pages that may lack candles published late.
 
