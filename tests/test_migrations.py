@@ -107,7 +107,8 @@ def second_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
 def _revision(engine: Engine) -> str | None:
     """What Alembic itself reads as the database's revision."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        opts = {"version_table": mig.VERSION_TABLE}
+        return MigrationContext.configure(conn, opts=opts).get_current_revision()
 
 
 def _checkpoint_row() -> dict[str, Any]:
@@ -170,7 +171,10 @@ def test_a_new_database_equals_one_migrated_from_nothing(db_url: str, tmp_path: 
             assert _schema(created) == _schema(migrated)
             with migrated.connect() as conn:
                 diff = compare_metadata(
-                    MigrationContext.configure(conn, opts={"compare_type": True}), metadata
+                    MigrationContext.configure(
+                        conn, opts={"compare_type": True, "version_table": mig.VERSION_TABLE}
+                    ),
+                    metadata,
                 )
             assert diff == []
         finally:
@@ -207,7 +211,7 @@ def test_concurrent_first_runs_create_the_schema_once(db_url: str) -> None:
     engine = make_engine(db_url, schema="none")
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+            rows = conn.execute(text(f"SELECT version_num FROM {mig.VERSION_TABLE}")).all()
         assert [r[0] for r in rows] == [mig.HEAD]
         assert set(metadata.tables) <= set(inspect(engine).get_table_names())
     finally:
@@ -320,7 +324,7 @@ def test_a_revision_from_a_newer_version_is_refused(sqlite_url: str) -> None:
     make_engine(sqlite_url).dispose()
     engine = make_engine(sqlite_url, schema="none")
     with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+        conn.execute(text(f"UPDATE {mig.VERSION_TABLE} SET version_num = '0099_future'"))
     engine.dispose()
     with pytest.raises(SchemaError, match="0099_future, unknown to this version"):
         make_engine(sqlite_url)
@@ -337,3 +341,17 @@ def test_db_current_on_an_empty_database(mariadb_url: str) -> None:
         assert inspect(engine).get_table_names() == []  # looking created nothing
     finally:
         engine.dispose()
+
+
+def test_another_applications_alembic_version_is_left_alone(db_url: str) -> None:
+    """A database shared with another Alembic-managed app: its alembic_version is not ours."""
+    engine = make_engine(db_url, schema="none")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('their_rev_42')"))
+    make_engine(db_url).dispose()  # an empty database to us: created at head
+    assert _revision(engine) == mig.HEAD
+    with engine.connect() as conn:
+        theirs = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    assert theirs == ["their_rev_42"]
+    engine.dispose()

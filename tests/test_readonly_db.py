@@ -118,6 +118,6 @@ def test_make_engine_for_a_writer_creates_an_empty_database(db_url: str) -> None
     engine = make_engine(db_url, schema="read")
     try:
         names = set(inspect(engine).get_table_names())
-        assert {"kalshi_candle", "kalshi_backfill_checkpoint", "alembic_version"} <= names
+        assert {"kalshi_candle", "kalshi_backfill_checkpoint", "kalshi_schema_version"} <= names
     finally:
         engine.dispose()

@@ -7,7 +7,7 @@ query (Alembic itself is imported only when something must be written):
 - EMPTY (none of our tables): a command that writes creates the tables at head and records
   the revision, so a first run stays one command; a read-only command refuses, since an
   empty database there is almost always a mistyped ``--db``;
-- made before Alembic existed (our tables, no ``alembic_version``) and matching the
+- made before Alembic existed (our tables, no version table) and matching the
   baseline: that IS revision ``0001_baseline``. While head is the baseline a writer records
   it (one INSERT, no ALTER); otherwise ``db upgrade`` records it and migrates;
 - an older revision: refused with the ``kalshi-load db upgrade`` line to run, never altered
@@ -51,7 +51,9 @@ if TYPE_CHECKING:
 HEAD = "0001_baseline"
 BASELINE = "0001_baseline"
 MIGRATIONS_DIR = Path(__file__).resolve().parent
-VERSION_TABLE = "alembic_version"
+#: Alembic's version table under our own name: a database shared with another
+#: Alembic-managed application already has an ``alembic_version`` of its own.
+VERSION_TABLE = "kalshi_schema_version"
 
 #: What a command does with the database: ``write`` creates an empty one at head,
 #: ``read`` refuses an empty one, ``none`` skips the check (``db`` commands, tests).
@@ -64,7 +66,7 @@ class SchemaState:
     """Where a database stands, read without changing it."""
 
     revision: str | None
-    """The recorded Alembic revision; None when there is no ``alembic_version`` row."""
+    """The recorded Alembic revision; None when the version table has no row."""
     tables: frozenset[str]
     """Our tables (baseline or current) that exist."""
     legacy_missing: tuple[str, ...] = ()
@@ -194,7 +196,7 @@ _version_table = Table(
     VERSION_TABLE,
     MetaData(),
     Column("version_num", String(32), nullable=False),
-    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+    PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
 )
 
 

@@ -1,7 +1,7 @@
 """The tables as they stood when Alembic arrived: a frozen copy, never edited.
 
 Revision ``0001_baseline`` creates exactly these, and a database made before Alembic
-existed (tables present, no ``alembic_version``) is recognised by comparing its tables
+existed (tables present, no version table) is recognised by comparing its tables
 and columns with them. Later schema changes go into ``schemas/tables.py`` AND a new
 revision; this file stays as it is, so the baseline keeps meaning the same thing.
 """

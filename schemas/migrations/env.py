@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from schemas.migrations import VERSION_TABLE
 from schemas.tables import metadata
 
 _connection = context.config.attributes.get("connection")
@@ -16,6 +17,7 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=True,
     compare_type=True,
+    version_table=VERSION_TABLE,
 )
 with context.begin_transaction():
     context.run_migrations()
