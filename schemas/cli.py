@@ -27,7 +27,7 @@ from schemas import __version__
 from schemas.checkpoints import DEFAULT_LEASE_SECONDS
 from schemas.db import DEFAULT_DATABASE_URL
 from schemas.errors import InputError, KalshiBackfillError
-from schemas.logs import LOG_FORMATS, LOG_LEVELS, LogSettings, setup_logging
+from schemas.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, LogSettings, setup_logging
 
 DEFAULT_ARCHIVE_DIR = "data/raw"
 PERIODS = (1, 60, 1440)
@@ -70,11 +70,16 @@ def logging_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(f)
     def group(
-        *args: Any, verbose: int, quiet: bool, log_level: str | None, log_format: str, **kw: Any
+        *args: Any,
+        verbose: int,
+        quiet: bool,
+        log_level: str | None,
+        log_format: str,
+        no_bar: bool,
+        **kw: Any,
     ) -> Any:
-        settings = LogSettings(
-            verbose, quiet, log_level, "json" if log_format == "json" else "text"
-        )
+        fmt: LogFormat = "json" if log_format == "json" else "text"
+        settings = LogSettings(verbose, quiet, log_level, fmt, bar=not no_bar)
         ctx = click.get_current_context()
         ctx.meta[_LOG_SETTINGS] = settings
         ctx.call_on_close(setup_logging(settings))
@@ -105,6 +110,13 @@ def logging_options(f: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             envvar="KALSHI_LOG_FORMAT",
             help="Log lines on stderr as text or as one JSON object a line.",
+        ),
+        click.option(
+            "--no-bar",
+            is_flag=True,
+            envvar="KALSHI_NO_BAR",
+            help="Progress as periodic log lines even on a terminal (when several tools "
+            "share one, as in make backfill).",
         ),
     ]
     for option in reversed(options):

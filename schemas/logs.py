@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -44,10 +44,12 @@ class LogSettings:
     level: str | None = None
     """``--log-level`` / ``KALSHI_LOG_LEVEL``; ``-v``/``-q`` win over it when given."""
     fmt: LogFormat = "text"
+    bar: bool = True
+    """Progress as a bar on a terminal; False (``--no-bar``): as log lines everywhere."""
 
     def plus(self, verbose: int, quiet: bool) -> LogSettings:
         """These settings with a subcommand's own ``-v``/``-q`` added."""
-        return LogSettings(self.verbose + verbose, self.quiet or quiet, self.level, self.fmt)
+        return replace(self, verbose=self.verbose + verbose, quiet=self.quiet or quiet)
 
 
 def resolve_levels(settings: LogSettings) -> tuple[int, int]:
@@ -130,6 +132,14 @@ def make_handler(fmt: LogFormat, terminal: bool) -> logging.Handler:
 
 
 _OURS = "_kalshi_handler"
+_BARS = [True]
+"""Whether progress may draw a bar (``--no-bar`` clears it); see :func:`bars_allowed`."""
+
+
+def bars_allowed() -> bool:
+    """False after ``--no-bar``: several tools share one terminal (``make backfill``) and
+    their bars would overwrite each other, while their log lines interleave cleanly."""
+    return _BARS[0]
 
 
 def setup_logging(settings: LogSettings | None = None) -> Callable[[], None]:
@@ -154,6 +164,8 @@ def setup_logging(settings: LogSettings | None = None) -> Callable[[], None]:
     root.setLevel(others)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(ours)
+    bars = _BARS[0]
+    _BARS[0] = settings.bar
 
     def restore() -> None:
         for h in [h for h in root.handlers if getattr(h, _OURS, False)]:
@@ -162,5 +174,6 @@ def setup_logging(settings: LogSettings | None = None) -> Callable[[], None]:
             root.addHandler(h)
         for logger, level in saved:
             logger.setLevel(level)
+        _BARS[0] = bars
 
     return restore

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, TaskID, TextColumn
 from rich.progress import Progress as RichProgress
 
-from schemas.logs import CONSOLE
+from schemas.logs import CONSOLE, bars_allowed
 
 
 def duration(seconds: float) -> str:
@@ -45,10 +45,11 @@ def text_bar(done: int, total: int, width: int = 24) -> str:
 class ProgressDisplay:
     """Call :meth:`update` as often as you like; it decides when to draw.
 
-    ``console`` defaults to the shared stderr console; whether it is a terminal decides
-    between the bar (redrawn at most every 0.2 s) and a log line on ``log`` every
-    ``log_every_s`` seconds. Progress is INFO: nothing is shown, bar or line, when ``log``
-    is quieter than that (``-q``; or a library caller that set up no logging at all).
+    ``console`` defaults to the shared stderr console; whether it is a terminal (and
+    ``--no-bar`` was not given) decides between the bar (redrawn at most every 0.2 s) and
+    a log line on ``log`` every ``log_every_s`` seconds. Progress is INFO: nothing is
+    shown, bar or line, when ``log`` is quieter than that (``-q``; or a library caller
+    that set up no logging at all).
     """
 
     def __init__(
@@ -61,7 +62,7 @@ class ProgressDisplay:
     ) -> None:
         self._log = log
         self._console = console or CONSOLE
-        self._tty = self._console.is_terminal
+        self._tty = self._console.is_terminal and bars_allowed()
         self._every = 0.2 if self._tty else log_every_s
         self._clock = clock
         self._last = -float("inf")

@@ -26,7 +26,13 @@ from extract.cli import main as extract_main
 from extract.progress import Progress, Snapshot, render
 from load.cli import cli as load_cli
 from load.progress import LoadProgress
-from schemas.logs import JsonFormatter, LogSettings, TextFormatter, resolve_levels
+from schemas.logs import (
+    JsonFormatter,
+    LogSettings,
+    TextFormatter,
+    bars_allowed,
+    resolve_levels,
+)
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, World, run_sim_in_thread
 from tests.test_load_support import build_window, closed_events, new_archive, sim_config
 
@@ -349,6 +355,29 @@ def test_on_a_terminal_load_run_shows_progress_apart_from_log_lines(tmp_path: Pa
     assert not [s for s in bars if "load.loader:" in s or "INFO" in s]
     assert [s for s in segments if "load.loader:" in s]  # the log lines are there, apart
     assert out == ""
+
+
+def test_no_bar_on_a_terminal_gives_progress_log_lines(tmp_path: Path) -> None:
+    """``--no-bar``: several tools on one terminal (make backfill) each log progress lines
+    instead of drawing bars that would overwrite each other."""
+    world = World(sim_config())
+    archive = new_archive(tmp_path / "raw")
+    for e in closed_events(world, "KXHIGHNY", 2):
+        build_window(archive, world, e)
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    code, received, _ = run_in_pty(
+        [sys.executable, "-m", "load", "--no-bar", "run", "--db", db,
+         "--archive", str(tmp_path / "raw")]
+    )  # fmt: skip
+    assert code == 0, received.decode(errors="replace")[-2000:]
+    segments = screen_segments(received)
+    assert "━" not in "".join(segments)  # no bar drawn
+    assert [s for s in segments if "load.progress: progress: [" in s and "2/2 windows" in s]
+    again = CliRunner().invoke(
+        load_cli, ["--no-bar", "run", "--db", db, "--archive", str(tmp_path / "raw")]
+    )
+    assert again.exit_code == 0, again.output
+    assert bars_allowed()  # an in-process run puts the setting back when it ends
 
 
 def test_off_a_terminal_load_run_logs_a_progress_line(tmp_path: Path) -> None:
