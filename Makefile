@@ -39,11 +39,12 @@ load: install ## Load the archive into the database (ARGS=)
 
 # The loader follows the extractor (load run --follow): each window is loaded once its
 # archive is complete, so the backfill takes about extract's own time. The loader stops
-# by itself when extract has ended; either one failing fails the target.
+# by itself when extract has ended; either one failing fails the target. Both log their
+# progress as lines (--no-bar): two bars on one terminal would overwrite each other.
 backfill: install ## Sync SERIES' events, then extract and load side by side (FROM= TO= ARGS=)
 	$(PY) -m extract events --series $(SERIES)
-	$(PY) -m load run --follow --series $(SERIES) & loader=$$!; \
-	$(PY) -m extract candles --series $(SERIES) $(RANGE) $(ARGS); extracted=$$?; \
+	$(PY) -m load --no-bar run --follow --series $(SERIES) & loader=$$!; \
+	$(PY) -m extract --no-bar candles --series $(SERIES) $(RANGE) $(ARGS); extracted=$$?; \
 	wait $$loader; loaded=$$?; \
 	[ $$extracted -eq 0 ] && [ $$loaded -eq 0 ]
 
