@@ -157,6 +157,11 @@ def save_checkpoint(
     ``fields`` are column names of ``kalshi_backfill_checkpoint`` (counters, last_error,
     resume_cursor_ts, extracted_at_utc, loaded_at_utc, ...). Columns not given keep their
     stored value on update.
+
+    Unconditional: a worker calls it only inside a transaction whose conditional renewal
+    (:func:`renew_window`) proved it holds the lease and locked the row (the loader's
+    SUCCESS); every other worker write goes through :func:`renew_window` or
+    :func:`finish_window`.
     """
     if "last_error" in fields and fields["last_error"] is not None:
         fields["last_error"] = str(fields["last_error"])[:MAX_ERROR_CHARS]
@@ -166,7 +171,11 @@ def save_checkpoint(
 
 
 def set_status(conn: Connection, key: WindowKey, status: CheckpointStatus, **fields: Any) -> None:
-    """Change an existing row's status (and other columns) without touching its window."""
+    """Change an existing row's status (and other columns) without touching its window.
+
+    Unconditional, for a caller that owns the row outright (tests, repairs): workers
+    write under their lease (:func:`renew_window`, :func:`finish_window`).
+    """
     if "last_error" in fields and fields["last_error"] is not None:
         fields["last_error"] = str(fields["last_error"])[:MAX_ERROR_CHARS]
     conn.execute(
