@@ -333,7 +333,7 @@ def test_backward_paging_fails_every_capped_window_with_the_reason(
     mariadb_url: str, archive_dir: Path
 ) -> None:
     config = sim_config(paging_direction="backward", sparse_market_rate=0.0)
-    r, _, _ = _cli_candles(config, mariadb_url, archive_dir)
+    r, _, _ = _cli_candles(config, mariadb_url, archive_dir, "--route", "event")
     assert r.exit_code == 1, r.output
     assert "paging semantics differ from the contract" in r.output
     failed = _failed(mariadb_url)
