@@ -749,8 +749,9 @@ class _WindowJob:
         n_hist = sum(r is Route.HISTORICAL for r in self.routes.values())
         per_market = ", ".join(f"{t}={n}" for t, n in sorted(self.per_market.items()))
         log.info(
-            "%s: %d markets (%d live, %d historical) with candles (%s); %d pages (%d live, "
-            "%d historical; %d resumed), %d requests (%d market lookups), %d retries%s",
+            "%s: %d markets (%d live, %d historical) with candles (%s); %d pages (%d event "
+            "route, %d per market or batch; %d resumed), %d requests (%d market lookups), "
+            "%d retries%s",
             key,
             len(self.per_market),
             len(self.routes) - n_hist,
