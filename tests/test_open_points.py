@@ -401,3 +401,33 @@ def test_final_grace_is_a_candles_option() -> None:
     assert "(default: 5 req/s unsigned" in " ".join(shown.output.split())
     bad = CliRunner().invoke(main, ["candles", "--series", "KXHIGHNY", "--final-grace", "-5"])
     assert bad.exit_code == 2
+
+
+def test_an_archived_page_that_may_lack_late_candles_is_fetched_again() -> None:
+    from dataclasses import replace
+
+    from extract.candles import _tentative
+    from schemas.archive import KIND_EVENT_CANDLES, PageEnvelope
+
+    def fetched(at: int) -> PageEnvelope:
+        return PageEnvelope(
+            kind=KIND_EVENT_CANDLES,
+            series_ticker="KXHIGHNY",
+            event_ticker="KXHIGHNY-25NOV20",
+            market_ticker=None,
+            period_interval=1,
+            window_policy=WindowPolicy.FULL_MARKET_WINDOW,
+            path="/x",
+            params={"start_ts": S, "end_ts": E, "period_interval": 1},
+            status=200,
+            retrieved_at_utc=datetime.fromtimestamp(at, UTC),
+            body={},
+        )
+
+    done, grace = Step(None, E), 3600
+    assert _tentative(fetched(E + 600), done, None, grace)  # 10 minutes after its end
+    settled = fetched(E + grace)
+    assert not _tentative(settled, done, None, grace)  # a whole grace after: kept
+    # ... unless the previous extent was not final and the page covers its last hour
+    assert _tentative(settled, done, E - grace + 60, grace)
+    assert not _tentative(replace(settled), Step(E - grace, E - grace), E - grace, grace)
