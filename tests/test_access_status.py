@@ -15,7 +15,7 @@ from load.access_cli import status_cmd
 from load.report import series_status
 from schemas.archive import WindowKey
 from schemas.checkpoints import save_checkpoint
-from schemas.db import upsert
+from schemas.db import make_engine, upsert
 from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_window_stats
 from tests.test_access_data import EVENTS, SERIES, seed, truth_rows, window_stats_rows
 
@@ -99,6 +99,7 @@ def test_status_cli(db_url: str) -> None:
 
 
 def test_status_empty_database(sqlite_url: str) -> None:
+    make_engine(sqlite_url).dispose()  # the tables, no rows (no tables: tests/test_readonly_db)
     res = CliRunner().invoke(status_cmd, ["--db", sqlite_url])
     assert res.exit_code == 0 and "no windows" in res.stdout
 
