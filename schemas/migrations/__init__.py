@@ -1,7 +1,7 @@
 """Schema versions: the Alembic revisions in ``versions/`` and the check made on opening.
 
-Every engine from :func:`schemas.db.make_engine` is checked here first, with one cheap
-query (Alembic itself is imported only when something must be written):
+Every engine from :func:`schemas.db.make_engine` is checked here first, with a table list
+and one SELECT (Alembic itself is imported only to migrate):
 
 - at :data:`HEAD`: go on;
 - EMPTY (none of our tables): a command that writes creates the tables at head and records
