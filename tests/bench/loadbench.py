@@ -11,7 +11,11 @@ Four loads of the SAME rows into MariaDB, one after another in one run:
 4. the loader again with every row already present (checkpoints set back to EXTRACTED).
 
 Normalization alone is timed on the way: gunzip and ``load.normalize.normalize_json``
-over every window, exactly the loader's pure step, with the bytes already in memory.
+over every window, exactly the loader's pure step, with the bytes already in memory. Its
+CPU seconds per million rows are reported beside its wall time: on a shared machine the
+CPU time of a step is what stays comparable between runs, the wall time is not.
+
+Then, when dlt is installed, a dlt ``merge`` load of the same rows (:mod:`.dltbench`).
 
 Where the time goes: during the loader run and the raw LOAD DATA, the CPU seconds of
 this process (the loader runs in it), of the MariaDB server when it runs on this machine,
@@ -48,6 +52,7 @@ from schemas.tables import (
     kalshi_candle,
 )
 from tests.bench.config import BenchError
+from tests.bench.dltbench import bench_dlt
 from tests.bench.report import Results
 
 REF_LOAD_DATA = "bench_ref_load_data"
@@ -57,8 +62,8 @@ EXECUTEMANY_BATCH = 10_000
 _COLS = ", ".join(CANDLE_COLUMNS)
 
 
-def normalize_archive(archive_dir: Path) -> tuple[pl.DataFrame, float, float]:
-    """(every candle of the archive, seconds to gunzip + normalize, of which gunzip).
+def normalize_archive(archive_dir: Path) -> tuple[pl.DataFrame, float, float, float]:
+    """(every candle, seconds to gunzip + normalize, of which gunzip, CPU seconds of both).
 
     The files are read first, untimed: this measures the pure step, not the disk.
     """
@@ -72,17 +77,17 @@ def normalize_archive(archive_dir: Path) -> tuple[pl.DataFrame, float, float]:
         raise BenchError(f"no complete window in {archive_dir}")
     frames = []
     gunzip_s = 0.0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _own_cpu_s()
     for key, files in windows:
         t = time.perf_counter()
         pages = [RawPage(p, gzip.decompress(data)) for p, data in files]
         gunzip_s += time.perf_counter() - t
         frames.append(normalize_json(pages, key=key))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu_s = time.perf_counter() - started, _own_cpu_s() - cpu_started
     frame = pl.concat(frames)
     if frame.select(CANDLE_KEY_COLUMNS).is_duplicated().any():
         raise BenchError("the bench archive's windows overlap: references would differ")
-    return frame, elapsed, gunzip_s
+    return frame, elapsed, gunzip_s, cpu_s
 
 
 def db_text(frame: pl.DataFrame) -> pl.DataFrame:
@@ -228,7 +233,7 @@ def bench_load(
 ) -> None:
     """Normalization alone, then the four loads; adds the load.* and normalize.* metrics."""
     say("normalizing the archive (normalization alone) ...")
-    frame, norm_s, gunzip_s = normalize_archive(archive_dir)
+    frame, norm_s, gunzip_s, norm_cpu_s = normalize_archive(archive_dir)
     n = frame.height
     results.add("normalize.candles", "normalize", "candles normalized", n, "")
     results.add(
@@ -239,6 +244,14 @@ def bench_load(
         "candles/s",
         f"{norm_s:.1f} s, gunzip {100 * gunzip_s / norm_s:.0f}% of it",
     )
+    results.add(
+        "normalize.cpu_s_per_m_rows",
+        "normalize",
+        "CPU of gunzip + normalize_json per million candles",
+        norm_cpu_s * 1e6 / n,
+        "CPU-s",
+        f"{norm_cpu_s:.1f} CPU-s in all",
+    )
 
     # The references' inputs, prepared before any clock starts.
     csv = work / "candles.csv"
@@ -247,12 +260,13 @@ def bench_load(
         csv, include_header=False, null_value="\\N", quote_style="necessary", line_terminator="\n"
     )
     rows: list[tuple[Any, ...]] = as_text.rows()
-    del frame, as_text
+    del as_text
 
     engine = make_engine(db_url, local_infile=True)
     server = server_pid(db_url)
     try:
         say(f"loader: {n:,} rows from the gzipped archive ...")
+        load_average = os.getloadavg()[0]
         with cpu_use(server) as loader_cpu:
             loader_s = _timed_loader(db_url, archive_dir, n, "loader")
         if _count(engine, kalshi_candle.name) != n:
@@ -298,19 +312,31 @@ def bench_load(
         f"{loader_s:.1f} s",
     )
     if loader_cpu.server_s is not None and load_data_cpu.server_s is not None:
-        server = (
+        server_note = (
             f"MariaDB {loader_cpu.server_s:.1f} s for stage + merge, "
             f"{load_data_cpu.server_s:.1f} s for the raw LOAD DATA"
         )
     else:
-        server = "MariaDB's CPU not measured: not a process on this machine"
+        server_note = "MariaDB's CPU not measured: not a process on this machine"
     results.add(
         "load.loader_cpu_s",
         "load",
         "loader's own CPU (read, normalize, CSV, driver)",
         loader_cpu.own_s,
         "s",
-        f"in {loader_cpu.wall_s:.1f} s; {server}",
+        f"in {loader_cpu.wall_s:.1f} s; {server_note}",
+    )
+    results.add(
+        "load.loader_cpu_s_per_m_rows",
+        "load",
+        "loader's own CPU per million rows",
+        loader_cpu.own_s * 1e6 / n,
+        "CPU-s",
+        (
+            f"MariaDB {loader_cpu.server_s * 1e6 / n:.1f} CPU-s per million rows"
+            if loader_cpu.server_s is not None
+            else "MariaDB's CPU not measured"
+        ),
     )
     results.add(
         "load.loader_machine_busy",
@@ -350,6 +376,7 @@ def bench_load(
         "loader ÷ LOAD DATA",
         rate["loader"] / rate["load_data"],
         "×",
+        f"load average {load_average:.1f} when the loader started ({os.cpu_count()} cores)",
     )
     results.add(
         "load.loader_vs_executemany",
@@ -365,3 +392,4 @@ def bench_load(
         rate["reload"] / rate["load_data"],
         "×",
     )
+    bench_dlt(frame, db_url, rate["loader"], results, say)

@@ -25,6 +25,7 @@ REQUIRED_METRICS: tuple[str, ...] = (
     "load.rows",
     "load.loader_rows_per_s",
     "load.loader_cpu_s",
+    "load.loader_cpu_s_per_m_rows",
     "load.loader_machine_busy",
     "load.load_data_rows_per_s",
     "load.executemany_rows_per_s",
@@ -49,6 +50,7 @@ REQUIRED_METRICS: tuple[str, ...] = (
     "memory.load_long_vs_short",
     "normalize.candles",
     "normalize.candles_per_s",
+    "normalize.cpu_s_per_m_rows",
     "follow.extract_alone_s",
     "follow.end_to_end_s",
     "follow.ratio",
@@ -66,6 +68,10 @@ REQUIRED_METRICS: tuple[str, ...] = (
     ),
     "requests.packing_saving",
 )
+
+
+#: Metrics of optional steps, reported only when the step ran (dlt: when installed).
+OPTIONAL_METRICS: tuple[str, ...] = ("load.dlt_rows_per_s", "load.loader_vs_dlt")
 
 
 @dataclass(frozen=True)
@@ -105,8 +111,9 @@ class Target:
 
 
 TARGETS: tuple[Target, ...] = (
-    Target("load.loader_vs_load_data", ">=", 0.75, "the loader keeps up with the database"),
-    Target("load.loader_vs_executemany", ">=", 4.0, "far ahead of a plain script"),
+    # On a quiet machine; a busy one takes the loader's second core (see its note).
+    # No target on loader ÷ executemany: raw LOAD DATA itself is only 3.1-3.7 × it here.
+    Target("load.loader_vs_load_data", ">=", 0.85, "the loader keeps up with the database"),
     Target("extract.steady_fraction_of_budget", ">=", 0.95, "the rate budget is used"),
     Target("extract.throttled_steady", "==", 0, "no 429 once the bucket is steady"),
     Target("memory.extract_short_mb", "<", 250, "fits a small box"),
