@@ -301,3 +301,18 @@ def test_empty_input_and_empty_pages_give_an_empty_typed_frame() -> None:
     assert normalize_pages([]).schema == pl.Schema(CANDLE_SCHEMA)
     frame = normalize_pages([live_page({MARKET: []}), hist_page(MARKET, [])])
     assert frame.height == 0 and frame.schema == pl.Schema(CANDLE_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"null", b"1", b'"x"', b"true", b"[]", b"[null]", b"{}{}", b"null\n"],
+    ids=["empty", "null", "number", "string", "bool", "list", "list-null", "two", "null-nl"],
+)
+def test_a_page_that_is_not_one_object_is_corrupt_not_a_crash(data: bytes) -> None:
+    # A page is one JSON object (schemas.pages). pyarrow 26's JSON reader, measured as a
+    # faster reader, kills the process (SIGSEGV) on a lone ``null``: whatever reads pages
+    # must refuse these as corrupt pages, naming the file.
+    good = _raw(live_page({MARKET: [candle()]}).to_json(), "w/good.json.gz")
+    with pytest.raises(CorruptPageError) as info:
+        normalize_json([good, RawPage("w/bad.json.gz", data)])
+    assert info.value.source == "w/bad.json.gz" and "w/bad.json.gz" in str(info.value)
