@@ -76,7 +76,11 @@ def stage_env(*, api_base: str, db_url: str, archive: Path) -> dict[str, str]:
 
 
 def extract_candles_args(series: str, first: object, last: object, rps: float) -> list[str]:
-    """``extract candles`` for one series and event-date range at ``rps`` (default concurrency)."""
+    """``extract candles`` for one series and event-date range at ``rps`` (default concurrency).
+
+    On the event route: the rate run's small event cap is what makes its many requests,
+    and the load archive is made of event pages (the requests step measures the routes).
+    """
     return [
         "extract",
         "candles",
@@ -88,6 +92,8 @@ def extract_candles_args(series: str, first: object, last: object, rps: float) -
         str(last),
         "--rps",
         f"{rps:g}",
+        "--route",
+        "event",
     ]
 
 
