@@ -177,7 +177,8 @@ def load_windows(
         from load.follow import follow_windows  # it runs the passes below
 
         def one_pass(cfg: LoadConfig, eng: Engine) -> LoadSummary:
-            return load_pass(cfg, engine=eng, progress=progress)
+            # No bar: a pass a second would redraw (or log) it for nothing.
+            return load_pass(cfg, engine=eng, quiet_when_idle=True)
 
         summary = follow_windows(config, one_pass, engine=engine)
     else:
@@ -190,9 +191,17 @@ def load_windows(
 
 
 def load_pass(
-    config: LoadConfig, *, engine: Engine | None = None, progress: LoadProgress | None = None
+    config: LoadConfig,
+    *,
+    engine: Engine | None = None,
+    progress: LoadProgress | None = None,
+    quiet_when_idle: bool = False,
 ) -> LoadSummary:
-    """One look at the archive: load what is pending now; failures are in the summary."""
+    """One look at the archive: load what is pending now; failures are in the summary.
+
+    ``quiet_when_idle`` (``--follow``, a pass a second) logs a pass that found nothing
+    to load at DEBUG instead of INFO.
+    """
     started = time.perf_counter()
     archive = _open_archive(config.archive_dir)
     own_engine = engine is None
@@ -200,7 +209,7 @@ def load_pass(
     summary = LoadSummary()
     work_dir = new_work_dir()
     try:
-        pending = _discover(archive, eng, config, summary)
+        pending = _discover(archive, eng, config, summary, quiet_when_idle=quiet_when_idle)
         if progress is not None:
             progress.update(summary, len(pending), force=True)
         batches = [
@@ -231,7 +240,8 @@ def load_pass(
         if own_engine:
             eng.dispose()
         summary.elapsed_s = time.perf_counter() - started
-    log.info("%s", summary.line())
+    busy = summary.windows_loaded or summary.windows_failed or summary.windows_held
+    log.log(logging.DEBUG if quiet_when_idle and not busy else logging.INFO, "%s", summary.line())
     return summary
 
 
@@ -297,7 +307,12 @@ def needs_load(manifest: Manifest, checkpoint: Checkpoint | None) -> bool:
 
 
 def _discover(
-    archive: ArchiveStore, engine: Engine, config: LoadConfig, summary: LoadSummary
+    archive: ArchiveStore,
+    engine: Engine,
+    config: LoadConfig,
+    summary: LoadSummary,
+    *,
+    quiet_when_idle: bool = False,
 ) -> list[tuple[str, Manifest]]:
     """Manifests (small, read once) of the windows to load, in archive order."""
     try:
@@ -326,7 +341,12 @@ def _discover(
             summary.windows_skipped += 1
     if not found:
         raise NoWindowsError(_nothing_found(archive, config.series))
-    log.info("load: %d window(s) to load, %d already loaded", len(pending), summary.windows_skipped)
+    log.log(
+        logging.DEBUG if quiet_when_idle and not pending else logging.INFO,
+        "load: %d window(s) to load, %d already loaded",
+        len(pending),
+        summary.windows_skipped,
+    )
     return pending
 
 
