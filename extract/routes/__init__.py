@@ -1,7 +1,7 @@
 """The candle routes, one module each, behind one small interface (:mod:`.base`).
 
 ``extract/candles.py`` is the orchestration: it leases a window, decides which markets
-each route serves, and runs the ONE request loop (``_WindowJob._follow``), which asks
+each route serves, and :mod:`extract.window_job` runs the ONE request loop, which asks
 a route only these questions:
 
 - **plan**: :meth:`~.base.CandleRoute.pager` gives a :class:`~.base.Pager` that names
