@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extract.candles import PlannedWindow, dry_run_lines, planned_requests
 from extract.config import ExtractConfig
 from extract.errors import BadPageError
 from extract.events import build_rows, events_to_look_up
@@ -30,6 +29,7 @@ from extract.routing import (
     route_markets,
     settled_at,
 )
+from extract.selection import PlannedWindow, dry_run_lines, planned_requests
 from extract.windows import EventTimes, MarketTimes, Window, plan_window
 from schemas.archive import WindowKey
 from schemas.tables import WindowPolicy
