@@ -343,6 +343,11 @@ async def test_auto_learns_whether_batch_serves_historical_markets(
     async with SimServer(world) as sim:
         summary = await backfill(sim, sqlite_url, tmp_path / "raw", RouteChoice.AUTO)
         log = list(sim.counters.log)
+        sim.reset()
+        again = await backfill(sim, sqlite_url, tmp_path / "raw", RouteChoice.AUTO)
+        # a rerun finds every window archived: not one candle request
+        assert again.skipped == summary.done and not again.route_requests
+        assert not [r for r in sim.counters.log if r.route.endswith("candlesticks")]
     historical = {
         m.ticker
         for e in sim.world.event_tickers("KXHIGHNY")
