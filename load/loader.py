@@ -75,7 +75,7 @@ from schemas.crashpoints import (
 from schemas.db import make_engine, translate_db_error, upsert
 from schemas.errors import ArchiveError, ConfigError, CorruptArchiveError, DatabaseError, InputError
 from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_window_stats
-from schemas.workers import pid_alive
+from schemas.workers import KIND_EXTRACT, count_live, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +318,7 @@ def _discover(
     try:
         with engine.connect() as conn:
             checkpoints = {cp.key: cp for cp in list_checkpoints(conn, config.series)}
+            extractors = count_live(conn, KIND_EXTRACT)
     except SQLAlchemyError as e:
         raise translate_db_error(e, config.db_url, "reading checkpoints") from e
     pending: list[tuple[str, Manifest]] = []
@@ -340,7 +341,14 @@ def _discover(
         else:
             summary.windows_skipped += 1
     if not found:
-        raise NoWindowsError(_nothing_found(archive, config.series))
+        what = _nothing_found(archive, config.series)
+        if not extractors:
+            raise NoWindowsError(what)
+        # An extractor is alive: its windows are not complete YET. That is "nothing left
+        # to load" for now (exit 0), which loaders run beside extract rely on.
+        log.log(logging.DEBUG if quiet_when_idle else logging.INFO, "%s; %d extractor(s) "
+                "alive: nothing to load yet", what, extractors)  # fmt: skip
+        return []
     log.log(
         logging.DEBUG if quiet_when_idle and not pending else logging.INFO,
         "load: %d window(s) to load, %d already loaded",

@@ -27,6 +27,7 @@ from load.loader import load_windows
 from schemas.checkpoints import list_checkpoints
 from schemas.db import make_engine
 from schemas.tables import CheckpointStatus, kalshi_candle
+from schemas.workers import KIND_EXTRACT, heartbeat, unregister
 from tests.databases import MYSQL_SERVER_URL, drop_database, new_database
 from tests.kalshi_sim import World
 from tests.test_load_support import (
@@ -233,6 +234,17 @@ def test_nothing_matching_exits_2_and_says_what_was_found(tmp_path: Path) -> Non
     res = runner.invoke(cli, ["run", "--db", db, "--archive", str(archive_dir)])
     assert res.exit_code == 2, res.output
     assert "no complete window" in res.output and "no complete window at all" in res.output
+
+    # While an extractor is alive its windows are not complete YET: nothing left to load.
+    engine = make_engine(db)
+    with engine.begin() as conn:
+        heartbeat(conn, "ext-1", KIND_EXTRACT, 60)
+    res = runner.invoke(cli, ["run", "--db", db, "--archive", str(archive_dir)])
+    assert res.exit_code == 0, res.output
+    assert "1 extractor(s) alive: nothing to load yet" in res.output
+    with engine.begin() as conn:
+        unregister(conn, "ext-1")
+    engine.dispose()
 
     world = World(sim_config(markets_per_event=2))
     events = closed_events(world, "KXHIGHNY", 2)

@@ -38,7 +38,7 @@ from schemas.archive import ArchiveStore, WindowKey, open_archive
 from schemas.checkpoints import get_checkpoint, list_checkpoints
 from schemas.db import make_engine
 from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_candle, kalshi_window_stats
-from schemas.workers import list_workers
+from schemas.workers import KIND_EXTRACT, count_live, list_workers
 from tests.databases import MYSQL_SERVER_URL, drop_database, new_database
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, run_sim_in_thread
 
@@ -205,6 +205,20 @@ def _events(sim: SimServer, p: Place) -> ExtractConfig:
     return cfg
 
 
+def _wait_registered(p: Place, n: int, finished: threading.Event) -> None:
+    """Wait until ``n`` extractors have registered their heartbeat (or all have ended)."""
+    engine = make_engine(p.db_url)
+    try:
+        deadline = time.monotonic() + 60
+        while not finished.is_set() and time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if count_live(conn, KIND_EXTRACT) >= n:
+                    return
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+
+
 def _loaders(p: Place, names: list[str], until: threading.Event) -> list[str]:
     """Run ``python -m load run`` in a loop per name until ``until`` is set, then once more.
 
@@ -348,6 +362,9 @@ def test_three_extractors_and_two_loaders_equal_one_of_each(
 
     waiter = threading.Thread(target=wait_extractors)
     waiter.start()
+    # A loader that finds no complete window exits 0 only while an extractor is alive (else
+    # it names what it found and exits 2): start the loaders once the extractors are.
+    _wait_registered(place, len(extractors), done)
     load_logs = _loaders(place, ["load-a", "load-b"], done)  # alongside, then once more
     waiter.join()
     for proc in extractors:
