@@ -329,12 +329,12 @@ def test_on_a_terminal_extract_log_lines_never_share_the_bar_line(
     assert code == 0, received.decode(errors="replace")[-2000:]
     segments = screen_segments(received)
     bars = [s for s in segments if "events" in s and "req/s" in s and "progress:" not in s]
-    logs = [s for s in segments if "extract.candles" in s]
+    logs = [s for s in segments if "extract.window_job" in s]
     assert len(bars) >= 2 and len(logs) >= 11  # a bar drawn, a log line a window
     assert not [s for s in bars if "extract." in s or "INFO" in s]
     assert "11/11 events" in bars[-1]
     if log_format == "json":  # each JSON line whole: not wrapped, not cut by the bar
-        assert all(orjson.loads(s)["logger"] == "extract.candles" for s in logs)
+        assert all(orjson.loads(s)["logger"] == "extract.window_job" for s in logs)
     assert out.count("windows: 11 done") == 1  # the summary once, on stdout
 
 
