@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from load.config import LoadConfig
 from load.errors import NoWindowsError
-from load.loader import LoadSummary
+from load.outcome import LoadSummary
 from schemas.archive import LocalArchive, open_archive
 from schemas.db import make_engine, translate_db_error
 from schemas.workers import KIND_EXTRACT, count_live

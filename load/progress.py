@@ -19,7 +19,7 @@ from rich.console import Console
 from schemas.progress import ProgressDisplay, duration, eta
 
 if TYPE_CHECKING:
-    from load.loader import LoadSummary
+    from load.outcome import LoadSummary
 
 log = logging.getLogger("load.progress")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from load.config import LoadConfig
 from load.follow import START_GRACE_S, FollowState
-from load.loader import LoadSummary
+from load.outcome import LoadSummary
 from schemas.checkpoints import list_checkpoints
 from schemas.db import make_engine
 from schemas.tables import CheckpointStatus

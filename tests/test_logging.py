@@ -250,7 +250,7 @@ def test_quiet_shows_no_bar_even_on_a_terminal(caplog: pytest.LogCaptureFixture)
 def test_load_progress_counts_windows_rows_rate_and_eta(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from load.loader import LoadSummary
+    from load.outcome import LoadSummary
 
     now = [100.0]
     shown = LoadProgress(Console(file=io.StringIO()), log_every_s=10, clock=lambda: now[0])
