@@ -19,8 +19,9 @@ Failures are grouped by what happens next:
   so one bad window cannot sink its neighbours.
 
 This module discovers and reads windows; :mod:`load.batches` writes them and
-:mod:`load.outcome` holds what the two hand each other. Memory stays flat: ``writers`` batches (default 2, each on its own connection and in its
-own transaction) are written while the next one waits and the one after it is read.
+:mod:`load.outcome` holds what the two hand each other. Memory stays flat: ``writers``
+batches (default 2, each on its own connection and in its own transaction) are written
+while the next one waits and the one after it is read.
 """
 
 from __future__ import annotations
