@@ -243,9 +243,12 @@ class Coordinator:
         self.live_workers = live
         self.throttle.set_nominal_rate(share)
 
-    async def _beat_forever(self) -> None:
+    async def _beat_forever(self, stop: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
+            if stop.is_set():
+                return
             try:
                 await self.beat()
             except DatabaseError as e:
@@ -258,11 +261,15 @@ class Coordinator:
         """Register (and size the budget) before the first request; unregister at the end."""
         await self._tx("registering the worker", prune_workers)
         await self.beat()
-        task = asyncio.create_task(self._beat_forever(), name="extract-heartbeat")
+        stop = asyncio.Event()
+        task = asyncio.create_task(self._beat_forever(stop), name="extract-heartbeat")
         try:
             yield self
         finally:
-            task.cancel()
+            # Stop between beats and wait for a beat in flight: a beat runs in a thread,
+            # which cancelling the task would not stop, and its UPDATE-then-INSERT landing
+            # after the unregister below would leave this worker's row behind.
+            stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             # Best effort: a lease or a row left behind only expires a little later.
