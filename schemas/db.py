@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -127,10 +128,23 @@ def make_engine(url: str, *, schema: SchemaAccess = "write", local_infile: bool 
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    """WAL lets a reader (status, query) run while a load writes; the busy timeout waits."""
+    """WAL lets a reader (status, query) run while a load writes; the busy timeout waits.
+
+    Switching a new file to WAL needs it alone, and SQLite answers "database is locked"
+    at once, without its busy handler, when several processes open a new database
+    together (concurrent first runs): the switch is retried for as long as the timeout.
+    """
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
