@@ -16,8 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extract.candles import CandlesSummary
-from extract.plan import (
+from extract.caps import (
     BATCH_CANDLE_CAP,
+    batch_plan,
+    event_route_pages,
+    requested_candles,
+    ticker_groups,
+)
+from extract.plan import (
     Answer,
     CapCounts,
     Evidence,
@@ -25,12 +31,8 @@ from extract.plan import (
     RouteChoice,
     WindowShape,
     batch_historical_answer,
-    batch_plan,
     choose_routes,
     classify_capped_event_page,
-    event_route_pages,
-    requested_candles,
-    ticker_groups,
     window_floor,
 )
 from extract.routes.base import Page, RouteRequest

@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
+from extract.caps import requested_candles
 from extract.plan import (
     Answer,
     Evidence,
@@ -25,7 +26,6 @@ from extract.plan import (
     batch_historical_answer,
     choose_routes,
     classify_capped_event_page,
-    requested_candles,
 )
 from extract.routes.base import Page, RouteRequest
 

@@ -29,15 +29,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from extract.candles import run_candles
+from extract.caps import BATCH_CANDLE_CAP, batch_plan, requested_candles
 from extract.config import ApiConfig, ExtractConfig, RateLimit
-from extract.plan import (
-    BATCH_CANDLE_CAP,
-    RouteChoice,
-    WindowShape,
-    batch_plan,
-    requested_candles,
-    window_floor,
-)
+from extract.plan import RouteChoice, WindowShape, window_floor
 from extract.windows import ceil_period
 from tests.bench.config import LAST_EVENT_DAY, SEED, SIM_NOW, BenchError
 from tests.bench.procs import sync_series
