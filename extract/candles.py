@@ -39,7 +39,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -49,9 +48,10 @@ from extract.errors import (
     LeaseLostError,
 )
 from extract.historical import CutoffTracker
+from extract.outcome import CandlesSummary
 from extract.progress import Progress, Snapshot
 from extract.routes.choice import RouteChooser
-from extract.selection import PlannedWindow, dry_run_lines, plan_run, routes_text, select_events
+from extract.selection import PlannedWindow, dry_run_lines, plan_run, select_events
 from extract.window_job import WindowJob
 from extract.windows import (
     MarketTimes,
@@ -75,80 +75,6 @@ from schemas.errors import (
 from schemas.tables import CheckpointStatus
 
 log = logging.getLogger(__name__)
-
-
-# --- the outcome ------------------------------------------------------------------------
-
-
-@dataclass
-class CandlesSummary:
-    """What a run did; ``failures`` names each FAILED window and why."""
-
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    no_trade_window: int = 0
-    no_markets: int = 0
-    not_started: int = 0
-    pages: int = 0
-    live_pages: int = 0
-    """Of ``pages``, those from the event route."""
-    historical_pages: int = 0
-    """Of ``pages``, those from the per-market historical route."""
-    rerouted: int = 0
-    """Markets that changed tier during the run (the cutoff moved, or a stale flag)."""
-    candles: int = 0
-    requests: int = 0
-    """Candle requests (the cutoff reads are counted in ``cutoff_reads``)."""
-    retries: int = 0
-    throttled: int = 0
-    cutoff: str = ""
-    """The historical cutoff (``market_settled_ts``) the run routed by, last read."""
-    cutoff_reads: int = 0
-    held: int = 0
-    """Windows another live worker holds (skipped this run: that worker finishes them)."""
-    taken_over: int = 0
-    """Windows whose previous worker's lease had expired (it died or stalled)."""
-    lost: int = 0
-    """Windows whose lease another worker took while we stalled (it finishes them)."""
-    elapsed_s: float = 0.0
-    route_requests: dict[str, int] = field(default_factory=dict)
-    """Answered requests by route (``event``, ``batch``, ``historical``, ``lookup``)."""
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    plan: list[str] = field(default_factory=list)
-    """With ``dry_run``: the plan, one line per event and a total (nothing was fetched)."""
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0
-
-    def lines(self) -> list[str]:
-        rate = self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
-        out = [
-            f"windows: {self.done} done, {self.skipped} skipped (already archived), "
-            f"{self.failed} failed, {self.no_trade_window} without trade window, "
-            f"{self.no_markets} without markets, {self.not_started} not started",
-            f"pages: {self.pages} ({self.live_pages} live, {self.historical_pages} historical), "
-            f"candles: {self.candles}, requests: {self.requests}, "
-            f"retries: {self.retries}, 429s: {self.throttled}, "
-            f"elapsed: {self.elapsed_s:.1f}s, {rate:.1f} req/s",
-            f"historical cutoff: {self.cutoff or 'not read'} ({self.cutoff_reads} reads), "
-            f"{self.rerouted} markets changed tier during the run",
-        ]
-        if self.route_requests and self.done:
-            n = sum(self.route_requests.values())
-            by_route = sorted(self.route_requests.items())
-            out.append(
-                f"requests per event: {n / self.done:.2f} over {self.done} windows "
-                f"({routes_text({r: round(k / self.done, 2) for r, k in by_route})})"
-            )
-        if self.held or self.taken_over or self.lost:
-            out.append(
-                f"leases: {self.held} held by other workers, {self.taken_over} taken over "
-                f"from expired leases, {self.lost} lost to other workers"
-            )
-        out.extend(f"FAILED {key}: {reason}" for key, reason in self.failures)
-        return out
 
 
 # --- the run: windows, leases, checkpoints ----------------------------------------------

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from extract.candles import CandlesSummary, run_candles
+from extract.candles import run_candles
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.errors import BadPageError, WrongEventError
 from extract.events import sync_events
+from extract.outcome import CandlesSummary
 from extract.plan import RouteChoice
 from extract.routes.base import Page
 from extract.routes.batch import BatchRoute

@@ -21,10 +21,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
-from extract.candles import CandlesSummary, run_candles
+from extract.candles import run_candles
 from extract.cli import main as extract_main
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.events import sync_events
+from extract.outcome import CandlesSummary
 from load.config import LoadConfig
 from load.loader import load_windows
 from schemas.archive import LocalArchive, Manifest

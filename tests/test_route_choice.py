@@ -15,7 +15,6 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extract.candles import CandlesSummary
 from extract.caps import (
     BATCH_CANDLE_CAP,
     batch_plan,
@@ -23,6 +22,7 @@ from extract.caps import (
     requested_candles,
     ticker_groups,
 )
+from extract.outcome import CandlesSummary
 from extract.plan import (
     Answer,
     CapCounts,
