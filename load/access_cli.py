@@ -22,15 +22,9 @@ from sqlalchemy import Engine
 from load.coverage import build_coverage, render_coverage, require_plot_extra
 from load.export import export_series, write_parquet_atomic
 from load.query import asof_snapshots, parse_time, query_candles
-from load.report import (
-    SeriesStatus,
-    VerifyReport,
-    WindowPages,
-    inspect_event,
-    series_status,
-    verify_event,
-    workers,
-)
+from load.report_inspect import WindowPages, inspect_event
+from load.report_status import SeriesStatus, series_status, workers
+from load.report_verify import VerifyReport, verify_event
 from schemas.archive import open_archive
 from schemas.cli import (
     F,

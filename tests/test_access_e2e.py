@@ -29,7 +29,8 @@ from load.access_cli import (
 )
 from load.config import LoadConfig
 from load.loader import load_windows
-from load.report import series_status, verify_event
+from load.report_status import series_status
+from load.report_verify import verify_event
 from schemas.archive import open_archive
 from schemas.db import make_engine
 from schemas.tables import kalshi_candle

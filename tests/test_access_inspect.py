@@ -17,7 +17,7 @@ from extract.candles import run_candles
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.events import sync_events
 from load.access_cli import inspect_cmd
-from load.report import inspect_event
+from load.report_inspect import inspect_event
 from schemas.archive import PageEnvelope
 from schemas.errors import InputError
 from schemas.tables import WindowPolicy

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from load.access_cli import status_cmd
-from load.report import series_status
+from load.report_status import series_status
 from schemas.archive import WindowKey
 from schemas.checkpoints import save_checkpoint
 from schemas.db import make_engine, upsert

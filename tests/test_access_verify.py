@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import and_, delete, insert, update
 
 from load.access_cli import verify_cmd
-from load.report import verify_event
+from load.report_verify import verify_event
 from schemas.tables import kalshi_candle
 from tests.test_access_data import EVENTS, archive_event, seed, truth_rows
 

@@ -28,7 +28,7 @@ from load.config import LoadConfig
 from load.errors import MalformedValueError
 from load.loader import load_windows
 from load.normalize import normalize_pages
-from load.report import inspect_event
+from load.report_inspect import inspect_event
 from schemas.archive import (
     KIND_BATCH_CANDLES,
     KIND_EVENT_CANDLES,
