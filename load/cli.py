@@ -13,6 +13,7 @@ from load.config import LoadConfig, StagingMethod
 from load.errors import LoadFailedError
 from load.loader import load_windows
 from load.progress import LoadProgress
+from load.report_cli import REPORT_COMMANDS
 from schemas.cli import (
     archive_option,
     command_body,
@@ -119,7 +120,7 @@ def run(
         click.echo(summary_json(summary, ok=True, rows_per_s=summary.rows_per_s))
 
 
-for command in (*ACCESS_COMMANDS, init_db, db_group):
+for command in (*ACCESS_COMMANDS, *REPORT_COMMANDS, init_db, db_group):
     cli.add_command(command)
 
 

@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 from matplotlib import image as mpimg
 
-from load.access_cli import coverage_cmd
 from load.coverage import (
     Cell,
     CoverageMatrix,
@@ -19,6 +18,7 @@ from load.coverage import (
     event_coverage_row,
     render_coverage,
 )
+from load.report_cli import coverage_cmd
 from load.stats import maintenance_mask
 from schemas.errors import InputError
 from tests.test_access_data import EVENTS, SERIES, WORLD, seed

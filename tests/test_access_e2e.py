@@ -18,17 +18,10 @@ from sqlalchemy import delete
 from extract.candles import run_candles
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.events import sync_events
-from load.access_cli import (
-    asof_cmd,
-    coverage_cmd,
-    export_cmd,
-    inspect_cmd,
-    query_cmd,
-    status_cmd,
-    verify_cmd,
-)
+from load.access_cli import asof_cmd, export_cmd, query_cmd
 from load.config import LoadConfig
 from load.loader import load_windows
+from load.report_cli import coverage_cmd, inspect_cmd, status_cmd, verify_cmd
 from load.report_status import series_status
 from load.report_verify import verify_event
 from schemas.archive import open_archive

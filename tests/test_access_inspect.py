@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from extract.candles import run_candles
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.events import sync_events
-from load.access_cli import inspect_cmd
+from load.report_cli import inspect_cmd
 from load.report_inspect import inspect_event
 from schemas.archive import PageEnvelope
 from schemas.errors import InputError

@@ -11,7 +11,7 @@ import orjson
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
-from load.access_cli import status_cmd
+from load.report_cli import status_cmd
 from load.report_status import series_status
 from schemas.archive import WindowKey
 from schemas.checkpoints import save_checkpoint

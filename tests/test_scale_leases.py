@@ -24,11 +24,11 @@ from extract.errors import LeaseLostError
 from extract.events import sync_events
 from extract.throttle import Throttle
 from extract.workers import Coordinator
-from load.access_cli import status_cmd
 from load.config import LoadConfig
 from load.errors import LeaseLostError as LoadLeaseLostError
 from load.leases import keep_leases
 from load.loader import load_windows
+from load.report_cli import status_cmd
 from schemas.archive import Manifest, WindowKey
 from schemas.checkpoints import (
     claim_window,
