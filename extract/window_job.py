@@ -2,35 +2,23 @@
 decisions about markets a page leaves out.
 
 :class:`WindowJob` is the per-window half of :mod:`extract.candles` (which runs the
-windows, leases them and keeps the run's summary): it reuses the pages already archived,
-fetches the missing ones through the window's routes (:mod:`extract.routes`), checks each
-against the contract before it is written, weighs every market a page left out, writes
-the manifest last and marks the window EXTRACTED.
+windows, leases them and keeps the run's summary): it follows the requests of the
+window's routes (:mod:`extract.routes`), takes each page from
+:class:`~extract.window_pages.WindowPages` (reused from the archive or fetched, checked
+either way), counts what the pages show, weighs every market a page left out, writes the
+manifest last and marks the window EXTRACTED.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from extract.client import ApiResponse, RequestStats
-from extract.errors import (
-    BadPageError,
-    ContractError,
-    HttpStatusError,
-    NoProgressError,
-    ValueContractError,
-)
-from extract.paginator import Step
-from extract.plan import (
-    RouteChoice,
-    WindowRoutes,
-    WindowShape,
-)
+from extract.client import RequestStats
+from extract.plan import RouteChoice, WindowRoutes, WindowShape
 from extract.routes.base import CandleRoute, Page, Pager, RouteRequest
 from extract.routes.batch import BatchRoute
 from extract.routes.event import EventRoute
@@ -43,17 +31,9 @@ from extract.routing import (
     route_market,
     route_markets,
 )
-from extract.windows import (
-    MarketTimes,
-    Window,
-)
-from schemas.api import contract_problem
-from schemas.archive import (
-    KIND_HISTORICAL_MARKET_CANDLES,
-    Manifest,
-    PageEnvelope,
-    WindowKey,
-)
+from extract.window_pages import WindowPages
+from extract.windows import MarketTimes, Window
+from schemas.archive import KIND_HISTORICAL_MARKET_CANDLES, Manifest, WindowKey
 from schemas.checkpoints import Checkpoint
 from schemas.crashpoints import (
     EXTRACT_AFTER_EXTRACTED,
@@ -62,14 +42,9 @@ from schemas.crashpoints import (
     EXTRACT_BEFORE_MANIFEST,
     EXTRACT_BEFORE_RUNNING,
     EXTRACT_BETWEEN_PAGES,
-    EXTRACT_PAGE_AFTER_WRITE,
-    EXTRACT_PAGE_BEFORE_WRITE,
     crashpoint,
 )
-from schemas.errors import (
-    CorruptArchiveError,
-    FatalApiError,
-)
+from schemas.errors import FatalApiError
 from schemas.tables import CheckpointStatus
 
 if TYPE_CHECKING:
@@ -89,19 +64,6 @@ def _count_market(
     if new:
         keys |= new
         per_market[ticker] = per_market.get(ticker, 0) + len(new)
-
-
-def _tentative(env: PageEnvelope, step: Step, tentative_from: int | None, grace_s: int) -> bool:
-    """Whether an archived page may lack candles published after it was fetched.
-
-    Candles can be published a little late (``kalshi-api.md``): a page that covered the
-    end of a window that was not final then (``tentative_from``: the previous extent's
-    end minus the grace period), or that was fetched less than the grace period after
-    the end of its range, is fetched again instead of reused.
-    """
-    if tentative_from is not None and step.covered_end > tentative_from:
-        return True
-    return env.retrieved_at_utc.timestamp() < step.covered_end + grace_s
 
 
 class WindowJob:
@@ -138,6 +100,7 @@ class WindowJob:
         self.historical = HistoricalRoute(key)
         self.batch = BatchRoute(key)
         self.event_pager = self.event.pager(window, (), key.period_interval)
+        self.pages = WindowPages(run.archive, run.client, key, stats)
         self.candle_keys: set[tuple[str, int]] = set()
         self.per_market: dict[str, int] = {}
         self.page_listed: list[tuple[frozenset[str], frozenset[str]]] = []
@@ -152,8 +115,6 @@ class WindowJob:
         """The checkpoint as the previous run left it (read first thing in :meth:`run`)."""
         self.base_requests = 0
         self.base_retries = 0
-        self.fetched_live = 0
-        self.fetched_hist = 0
 
     # --- progress ----------------------------------------------------------------------
 
@@ -178,10 +139,8 @@ class WindowJob:
         summary.pages += 1
         if historical:
             summary.historical_pages += 1
-            self.fetched_hist += 1
         else:
             summary.live_pages += 1
-            self.fetched_live += 1
         # The checkpoint and the lease renewal in one UPDATE, written only while the
         # window is ours: LeaseLostError if another worker took it.
         await self._save(CheckpointStatus.RUNNING)
@@ -206,21 +165,6 @@ class WindowJob:
 
     def _live(self) -> set[str]:
         return {t for t, r in self.routes.items() if r is Route.LIVE}
-
-    def _tentative_from(self) -> int | None:
-        """Where archived event pages stop being trusted: the end of the previous extent
-        (checkpoint or manifest) when it was not final, minus the grace period."""
-        ends: list[int] = []
-        prev = self.previous
-        if prev is not None and not prev.is_final and prev.window_end_ts is not None:
-            ends.append(prev.window_end_ts)
-        try:
-            manifest = self.run_.archive.manifest_for(self.key)
-        except CorruptArchiveError:
-            manifest = None  # already_archived quarantines it
-        if manifest is not None and not manifest.is_final:
-            ends.append(manifest.window_end_ts)
-        return min(ends) - self.run_.config.final_grace_s if ends else None
 
     # --- the window --------------------------------------------------------------------
 
@@ -253,7 +197,12 @@ class WindowJob:
         if removed:
             log.info("%s: removed %d temporary files left by a killed run", key, removed)
         if by_event:
-            self._reuse_chain(self.event, self.event_pager, self._tentative_from())
+            grace = run.config.final_grace_s
+            tentative_from = self.pages.tentative_from(self.previous, grace)
+            for req, page in self.pages.reuse_chain(
+                self.event, self.event_pager, tentative_from, grace
+            ):
+                self._took(self.event, req, page)
         crashpoint(EXTRACT_BEFORE_RUNNING)
         await self._save(CheckpointStatus.RUNNING, last_error=None)
         crashpoint(EXTRACT_AFTER_RUNNING)
@@ -344,76 +293,23 @@ class WindowJob:
 
     # --- the one request loop ----------------------------------------------------------
 
-    def _archived(
-        self, route: CandleRoute, req: RouteRequest
-    ) -> tuple[RouteRequest, Page, PageEnvelope] | None:
-        """The archived answer to ``req`` (as it was asked), or None to fetch it.
-
-        An unreadable page, or one that no longer passes the page or value checks, is
-        moved to the quarantine (never deleted) and fetched again.
-        """
-        archive, key = self.run_.archive, self.key
-        rel = f"{key.dir}/{route.file(req)}"
-        if not archive.exists(rel):
-            return None
-        problem: str | None = None
-        try:
-            env = archive.read_page(rel)
-            if not route.matches(env, req):
-                return None  # another request's page (a shorter window's): fetch, overwrite
-            asked = replace(req, params=dict(env.params), start_ts=env.start_ts, end_ts=env.end_ts)
-            page = route.check(env.body, asked)
-        except (CorruptArchiveError, BadPageError) as e:
-            problem = str(e)
-        else:
-            problem = contract_problem(_candles(page), route.shape)
-        if problem is not None:
-            moved = archive.move_to_quarantine(rel)
-            log.warning("%s: unusable archived page quarantined to %s (%s)", key, moved, problem)
-            return None
-        return asked, page, env
-
-    def _reuse_chain(self, route: CandleRoute, pager: Pager, tentative_from: int | None) -> None:
-        """Follow the archived pages of a chained route from the window start (no request).
-
-        The walk stops at the first page that is missing, unusable, would not advance, or
-        may lack candles published late (:func:`_tentative`): that page is fetched again.
-        """
-        grace = self.run_.config.final_grace_s
-        while (req := pager.next_request()) is not None:
-            found = self._archived(route, req)
-            if found is None:
-                return
-            asked, page, env = found
-            try:
-                step = pager.decide(asked, page)
-            except (NoProgressError, ContractError):
-                return
-            if _tentative(env, step, tentative_from, grace):
-                log.info(
-                    "%s: page %s may lack late candles: fetched again", self.key, asked.start_ts
-                )
-                return
-            pager.advance(asked, step)
-            self._took(route, req, page)
-
     async def _follow(self, route: CandleRoute, pager: Pager) -> bool:
         """Fetch every request the pager plans (reusing archived pages of an unchained
         route); False when a per-market route answers 404 (not on that tier)."""
         while (req := pager.next_request()) is not None:
             if not route.chained:
-                found = self._archived(route, req)
+                found = self.pages.archived(route, req)
                 if found is not None:
                     asked, page, _ = found
                     pager.advance(asked, pager.decide(asked, page))
                     self._took(route, req, page)
                     self.market_pages.append(route.file(req))
                     continue
-            fetched = await self._fetch(route, pager, req)
+            fetched = await self.pages.fetch(route, pager, req)
             if fetched is None:
                 return False
             resp, page, step = fetched
-            await self._archive(route, req, resp)
+            await self.pages.write(route, req, resp)
             pager.advance(req, step)
             self._took(route, req, page)
             if not route.chained:
@@ -422,47 +318,6 @@ class WindowJob:
             counts[route.name] = counts.get(route.name, 0) + 1
             await self._page_done(historical=route.kind == KIND_HISTORICAL_MARKET_CANDLES)
         return True
-
-    async def _fetch(
-        self, route: CandleRoute, pager: Pager, req: RouteRequest
-    ) -> tuple[ApiResponse, Page, Step] | None:
-        """GET one page, checked before it is archived; None on a per-market 404.
-
-        A page that breaks the shape or does not advance is retried; one that breaks the
-        contract (values, paging) is refused: a copy goes under ``_rejected/`` and the
-        window fails with the reason.
-        """
-        got: list[tuple[Page, Step]] = []
-
-        def check(resp: ApiResponse) -> None:
-            page = route.check(resp.body, req)
-            try:
-                problem = contract_problem(_candles(page), route.shape)
-                if problem is not None:
-                    raise ValueContractError(
-                        f"values outside the contract in the {route.name} page "
-                        f"{resp.path} start_ts={req.start_ts}: {problem}"
-                    )
-                step = pager.decide(req, page)
-            except ContractError as e:
-                e.response = resp
-                raise
-            got.append((page, step))
-
-        try:
-            resp = await self.run_.client.get_json(
-                req.path, req.params, check=check, scope=self.stats
-            )
-        except HttpStatusError as e:
-            if e.status == 404 and req.market_ticker is not None:
-                return None
-            raise
-        except ContractError as e:
-            if isinstance(e.response, ApiResponse):
-                await self._reject(route, req, e.response)
-            raise
-        page, step = got[-1]
-        return resp, page, step
 
     def _took(self, route: CandleRoute, req: RouteRequest, page: Page) -> None:
         """Count an accepted page's candles; keep what it shows about the markets it lists."""
@@ -474,39 +329,6 @@ class WindowJob:
             self.run_.chooser.saw(route.name, req, tuple(asked), page)
             if page.lists_a_market_without_candles:
                 self.lists_every_market = True
-
-    def _envelope(self, route: CandleRoute, req: RouteRequest, resp: ApiResponse) -> PageEnvelope:
-        key = self.key
-        return PageEnvelope(
-            kind=route.kind,
-            series_ticker=key.series_ticker,
-            event_ticker=key.event_ticker,
-            market_ticker=req.market_ticker,
-            period_interval=key.period_interval,
-            window_policy=key.window_policy,
-            path=resp.path,
-            params=dict(req.params),
-            status=resp.status,
-            retrieved_at_utc=resp.retrieved_at,
-            body=resp.body,
-            raw_body=resp.raw,
-        )
-
-    async def _archive(self, route: CandleRoute, req: RouteRequest, resp: ApiResponse) -> None:
-        """Write one fetched page, in its envelope, atomically to the window's folder."""
-        envelope = self._envelope(route, req, resp)
-        crashpoint(EXTRACT_PAGE_BEFORE_WRITE)
-        # In a thread: on object storage a write is a network round trip.
-        rel = f"{self.key.dir}/{route.file(req)}"
-        await asyncio.to_thread(self.run_.archive.write_page, rel, envelope)
-        crashpoint(EXTRACT_PAGE_AFTER_WRITE)
-
-    async def _reject(self, route: CandleRoute, req: RouteRequest, resp: ApiResponse) -> None:
-        """Keep a refused page under ``_rejected/`` so a user can see what the server sent."""
-        envelope = self._envelope(route, req, resp)
-        rel = f"{self.key.dir}/{route.file(req)}"
-        where = await asyncio.to_thread(self.run_.archive.write_rejected, rel, envelope)
-        log.error("%s: refused page kept as %s", self.key, where)
 
     # --- markets the live pages leave out -----------------------------------------------
 
@@ -525,19 +347,7 @@ class WindowJob:
         self.lookups += 1
         counts = self.run_.summary.route_requests
         counts["lookup"] = counts.get("lookup", 0) + 1
-
-        def check(resp: ApiResponse) -> None:
-            body = resp.body
-            if not isinstance(body, dict) or not isinstance(body.get("market"), dict):
-                raise BadPageError(f"/markets/{ticker}: no 'market' object")
-
-        try:
-            await self.run_.client.get_json(f"/markets/{ticker}", check=check, scope=self.stats)
-        except HttpStatusError as e:
-            if e.status == 404:
-                return False
-            raise
-        return True
+        return await self.pages.market_is_live(ticker)
 
     async def _settle_absent(self, seen_at: float) -> None:
         """Decide, for each live market some event page lacked, what that means."""
@@ -585,8 +395,3 @@ class WindowJob:
                 f"{ticker} is on neither tier (absent from the live event pages, "
                 "404 on the historical route): the window would be incomplete"
             )
-
-
-def _candles(page: Page) -> Iterator[Mapping[str, Any]]:
-    for _, candles in page.markets:
-        yield from candles

@@ -406,7 +406,7 @@ def test_final_grace_is_a_candles_option() -> None:
 def test_an_archived_page_that_may_lack_late_candles_is_fetched_again() -> None:
     from dataclasses import replace
 
-    from extract.window_job import _tentative
+    from extract.window_pages import _tentative
     from schemas.archive import KIND_EVENT_CANDLES, PageEnvelope
 
     def fetched(at: int) -> PageEnvelope:
