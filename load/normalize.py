@@ -11,22 +11,11 @@ bytes straight into Arrow columns in about 3 s and releases the GIL (measured on
 sim candles; see the report in the load issue). :func:`normalize_pages` serializes
 envelopes back to JSON so both entry points share one code path.
 
-Why a regex before the decimal cast: Polars' strict string-to-decimal cast raises on
-junk, but silently TRUNCATES extra decimal places (``"0.5600001"`` becomes 0.56) and
-accepts ``"1e-2"``, ``"+0.5"`` or ``".5"``. Kalshi sends plain fixed-point strings, so
-anything else is a corrupt page, refused loudly with the file's name.
-
-Field rules (see /work/shared/kalshi-api.md and the OpenAPI files):
-- Live event pages and batch pages (the same ``MarketCandlestick`` objects):
-  ``*_dollars`` / ``*_fp`` strings; legacy pages may carry (also or only) integer-cent
-  twins (``open`` = 56 is $0.56) and integer ``volume`` / ``open_interest``. A
-  ``*_dollars``/``*_fp`` value wins; else the legacy integer is converted exactly.
-  (Absent and null are the same to us, so a null ``*_dollars`` with a non-null cents
-  twin takes the cents: such a page has never been seen.)
-- Historical pages: plain ``open/low/high/close/mean/previous`` keys are DOLLAR strings,
-  ``volume`` / ``open_interest`` count strings, no min/max (NULL).
-- A candle on two pages (``end_period_ts`` is inclusive at both ends of a request) is
-  kept once: the later retrieval wins, ties go to the later page in the given order.
+This module reads the envelopes, checks their headers and explodes every page kind into
+one row per candle; what each candle field means and how its text becomes an exact
+decimal is :mod:`load.candle_fields`. A candle on two pages (``end_period_ts`` is
+inclusive at both ends of a request) is kept once: the later retrieval wins, ties go to
+the later page in the given order.
 """
 
 from __future__ import annotations
@@ -37,6 +26,7 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 
+from load.candle_fields import CANDLE_STRUCT, COUNT_DTYPE, PRICE_DTYPE, candle_values
 from load.errors import CorruptPageError, MalformedValueError
 from schemas.archive import (
     ARCHIVE_VERSION,
@@ -54,15 +44,9 @@ from schemas.tables import (
     CANDLE_COUNT_COLUMNS,
     CANDLE_KEY_COLUMNS,
     CANDLE_PRICE_COLUMNS,
-    COUNT_PRECISION,
-    COUNT_SCALE,
-    PRICE_PRECISION,
-    PRICE_SCALE,
 )
 from schemas.tickers import validate_event_ticker, validate_market_ticker
 
-PRICE_DTYPE = pl.Decimal(PRICE_PRECISION, PRICE_SCALE)
-COUNT_DTYPE = pl.Decimal(COUNT_PRECISION, COUNT_SCALE)
 TIME_DTYPE = pl.Datetime("us", "UTC")
 
 #: The schema of the normalized frame, column by column (the writer relies on it).
@@ -77,34 +61,6 @@ CANDLE_SCHEMA: dict[str, pl.DataType] = {
 }
 assert tuple(CANDLE_SCHEMA) == CANDLE_COLUMNS, "normalize is out of step with schemas.tables"
 
-# Fixed-point text exactly as the contract allows it: digits, optional point and digits.
-_PRICE_INT_DIGITS = PRICE_PRECISION - PRICE_SCALE
-_DOLLARS_RE = rf"^[0-9]{{1,{_PRICE_INT_DIGITS}}}(\.[0-9]{{1,{PRICE_SCALE}}})?$"
-_CENTS_RE = rf"^[0-9]{{1,{_PRICE_INT_DIGITS + 2}}}$"
-_COUNT_RE = rf"^[0-9]{{1,{COUNT_PRECISION - COUNT_SCALE}}}(\.[0-9]{{1,{COUNT_SCALE}}})?$"
-
-_OHLC = ("open", "low", "high", "close")
-_PRICE_FIELDS = ("open", "high", "low", "close", "mean", "previous", "min", "max")
-
-# One superset schema reads every page kind: Polars turns a JSON integer read as String
-# into its digits ("56"), so legacy integer cents and dollar strings share a column and
-# the page's kind decides how to read it.
-_BOOK = pl.Struct({**{f"{k}_dollars": pl.String for k in _OHLC}, **{k: pl.String for k in _OHLC}})
-_PRICE = pl.Struct(
-    {**{f"{k}_dollars": pl.String for k in _PRICE_FIELDS}, **{k: pl.String for k in _PRICE_FIELDS}}
-)
-_CANDLE = pl.Struct(
-    {
-        "end_period_ts": pl.Int64,
-        "yes_bid": _BOOK,
-        "yes_ask": _BOOK,
-        "price": _PRICE,
-        "volume_fp": pl.String,
-        "open_interest_fp": pl.String,
-        "volume": pl.String,
-        "open_interest": pl.String,
-    }
-)
 _ENVELOPE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "archive_version": pl.Int64,
     "kind": pl.String,
@@ -118,12 +74,12 @@ _ENVELOPE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "body": pl.Struct(
         {
             "market_tickers": pl.List(pl.String),
-            "market_candlesticks": pl.List(pl.List(_CANDLE)),
+            "market_candlesticks": pl.List(pl.List(CANDLE_STRUCT)),
             "adjusted_end_ts": pl.Int64,
             "ticker": pl.String,
-            "candlesticks": pl.List(_CANDLE),
+            "candlesticks": pl.List(CANDLE_STRUCT),
             "markets": pl.List(
-                pl.Struct({"market_ticker": pl.String, "candlesticks": pl.List(_CANDLE)})
+                pl.Struct({"market_ticker": pl.String, "candlesticks": pl.List(CANDLE_STRUCT)})
             ),
         }
     ),
@@ -172,7 +128,8 @@ def normalize_json(pages: Sequence[RawPage], *, key: WindowKey | None = None) ->
         if rows.height == 0:
             return empty_candles()
         _check_tickers(rows, pages)
-        frame = _values(rows, pages)
+        values = candle_values(rows, [p.source for p in pages])
+        frame = values.select(CANDLE_COLUMNS).cast(CANDLE_SCHEMA)  # type: ignore[arg-type]
         return dedupe_candles(frame.with_columns(_page=rows["_page"])).drop("_page")
     except pl.exceptions.PolarsError as e:
         # Every known way a page can break the contract is caught above with the page's
@@ -368,97 +325,6 @@ def _check_tickers(rows: pl.DataFrame, pages: Sequence[RawPage]) -> None:
         except InputError as e:
             src = pages[row[1]].source
             raise MalformedValueError(f"{src}: {e}", source=src) from e
-
-
-# --- values -------------------------------------------------------------------------
-
-
-def _sources(rows: pl.DataFrame) -> dict[str, tuple[pl.Expr, pl.Expr | None, str]]:
-    """Per output column: (text expr, legacy-cents text expr or None, value kind)."""
-    c = pl.col("c")
-    hist = pl.col("kind") == KIND_HISTORICAL_MARKET_CANDLES
-    out: dict[str, tuple[pl.Expr, pl.Expr | None, str]] = {}
-    groups = [("yes_bid", _OHLC), ("yes_ask", _OHLC), ("price", _PRICE_FIELDS)]
-    for struct, names in groups:
-        s = c.struct.field(struct)
-        for name in names:
-            plain = s.struct.field(name)
-            dollars = pl.coalesce(s.struct.field(f"{name}_dollars"), pl.when(hist).then(plain))
-            cents = pl.when(~hist).then(plain)
-            out[f"{struct}_{name}"] = (dollars, cents, "price")
-    for name in CANDLE_COUNT_COLUMNS:
-        out[name] = (pl.coalesce(c.struct.field(f"{name}_fp"), c.struct.field(name)), None, "count")
-    return out
-
-
-def _values(rows: pl.DataFrame, pages: Sequence[RawPage]) -> pl.DataFrame:
-    sources = _sources(rows)
-    texts = rows.select(
-        "_page",
-        "market_ticker",
-        ts=pl.col("c").struct.field("end_period_ts"),
-        **{f"{n}__t": t for n, (t, _, _) in sources.items()},
-        **{f"{n}__c": ct for n, (_, ct, _) in sources.items() if ct is not None},
-    )
-    # Pages of today's API carry no legacy integer cents: an all-null twin column can
-    # change nothing, so it is neither checked nor converted (about 2% of the load's CPU).
-    sources = {
-        n: (t, ct if ct is not None and texts[f"{n}__c"].null_count() < texts.height else None, k)
-        for n, (t, ct, k) in sources.items()
-    }
-    checks: dict[str, pl.Expr] = {}
-    for n, (_, cents, kind) in sources.items():
-        pattern = _DOLLARS_RE if kind == "price" else _COUNT_RE
-        checks[f"{n}__t"] = _bad(f"{n}__t", pattern)
-        if cents is not None:
-            checks[f"{n}__c"] = _bad(f"{n}__c", _CENTS_RE)
-    flags = texts.select(pl.any_horizontal(*checks.values()).arg_true().first().alias("i"))
-    if flags["i"][0] is not None:
-        _raise_bad_value(texts, checks, int(flags["i"][0]), pages)
-
-    values: list[pl.Expr] = []
-    for n, (_, cents, kind) in sources.items():
-        if kind == "count":
-            values.append(pl.col(f"{n}__t").cast(COUNT_DTYPE, strict=True).alias(n))
-            continue
-        exact = pl.col(f"{n}__t").cast(PRICE_DTYPE, strict=True)
-        if cents is not None:
-            # Whole cents to dollars: an exact decimal division (scale 6 holds n / 100).
-            legacy = (pl.col(f"{n}__c").cast(pl.Int64).cast(PRICE_DTYPE) / 100).cast(
-                PRICE_DTYPE, strict=True
-            )
-            exact = pl.coalesce(exact, legacy)
-        values.append(exact.alias(n))
-    out = texts.select(
-        pl.col("market_ticker"),
-        pl.from_epoch("ts", time_unit="s").dt.replace_time_zone("UTC").alias("end_period_ts_utc"),
-        rows["period_interval"].cast(pl.Int16, strict=True).alias("period_interval_minutes"),
-        rows["event_ticker"].alias("event_ticker"),
-        *values,
-        rows["retrieved_at_utc"].alias("retrieved_at_utc"),
-    )
-    return out.select(CANDLE_COLUMNS).cast(CANDLE_SCHEMA)  # type: ignore[arg-type]
-
-
-def _bad(column: str, pattern: str) -> pl.Expr:
-    col = pl.col(column)
-    return (col.is_not_null() & ~col.str.contains(pattern)).fill_null(False)
-
-
-def _raise_bad_value(
-    texts: pl.DataFrame, checks: dict[str, pl.Expr], index: int, pages: Sequence[RawPage]
-) -> None:
-    row = texts.row(index, named=True)
-    flags = texts.slice(index, 1).select(**checks).row(0, named=True)
-    column = next(k for k, v in flags.items() if v)
-    field, _, part = column.rpartition("__")
-    what = "legacy integer cents" if part == "c" else "fixed-point decimal"
-    src = pages[row["_page"]].source
-    raise MalformedValueError(
-        f"{src}: {field} of {row['market_ticker']} at end_period_ts {row['ts']} is "
-        f"{row[column]!r}, not a {what} the contract allows",
-        source=src,
-    )
 
 
 def _first_line(e: BaseException) -> str:
