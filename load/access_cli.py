@@ -25,6 +25,7 @@ from load.export import export_series, write_parquet_atomic
 from load.query import asof_snapshots, parse_time, query_candles
 from schemas.cli import (
     F,
+    KalshiCommand,
     command_body,
     db_option,
     event_option,
@@ -135,7 +136,7 @@ def event_dates_options(required: bool) -> Callable[[F], F]:
 # --- query / asof / export ----------------------------------------------------------------
 
 
-@click.command("query")
+@click.command("query", cls=KalshiCommand)
 @click.option("--market", required=True, help="Market ticker, e.g. KXHIGHNY-25NOV20-B50.5.")
 @click.option(
     "--from", "start", required=True, help="ISO-8601 start (inclusive, UTC if no offset)."
@@ -166,7 +167,7 @@ def query_cmd(
     emit_frame(frame, fmt, out)
 
 
-@click.command("asof")
+@click.command("asof", cls=KalshiCommand)
 @event_option
 @click.option("--at", "at", multiple=True, required=True, help="ISO-8601 time; repeatable.")
 @click.option(
@@ -199,7 +200,7 @@ def asof_cmd(
     emit_frame(frame, fmt, out)
 
 
-@click.command("export")
+@click.command("export", cls=KalshiCommand)
 @series_option
 @event_dates_options(required=True)
 @click.option("--out", "out_dir", required=True, help="Folder for series=/date= partitions.")

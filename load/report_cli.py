@@ -27,6 +27,7 @@ from load.report_status import SeriesStatus, series_status, workers
 from load.report_verify import VerifyReport, verify_event
 from schemas.archive import open_archive
 from schemas.cli import (
+    KalshiCommand,
     archive_option,
     command_body,
     db_option,
@@ -90,7 +91,7 @@ def format_workers(rows: list[WorkerRow], now: datetime) -> str:
     )
 
 
-@click.command("status")
+@click.command("status", cls=KalshiCommand)
 @click.option("--series", default=None, help="Only this series.")
 @format_options(("table", "json"))
 @db_option
@@ -137,7 +138,7 @@ def format_inspect(windows: list[WindowPages]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@click.command("inspect")
+@click.command("inspect", cls=KalshiCommand)
 @event_option
 @click.option("--start-ts", type=int, default=None, help="Only the page requested from this ts.")
 @click.option("--body", "with_body", is_flag=True, help="Also print each page's raw body.")
@@ -184,7 +185,7 @@ def format_verify(report: VerifyReport, limit: int = 200) -> str:
     return "\n".join(lines) + "\n"
 
 
-@click.command("verify")
+@click.command("verify", cls=KalshiCommand)
 @event_option
 @format_options(("table", "json"))
 @db_option
@@ -208,7 +209,7 @@ def verify_cmd(
 # --- coverage -----------------------------------------------------------------------------
 
 
-@click.command("coverage")
+@click.command("coverage", cls=KalshiCommand)
 @series_option
 @event_dates_options(required=False)
 @click.option("--out", required=True, help="PNG file to write.")

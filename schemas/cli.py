@@ -177,12 +177,38 @@ def assign_envvars(command: click.Command, prefix: str) -> None:
             assign_envvars(sub, f"{prefix}_{name.replace('-', '_').upper()}")
 
 
-class KalshiGroup(click.Group):
+def _with_dash_h(kwargs: dict[str, Any]) -> dict[str, Any]:
+    settings = {"help_option_names": ["-h", "--help"], **(kwargs.get("context_settings") or {})}
+    return {**kwargs, "context_settings": settings}
+
+
+class KalshiCommand(click.Command):
+    """A command with ``-h`` of its own, not only inherited from its tool: Click builds a
+    command's help option once, from the first context that asks (``_help_option``), so
+    a command first run on its own (as a test does) would keep only ``--help`` for the
+    rest of the process. Every command is one: ``cls=KalshiCommand``, or a group's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **_with_dash_h(kwargs))
+
+
+class KalshiSubgroup(click.Group):
+    """A group below a tool (``kalshi-load db``): ``-h``, and commands that have it."""
+
+    command_class = KalshiCommand
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **_with_dash_h(kwargs))
+
+
+KalshiSubgroup.group_class = KalshiSubgroup
+
+
+class KalshiGroup(KalshiSubgroup):
     """The root group of a tool: ``-h``, and the env vars of every option (assigned when
     the tool starts, so commands added after the group was built have theirs too)."""
 
     def __init__(self, *args: Any, envvar_prefix: str, **kwargs: Any) -> None:
-        kwargs.setdefault("context_settings", {}).setdefault("help_option_names", ["-h", "--help"])
         super().__init__(*args, **kwargs)
         self.envvar_prefix = envvar_prefix
 

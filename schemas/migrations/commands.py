@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from schemas.cli import command_body, db_option
+from schemas.cli import KalshiCommand, KalshiSubgroup, command_body, db_option
 from schemas.db import make_engine, redact_url, sqlite_file, translate_db_error
 from schemas.errors import SchemaError
 from schemas.migrations import SchemaState, read_state, upgrade
@@ -36,7 +36,7 @@ def _upgrade_line(db_url: str, before: SchemaState, after: SchemaState) -> str:
     return f"{shown}: {was} -> {after.describe()}"
 
 
-@click.command("init-db")
+@click.command("init-db", cls=KalshiCommand)
 @db_option
 @command_body
 def init_db(db_url: str) -> None:
@@ -44,7 +44,7 @@ def init_db(db_url: str) -> None:
     click.echo(_upgrade_line(db_url, *upgrade_database(db_url)), err=True)
 
 
-@click.group("db")
+@click.group("db", cls=KalshiSubgroup)
 def db_group() -> None:
     """The database's schema revision (Alembic): where it stands, and upgrading it."""
 
