@@ -18,8 +18,9 @@ a route only these questions:
   :meth:`~.base.CandleRoute.matches` says whether an archived envelope answers a
   request (a rerun reuses it instead of fetching it again).
 
-Values are checked against the contract (:func:`schemas.api.contract_problem`) by the
-loop for every route alike, from :attr:`~.base.CandleRoute.shape`.
+Values are checked against the contract (:func:`schemas.api.contract_problem`) for
+every route alike, from :attr:`~.base.CandleRoute.shape`, by the loop's page source
+(:class:`extract.window_pages.WindowPages`) before a page is archived.
 
 A further route is a new module here implementing :class:`~.base.CandleRoute`; the
 orchestration picks it for a set of markets and runs the same loop.
