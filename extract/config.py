@@ -288,11 +288,10 @@ class ExtractConfig:
     shared_budget: bool = True
     """``api.rate`` is the budget of the API KEY, split evenly among the live extractors
     (``kalshi_worker``). False: it is this process's own rate (split it by hand)."""
-    route: RouteChoice = RouteChoice.EVENT
-    """Which route fetches the live markets (``candles --route``, whose default is
-    ``auto``): ``event``, ``batch``, or ``auto`` (per window, the fewest requests by what
-    the server has shown; :mod:`extract.plan`). The library default stays ``event``, the
-    route every pinned request count of the tests was written for."""
+    route: RouteChoice = RouteChoice.AUTO
+    """Which route fetches the live markets (``candles --route``): ``event``, ``batch``,
+    or ``auto`` (per window, the fewest requests by what the server has shown;
+    :mod:`extract.plan`)."""
 
     __repr__ = safe_repr  # the database password is masked
 

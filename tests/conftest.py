@@ -15,10 +15,11 @@ import pytest
 
 from tests.databases import mariadb_database
 
-#: ``extract candles --route`` defaults to ``auto`` for users; the suite's command-line
-#: runs (in-process and child processes, which inherit this environment) were written
-#: for the event route: its faults, pinned request counts and page files. Tests of the
-#: other routes pass ``--route`` (tests/test_batch_route.py).
+#: ``extract candles --route`` (and ``ExtractConfig.route``) defaults to ``auto`` for
+#: users; the suite's command-line runs (in-process and child processes, which inherit
+#: this environment) were written for the event route: its faults, pinned request counts
+#: and page files. Tests that build an ``ExtractConfig`` pass ``route=RouteChoice.EVENT``
+#: likewise; tests of the other routes pass ``--route`` (tests/test_batch_route.py).
 os.environ.setdefault("KALSHI_EXTRACT_CANDLES_ROUTE", "event")
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import delete
 from extract.candles import run_candles
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.events import sync_events
+from extract.plan import RouteChoice
 from load.access_cli import asof_cmd, export_cmd, query_cmd
 from load.config import LoadConfig
 from load.loader import load_windows
@@ -41,6 +42,7 @@ async def test_access_commands_on_a_real_backfill(db_url: str, tmp_path: Path) -
     archive_dir = tmp_path / "raw"
     async with SimServer(CONFIG) as sim:
         extract = ExtractConfig(
+            route=RouteChoice.EVENT,
             series=SERIES,
             db_url=db_url,
             archive_dir=archive_dir,

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from extract.candles import run_candles
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.events import sync_events
+from extract.plan import RouteChoice
 from load.report_cli import inspect_cmd
 from load.report_inspect import inspect_event
 from schemas.archive import PageEnvelope
@@ -159,6 +160,7 @@ async def test_inspect_body_shows_the_exact_bytes_the_server_sent(
     async with SimServer(config) as sim, OddProxy(sim.base_url) as proxy:
         api = ApiConfig(base_url=proxy.base_url, rate=RateLimit(500, 1.0), max_retries=2)
         cfg = ExtractConfig(
+            route=RouteChoice.EVENT,
             series="KXHIGHNY",
             event=event,
             db_url=sqlite_url,

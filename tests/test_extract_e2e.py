@@ -22,6 +22,7 @@ from extract.candles import run_candles
 from extract.config import ApiConfig, AsOfPolicy, DayOffset, ExtractConfig, RateLimit
 from extract.events import sync_events
 from extract.outcome import CandlesSummary
+from extract.plan import RouteChoice
 from schemas.archive import LocalArchive, Manifest
 from schemas.checkpoints import get_checkpoint, set_status
 from schemas.db import make_engine
@@ -66,7 +67,12 @@ def extract_config(
         backoff_max_s=0.05,
     )
     return ExtractConfig(
-        series=SERIES, db_url=db_url, archive_dir=archive, api=api, now=sim.world.now, **over
+        series=SERIES,
+        db_url=db_url,
+        archive_dir=archive,
+        api=api,
+        now=sim.world.now,
+        **{"route": RouteChoice.EVENT, **over},
     )
 
 

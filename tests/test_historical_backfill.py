@@ -26,6 +26,7 @@ from extract.client import ApiResponse, KalshiClient, Params
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.events import sync_events
 from extract.outcome import CandlesSummary
+from extract.plan import RouteChoice
 from load.config import LoadConfig
 from load.loader import load_windows
 from schemas.archive import LocalArchive, Manifest
@@ -74,7 +75,12 @@ def extract_config(sim: SimServer, db_url: str, archive: Path, **over: Any) -> E
     base: dict[str, Any] = {"concurrency": 2}
     base.update(over)
     return ExtractConfig(
-        series=SERIES, db_url=db_url, archive_dir=archive, api=api, now=sim.world.now, **base
+        series=SERIES,
+        db_url=db_url,
+        archive_dir=archive,
+        api=api,
+        now=sim.world.now,
+        **{"route": RouteChoice.EVENT, **base},
     )
 
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from extract.config import ExtractConfig
 from extract.errors import BadPageError
 from extract.events import build_rows, events_to_look_up
+from extract.plan import RouteChoice
 from extract.routing import (
     HISTORICAL_CHUNK_CANDLES,
     Cutoff,
@@ -267,7 +268,8 @@ def test_planned_requests_split_live_and_historical() -> None:
 
 
 def test_dry_run_lines_show_both_tiers() -> None:
-    lines = dry_run_lines([_planned(2, 4)], ExtractConfig(series="KXHIGHNY"))
+    cfg = ExtractConfig(series="KXHIGHNY", route=RouteChoice.EVENT)
+    lines = dry_run_lines([_planned(2, 4)], cfg)
     assert lines[0].endswith("6 markets  ~4 requests (2 live, 2 historical)")
     assert lines[-1].startswith("plan: 1 events, ~4 candle requests at 5 req/s ≈ 0.8s")
     assert lines[-1].endswith("2 live, 2 historical)")

@@ -26,6 +26,7 @@ from extract.cli import main as extract_main
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.events import sync_events
 from extract.outcome import CandlesSummary
+from extract.plan import RouteChoice
 from load.config import LoadConfig
 from load.loader import load_windows
 from schemas.archive import LocalArchive, Manifest
@@ -69,6 +70,7 @@ def extract_config(sim: SimServer, db_url: str, archive: Path, **over: Any) -> E
         backoff_max_s=0.01,
     )
     return ExtractConfig(
+        route=RouteChoice.EVENT,
         series=SERIES,
         db_url=db_url,
         archive_dir=archive,

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from extract.candles import run_candles
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.events import sync_events
+from extract.plan import RouteChoice
 from load.config import LoadConfig
 from load.loader import load_windows
 from schemas.archive import ArchiveStore, WindowKey, open_archive
@@ -200,7 +201,9 @@ def _ok(r: subprocess.CompletedProcess[str]) -> str:
 def _events(sim: SimServer, p: Place) -> ExtractConfig:
     """Sync the series' events in process (what ``extract events`` does) and return its config."""
     api = ApiConfig(base_url=sim.base_url, rate=RateLimit(500, 1.0))
-    cfg = ExtractConfig(series=SERIES, db_url=p.db_url, api=api, now=SIM.now)
+    cfg = ExtractConfig(
+        series=SERIES, db_url=p.db_url, api=api, now=SIM.now, route=RouteChoice.EVENT
+    )
     asyncio.run(sync_events(cfg))
     return cfg
 

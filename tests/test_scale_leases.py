@@ -22,6 +22,7 @@ from extract.candles import run_candles
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.errors import LeaseLostError
 from extract.events import sync_events
+from extract.plan import RouteChoice
 from extract.throttle import Throttle
 from extract.workers import Coordinator
 from load.config import LoadConfig
@@ -208,6 +209,7 @@ def _config(sim: SimServer, db_url: str, archive: Path, **over: Any) -> ExtractC
         backoff_max_s=0.05,
     )
     base = ExtractConfig(
+        route=RouteChoice.EVENT,
         series="KXHIGHNY",
         db_url=db_url,
         archive_dir=archive,
