@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from extract import check_rules as rules
+from extract.caps import BATCH_CANDLE_CAP, EVENT_CANDLE_CAP
 from extract.check_probe import (
     CHECK_DIR,
     Prober,
@@ -56,12 +57,6 @@ from schemas.tickers import validate_event_ticker, validate_series_ticker
 log = logging.getLogger(__name__)
 
 MAX_REQUESTS = 20
-#: The event route's cap (candles summed over the event's markets, per the changelog).
-EVENT_CAP = 5000
-#: The per-market and historical routes' cap on requested candles.
-MARKET_CAP = HISTORICAL_CHUNK_CANDLES
-#: The batch route's cap on requested candles across its markets.
-BATCH_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -241,7 +236,7 @@ class _CheckRun:
             return
         self.live = [str(m.get("ticker")) for m in markets]
         opens, closes = [o for o, _ in windows], [c for _, c in windows]
-        probes = self.probes = rules.event_probes(opens, closes, EVENT_CAP, self.now_ts)
+        probes = self.probes = rules.event_probes(opens, closes, EVENT_CANDLE_CAP, self.now_ts)
         path = f"/series/{self.series}/events/{ticker}/candlesticks"
         after = _PLANNED["event"]
         spans = (probes.uncapped, probes.before_open, probes.cap_count, probes.full)
@@ -289,7 +284,9 @@ class _CheckRun:
             f2,
         )
 
-        direction = rules.paging_direction(r4.body if r4 else None, probes.full, EVENT_CAP, False)
+        direction = rules.paging_direction(
+            r4.body if r4 else None, probes.full, EVENT_CANDLE_CAP, False
+        )
         if r3 is None or direction == "backward":
             counts = UNKNOWN  # a backward cut cannot be told from a served range here
         else:
@@ -302,7 +299,7 @@ class _CheckRun:
             f3,
         )
         if direction == UNKNOWN and counts == "requested" and r4 is not None:
-            direction = rules.paging_direction(r4.body, probes.full, EVENT_CAP, True)
+            direction = rules.paging_direction(r4.body, probes.full, EVENT_CANDLE_CAP, True)
         self.put("paging_direction", direction, f"{l4}: the whole window", f4)
 
     async def historical_checks(self) -> None:
@@ -315,7 +312,9 @@ class _CheckRun:
             return
         ticker = str(market["ticker"])
         opened, closed = market_window(market) or (0, 0)
-        start = max(minute_floor(opened), minute_floor(closed) - (MARKET_CAP - 1) * 60)
+        start = max(
+            minute_floor(opened), minute_floor(closed) - (HISTORICAL_CHUNK_CANDLES - 1) * 60
+        )
         ref_span = Span(start, minute_floor(closed))
         path = f"/historical/markets/{ticker}/candlesticks"
         after = _PLANNED["historical"]
@@ -323,7 +322,7 @@ class _CheckRun:
             "historical-reference", path, ref_span.params(), planned_after=after
         )
         reference = rules.candle_keys(rules.market_page_candles(r_ref.body)) if r_ref else set()
-        over = rules.over_cap_span(ref_span, MARKET_CAP)
+        over = rules.over_cap_span(ref_span, HISTORICAL_CHUNK_CANDLES)
         r_over, l_over, f_over = await self.probe.get(
             "historical-over-cap",
             path,
@@ -375,7 +374,7 @@ class _CheckRun:
         if self.probes is None or not self.live:
             self.put("batch_over_cap", UNKNOWN, "no event window to probe")
             return
-        span = rules.batch_over_cap_span(self.probes.full, len(self.live), BATCH_CAP)
+        span = rules.batch_over_cap_span(self.probes.full, len(self.live), BATCH_CANDLE_CAP)
         params = {"market_tickers": ",".join(self.live), **span.params()}
         resp, line, f = await self.probe.get(
             "batch-over-cap",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from extract.caps import EVENT_CANDLE_CAP
 from extract.errors import BadPageError, WrongEventError
 from extract.paginator import Paginator, Step, usable_adjusted_end
 from extract.routes.base import Page, RouteRequest, Shape
@@ -22,12 +23,9 @@ from schemas.api import check_event_candles_page
 from schemas.archive import KIND_EVENT_CANDLES, PAGE_SUFFIX, PageEnvelope, WindowKey
 from schemas.errors import FatalApiError
 
-#: The changelog's figure for the event route's aggregate cap (the server decides).
-EVENT_CAP = 5000
-
 
 def event_requests(
-    n_markets: int, start_ts: int, end_ts: int, period: int, cap: int = EVENT_CAP
+    n_markets: int, start_ts: int, end_ts: int, period: int, cap: int = EVENT_CANDLE_CAP
 ) -> int:
     """Pages the event route takes over ``[start_ts, end_ts]`` for ``n_markets``; pure.
 
