@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import Engine
 
+from extract.check_report import checked_evidence
 from extract.client import KalshiClient, RequestStats
 from extract.config import ExtractConfig
 from extract.errors import (
@@ -49,6 +50,7 @@ from extract.errors import (
 )
 from extract.historical import CutoffTracker
 from extract.outcome import CandlesSummary
+from extract.plan import Evidence
 from extract.progress import Progress, Snapshot
 from extract.routes.choice import RouteChooser
 from extract.selection import PlannedWindow, dry_run_lines, plan_run, select_events
@@ -92,6 +94,7 @@ class _Run:
         total: int,
         progress: Progress,
         cutoff: CutoffTracker,
+        evidence: Evidence,
     ) -> None:
         self.config = config
         self.engine = engine
@@ -102,7 +105,7 @@ class _Run:
         self.finished = 0
         self.progress = progress
         self.cutoff = cutoff
-        self.chooser = RouteChooser(config.route)
+        self.chooser = RouteChooser(config.route, evidence)
         self.started = time.monotonic()
         self.coord: Coordinator | None = None
         """Leases and the budget share; set by ``_execute`` for the run's duration."""
@@ -258,9 +261,10 @@ async def run_candles(
         else:
             archive.ensure_writable()
         plan = plan_run(select_events(engine, config), config)
+        evidence = checked_evidence(archive, config.series, config.api.base_url)
         if config.dry_run:
-            return CandlesSummary(plan=dry_run_lines(plan, config))
-        summary = await _execute(config, engine, archive, plan, client, progress)
+            return CandlesSummary(plan=dry_run_lines(plan, config, evidence=evidence))
+        summary = await _execute(config, engine, archive, plan, evidence, client, progress)
         summary.elapsed_s = time.monotonic() - started
         return summary  # the caller shows it (the CLI prints it once, as text or JSON)
     finally:
@@ -273,6 +277,7 @@ async def _execute(
     engine: Engine,
     archive: ArchiveStore,
     plan: Sequence[PlannedWindow],
+    evidence: Evidence,
     client: KalshiClient | None,
     progress: Progress | None,
 ) -> CandlesSummary:
@@ -315,7 +320,7 @@ async def _execute(
         return s
 
     def new_run(c: KalshiClient) -> _Run:
-        return _Run(config, engine, archive, c, len(todo), shown, CutoffTracker(c))
+        return _Run(config, engine, archive, c, len(todo), shown, CutoffTracker(c), evidence)
 
     shown = progress or Progress()
     if client is not None:

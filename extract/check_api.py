@@ -20,7 +20,9 @@ The probes (ranges in :mod:`extract.check_rules`, which also reads the answers):
    one over-cap batch request over the event's markets (``batch_over_cap``, checked
    against the candles the event pages returned).
 
-Every answer is archived under ``_check/{series}/{time}/`` with its exact bytes. Late
+Every answer is archived under ``_check/{series}/{time}/`` with its exact bytes, and the
+report beside them as ``report.json``: ``extract candles`` prices its routes with it
+(:func:`extract.check_report.checked_evidence`). Late
 publication of a closed market's last candles cannot be seen in one short pass: the
 extractor's grace period before a window is final covers it.
 """
@@ -44,7 +46,7 @@ from extract.check_probe import (
     pick_event,
     pick_historical,
 )
-from extract.check_report import ORDER, CheckReport, CheckResult
+from extract.check_report import ORDER, REPORT_FILE, CheckReport, CheckResult, report_bytes
 from extract.check_rules import UNKNOWN, EventProbes, Span, minute_floor
 from extract.client import ApiResponse, KalshiClient
 from extract.config import ApiConfig
@@ -109,6 +111,7 @@ async def run_check_api(config: CheckApiConfig) -> CheckReport:
             checks=[run.results[n] for n in ORDER if n in run.results],
             evidence_dir=archive.where(folder),
         )
+    archive.write_atomic(f"{folder}/{REPORT_FILE}", report_bytes(report))
     for c in report.unknown:
         log.warning("check-api: %s could not be observed: %s", c.name, c.evidence)
     return report

@@ -1,11 +1,22 @@
-"""``check-api``'s report: one result per open point, the table, the JSON, the exit code."""
+"""``check-api``'s report: one result per open point, the table, the JSON, the exit code;
+archived as ``report.json`` beside its evidence, where ``extract candles`` reads the two
+answers that price the routes (:func:`checked_evidence`)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from extract.check_probe import CHECK_DIR
 from extract.check_rules import EXPECTED, HANDLED, UNKNOWN
+from extract.plan import Answer, CapCounts, Evidence
+from schemas.archive import ArchiveStore
+
+log = logging.getLogger(__name__)
 
 LATE_PUBLICATION = (
     "late publication of a closed market's last candles cannot be seen in one short "
@@ -117,3 +128,61 @@ class CheckReport:
                 f"{c.evidence}"
             )
         return out
+
+
+# --- what a candles run takes from the last report ---------------------------------------
+
+#: The report's JSON beside its evidence pages (``_check/{series}/{time}/report.json``).
+REPORT_FILE = "report.json"
+
+
+def report_bytes(report: CheckReport) -> bytes:
+    """The report as archived: the same object ``--format json`` prints."""
+    return orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2)
+
+
+def evidence_from_report(doc: Mapping[str, Any]) -> Evidence:
+    """What ``auto`` may take from a report: the two points that price the routes.
+
+    Only an observed answer counts (``unknown`` stays unknown). Why it matters: the
+    event cap's counting is learned in a run only from a CAPPED event page, and ``auto``
+    fetches none while it prices the event route at its worst case, so without the
+    report a server whose cap counts returned candles never shows it, and sparse markets
+    stay on batch even where one event page would hold the whole window.
+    """
+    observed = {
+        c.get("name"): c.get("observed") for c in doc.get("checks") or () if isinstance(c, Mapping)
+    }
+    evidence = Evidence()
+    cap = observed.get("event_cap_counts")
+    if cap in (CapCounts.RETURNED, CapCounts.REQUESTED):
+        evidence.saw_event_cap(CapCounts(cap))
+    served = observed.get("batch_serves_historical")
+    if served in (Answer.YES, Answer.NO):
+        evidence.saw_batch_historical(Answer(served))
+    return evidence
+
+
+def checked_evidence(archive: ArchiveStore, series: str, api_base: str) -> Evidence:
+    """The evidence of the newest ``check-api`` report of ``series`` against ``api_base``
+    in the archive, or none. A report that cannot be read is skipped with a warning:
+    it only saves requests, the run is right without it (a wrong answer costs requests,
+    never candles: a market batch leaves out still falls back to its own route)."""
+    for rel in sorted(archive.glob(f"{CHECK_DIR}/{series}/*/{REPORT_FILE}"), reverse=True):
+        try:
+            doc = orjson.loads(archive.read_bytes(rel))
+        except (orjson.JSONDecodeError, OSError) as e:
+            log.warning("check-api report %s skipped: %s", archive.where(rel), e)
+            continue
+        if not isinstance(doc, dict) or doc.get("api_base") != api_base:
+            continue
+        evidence = evidence_from_report(doc)
+        log.info(
+            "route evidence from check-api (%s): event cap counts %s, batch serves "
+            "historical markets: %s",
+            archive.where(rel),
+            evidence.event_cap_counts.value,
+            evidence.batch_serves_historical.value,
+        )
+        return evidence
+    return Evidence()

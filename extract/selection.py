@@ -167,16 +167,21 @@ def planned_requests(p: PlannedWindow, period: int, cutoff_ts: int | None) -> tu
 
 
 def dry_run_lines(
-    plan: Sequence[PlannedWindow], config: ExtractConfig, cutoff_ts: int | None = None
+    plan: Sequence[PlannedWindow],
+    config: ExtractConfig,
+    cutoff_ts: int | None = None,
+    *,
+    evidence: Evidence | None = None,
 ) -> list[str]:
     """The plan as text: one line per event and the expected requests and time.
 
     Markets are routed by their stored tier (what ``extract events`` saw) and, when given,
-    by ``cutoff_ts``; the dry run itself makes no request.
+    by ``cutoff_ts``; routes are priced by ``evidence`` (a ``check-api`` report's), the
+    worst case where it is silent. The dry run itself makes no request.
     """
     lines: list[str] = []
     total_live = total_hist = 0
-    tally, evidence = RequestTally(), Evidence()
+    tally, evidence = RequestTally(), evidence or Evidence()
     for p in plan:
         w = p.window
         if isinstance(w, SkipReason):
