@@ -177,19 +177,26 @@ def assign_envvars(command: click.Command, prefix: str) -> None:
             assign_envvars(sub, f"{prefix}_{name.replace('-', '_').upper()}")
 
 
-def _with_dash_h(kwargs: dict[str, Any]) -> dict[str, Any]:
-    settings = {"help_option_names": ["-h", "--help"], **(kwargs.get("context_settings") or {})}
-    return {**kwargs, "context_settings": settings}
+#: The help flags of every command of both tools.
+HELP_OPTION_NAMES = ("-h", "--help")
+
+
+def _help_names(command: click.Command) -> list[str]:
+    """``-h`` and ``--help``, less any a parameter of ``command`` already uses."""
+    taken = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+    return [n for n in HELP_OPTION_NAMES if n not in taken]
 
 
 class KalshiCommand(click.Command):
-    """A command with ``-h`` of its own, not only inherited from its tool: Click builds a
-    command's help option once, from the first context that asks (``_help_option``), so
-    a command first run on its own (as a test does) would keep only ``--help`` for the
-    rest of the process. Every command is one: ``cls=KalshiCommand``, or a group's."""
+    """A command whose help flags do not depend on the context that asks: Click builds a
+    command's help option once, from the first context that asks (``_help_option``),
+    and ``context_settings`` reach only contexts made by ``make_context``; a command
+    first run on its own, or listed through a bare ``click.Context`` (as the docs test
+    does), kept only ``--help`` for the rest of the process. Every command is one:
+    ``cls=KalshiCommand``, or a Kalshi group's."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **_with_dash_h(kwargs))
+    def get_help_option_names(self, ctx: click.Context) -> list[str]:
+        return _help_names(self)
 
 
 class KalshiSubgroup(click.Group):
@@ -197,8 +204,8 @@ class KalshiSubgroup(click.Group):
 
     command_class = KalshiCommand
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **_with_dash_h(kwargs))
+    def get_help_option_names(self, ctx: click.Context) -> list[str]:
+        return _help_names(self)
 
 
 KalshiSubgroup.group_class = KalshiSubgroup

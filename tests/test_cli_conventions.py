@@ -193,17 +193,21 @@ def test_dash_h_is_help_on_both_tools_and_their_commands(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(TOOLS))
 def test_dash_h_does_not_depend_on_which_test_ran_a_command_first(name: str) -> None:
     """Click builds a command's help option once, from the first context that asks
-    (``Command._help_option``), so a command run on its own before the tool ran it
-    kept only ``--help``, and ``-h`` failed later in the same process, by test order
-    (CI saw ``load asof -h``: "No such option"). Each command must carry ``-h`` itself."""
+    (``Command._help_option``), so a command first seen through another context (run on
+    its own, or listed through a bare ``click.Context`` as the docs test does) kept only
+    ``--help``, and ``-h`` failed later in the same process, by test order (``load asof
+    -h``: "No such option"). Each command must give itself ``-h``, whatever the context."""
     tool = TOOLS[name]
-    for _, cmd in commands(tool):
-        cmd._help_option = None  # as in a fresh process: no test has run it yet
-    for path, cmd in commands(tool):
-        alone = run(cmd, "-h")  # first, as a test of the command alone would
-        assert alone.exit_code == 0 and alone.stdout.startswith("Usage: "), (path, alone.output)
-        r = run(tool, *path, "-h")
-        assert r.exit_code == 0 and r.stdout.startswith("Usage: "), (path, r.output)
+    for first in ("bare context", "alone"):
+        for _, cmd in commands(tool):
+            cmd._help_option = None  # as in a fresh process: no test has run it yet
+        for path, cmd in commands(tool):
+            if first == "bare context":
+                cmd.get_params(click.Context(cmd))
+            alone = run(cmd, "-h")
+            assert alone.exit_code == 0 and alone.stdout.startswith("Usage: "), (first, path)
+            r = run(tool, *path, "-h")
+            assert r.exit_code == 0 and r.stdout.startswith("Usage: "), (first, path, r.output)
 
 
 # --- run summaries ---------------------------------------------------------------------------
