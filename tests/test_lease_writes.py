@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,9 @@ import load.leases
 import schemas.checkpoints
 import schemas.workers
 from extract.candles import run_candles
-from extract.config import ApiConfig, ExtractConfig, RateLimit
+from extract.config import ExtractConfig
 from extract.errors import LeaseLostError
 from extract.events import sync_events
-from extract.plan import RouteChoice
 from extract.throttle import Throttle
 from extract.workers import Coordinator
 from load.config import LoadConfig
@@ -55,49 +54,19 @@ from schemas.db import make_engine
 from schemas.dbclock import db_after
 from schemas.tables import (
     CheckpointStatus,
-    WindowPolicy,
     kalshi_backfill_checkpoint,
     kalshi_worker,
 )
 from schemas.workers import KIND_EXTRACT, KIND_LOAD, heartbeat, list_workers
-from tests.kalshi_sim import DEFAULT_SERIES, FaultConfig, SimConfig, SimServer, run_sim_in_thread
+from tests.kalshi_sim import FaultConfig, SimServer, run_sim_in_thread
 from tests.test_checkpoints import expire_lease
+from tests.test_scale_leases import KEY, SIM, extract_config
 
-KEY = WindowKey("KXHIGHNY", "KXHIGHNY-25NOV20", 1, WindowPolicy.FULL_MARKET_WINDOW)
-NOW = datetime(2025, 11, 20, 15, 0, tzinfo=UTC)
-SIM = SimConfig(
-    seed=7,
-    series=(DEFAULT_SERIES[0],),
-    now=NOW,
-    first_date=date(2025, 11, 12),
-    last_date=date(2025, 11, 16),
-    markets_per_event=2,
-    candle_cap=1000,
-    historical_cutoff_days=3650,
-)
 STALLED = "KXHIGHNY-25NOV14"
 
 
 def _config(sim: SimServer, db_url: str, archive: Path, **over: Any) -> ExtractConfig:
-    api = ApiConfig(
-        base_url=sim.base_url,
-        rate=RateLimit(500, 1.0),
-        timeout_s=10,
-        max_retries=8,
-        backoff_base_s=0.005,
-        backoff_max_s=0.05,
-    )
-    base = ExtractConfig(
-        route=RouteChoice.EVENT,
-        series="KXHIGHNY",
-        db_url=db_url,
-        archive_dir=archive,
-        api=api,
-        now=sim.world.now,
-        worker_id="w-a",
-        lease_seconds=30,
-    )
-    return replace(base, **over)
+    return extract_config(sim, db_url, archive, **{"worker_id": "w-a", **over})
 
 
 def _take_over(engine: Engine, key: WindowKey) -> None:

@@ -199,7 +199,8 @@ async def test_a_stalled_worker_learns_it_lost_its_window(db_url: str) -> None:
 # --- the extractor ----------------------------------------------------------------------------
 
 
-def _config(sim: SimServer, db_url: str, archive: Path, **over: Any) -> ExtractConfig:
+def extract_config(sim: SimServer, db_url: str, archive: Path, **over: Any) -> ExtractConfig:
+    """The lease tests' extractor: the event route, fast retries, a 30 s lease."""
     api = ApiConfig(
         base_url=sim.base_url,
         rate=RateLimit(500, 1.0),
@@ -226,7 +227,7 @@ async def test_a_held_window_is_skipped_then_taken_over_once_its_lease_expires(
 ) -> None:
     held = "KXHIGHNY-25NOV14"
     async with SimServer(SIM) as sim:
-        cfg = _config(sim, db_url, archive_dir)
+        cfg = extract_config(sim, db_url, archive_dir)
         await sync_events(cfg)
         engine = make_engine(db_url)
         key = cfg.window_key(held)
@@ -262,7 +263,7 @@ async def test_the_loader_skips_a_held_window_and_loads_it_after_the_lease(
 ) -> None:
     held = "KXHIGHNY-25NOV13"
     async with SimServer(SIM) as sim:
-        cfg = _config(sim, db_url, archive_dir)
+        cfg = extract_config(sim, db_url, archive_dir)
         await sync_events(cfg)
         assert (await run_candles(cfg)).done == 5
     engine = make_engine(db_url)
