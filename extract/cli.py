@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 
 from extract.candles import run_candles
 from extract.check_api import CheckApiConfig, run_check_api
+from extract.check_report import report_bytes
 from extract.config import (
     DEFAULT_API_BASE,
     DEFAULT_FINAL_GRACE_MINUTES,
@@ -350,7 +350,7 @@ def check_api(
     )
     report = asyncio.run(run_check_api(config))
     if fmt == "json":
-        click.echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
+        click.echo(report_bytes(report).decode())
     else:
         for line in report.lines():
             click.echo(line)
