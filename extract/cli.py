@@ -19,9 +19,8 @@ from typing import Any
 
 import click
 
-from extract.candles import run_candles
-from extract.check_api import CheckApiConfig, run_check_api
-from extract.check_report import report_bytes
+from extract.check.report import report_bytes
+from extract.check.runner import CheckApiConfig, run_check_api
 from extract.config import (
     DEFAULT_API_BASE,
     DEFAULT_FINAL_GRACE_MINUTES,
@@ -31,10 +30,11 @@ from extract.config import (
     Credentials,
     DayOffset,
     ExtractConfig,
+    RouteChoice,
     choose_rate,
 )
-from extract.events import sync_events
-from extract.plan import RouteChoice
+from extract.events.sync import sync_events
+from extract.run.candles import run_candles
 from schemas.cli import (
     F,
     archive_option,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from extract.plan import RouteChoice
 from schemas.archive import WindowKey
 from schemas.checkpoints import DEFAULT_LEASE_SECONDS
 from schemas.cli import DEFAULT_ARCHIVE_DIR, PERIODS
@@ -28,6 +28,14 @@ from schemas.workers import default_worker_id, validate_worker
 DEFAULT_API_BASE = "https://api.elections.kalshi.com/trade-api/v2"
 
 # --- rate limits ---------------------------------------------------------------------
+
+
+class RouteChoice(StrEnum):
+    """``extract candles --route``: which route fetches a window's live markets."""
+
+    EVENT = "event"
+    BATCH = "batch"
+    AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -291,7 +299,7 @@ class ExtractConfig:
     route: RouteChoice = RouteChoice.AUTO
     """Which route fetches the live markets (``candles --route``): ``event``, ``batch``,
     or ``auto`` (per window, the fewest requests by what the server has shown;
-    :mod:`extract.plan`)."""
+    :mod:`extract.plan.auto`)."""
 
     __repr__ = safe_repr  # the database password is masked
 

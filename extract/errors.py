@@ -2,7 +2,7 @@
 
 Grouped by what the caller does next: the retry loop retries every
 :class:`~schemas.errors.RetriableApiError`, stops on anything else, and
-:func:`extract.retry.classify` is the one place that decides which is which.
+:func:`extract.api.retry.classify` is the one place that decides which is which.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The load stage: replay the raw archive into the database, with no API call at all.
 
-``loader`` is the stage's main module (discover → read → normalize → stats → write with
-the checkpoint SUCCESS in the same transaction); ``normalize`` and ``stats`` are pure
-Polars; ``writer`` is the staged bulk upsert per dialect; ``cli`` builds a frozen
-:class:`~load.config.LoadConfig` from the command line.
+Rooms, by what happens there: ``run`` (``load run``: discover → read → write with the
+checkpoint SUCCESS in the same transaction; ``run.loader`` is the stage's main module),
+``normalize`` (pure Polars: pages into candles, the missing-minute statistics), ``access``
+(``query``, ``asof``, ``export``) and ``report`` (``status``, ``inspect``, ``verify``,
+``coverage``). ``cli`` builds a frozen :class:`~load.config.LoadConfig` from the command
+line; ``config`` and ``errors`` are the stage's own.
 """
 
 from schemas import __version__ as __version__

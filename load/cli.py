@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import click
 
-from load.access_cli import ACCESS_COMMANDS
+from load.access.cli import ACCESS_COMMANDS
 from load.config import LoadConfig, StagingMethod
 from load.errors import LoadFailedError
-from load.loader import load_windows
-from load.progress import LoadProgress
-from load.report_cli import REPORT_COMMANDS
+from load.report.cli import REPORT_COMMANDS
+from load.run.loader import load_windows
+from load.run.progress import LoadProgress
 from schemas.cli import (
     archive_option,
     command_body,

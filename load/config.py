@@ -44,7 +44,7 @@ class LoadConfig:
     """A killed loader's windows are taken over this long after its last renewal."""
     follow: bool = False
     """Keep loading windows as extract completes them, until no extractor is alive and
-    no complete window is left (``load.follow``)."""
+    no complete window is left (``load.run.follow``)."""
     idle_exit_s: float = 600.0
     """With ``follow``: stop anyway after this long without loading a window (0: never)."""
     poll_s: float = 1.0

@@ -53,7 +53,7 @@ class EventCandlesPage(TypedDict):
     market_candlesticks: list[list[Candle]]
     adjusted_end_ts: NotRequired[int | None]
     """Where a capped page stopped. On an uncapped page servers differ (the requested
-    end, the last candle's end, 0 or no key at all): see :mod:`extract.paginator`."""
+    end, the last candle's end, 0 or no key at all): see :mod:`extract.plan.paginator`."""
 
 
 class HistoricalCandlesPage(TypedDict):

@@ -72,7 +72,7 @@ def utc_timestamp(created: float) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``2025-11-20T14:03:07.120+00:00 INFO extract.candles: message``."""
+    """``2025-11-20T14:03:07.120+00:00 INFO extract.run.candles: message``."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,7 +1,7 @@
 """Progress of a long run: a rich bar on a terminal, a periodic log line otherwise.
 
 Both stages show their progress through :class:`ProgressDisplay`; each renders its own
-counters into one line of text (``extract.progress``, ``load.progress``). On a terminal
+counters into one line of text (``extract.run.progress``, ``load.run.progress``). On a terminal
 the bar lives on :data:`schemas.logs.CONSOLE`, the console the log lines go through, so
 rich prints every log line above the bar instead of gluing it to the bar's row. Off a
 terminal there is no bar: the same text is logged every ``log_every_s`` seconds, which is

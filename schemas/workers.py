@@ -3,7 +3,7 @@
 Each extractor and loader process registers a row and refreshes its heartbeat every few
 seconds; a row whose ``expires_utc`` passed belongs to a process that died or stopped.
 Extractors count the live extractors to split one API key's budget between them
-(:mod:`extract.workers`), and ``load status`` lists the rows. Like the leases in
+(:mod:`extract.run.workers`), and ``load status`` lists the rows. Like the leases in
 :mod:`schemas.checkpoints`, this uses only plain INSERT/UPDATE/DELETE/SELECT, so it runs
 the same on SQLite, MariaDB, MySQL and TiDB. Every function takes a Connection: the
 caller runs each in its own short transaction. Heartbeat and expiry times are the

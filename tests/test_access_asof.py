@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from load.access_cli import asof_cmd
-from load.query import ASOF_COLUMNS, asof_join, asof_snapshots
+from load.access.cli import asof_cmd
+from load.access.query import ASOF_COLUMNS, asof_join, asof_snapshots
 from schemas.errors import InputError
 from tests.test_access_data import EVENTS, market_tickers, seed, truth_rows
 

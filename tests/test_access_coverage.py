@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 from matplotlib import image as mpimg
 
-from load.coverage import (
+from load.normalize.stats import maintenance_mask
+from load.report.cli import coverage_cmd
+from load.report.coverage import (
     Cell,
     CoverageMatrix,
     MarketSpan,
@@ -18,8 +20,6 @@ from load.coverage import (
     event_coverage_row,
     render_coverage,
 )
-from load.report_cli import coverage_cmd
-from load.stats import maintenance_mask
 from schemas.errors import InputError
 from tests.test_access_data import EVENTS, SERIES, WORLD, seed
 

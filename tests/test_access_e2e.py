@@ -15,16 +15,15 @@ import polars as pl
 from click.testing import CliRunner
 from sqlalchemy import delete
 
-from extract.candles import run_candles
-from extract.config import ApiConfig, ExtractConfig, RateLimit
-from extract.events import sync_events
-from extract.plan import RouteChoice
-from load.access_cli import asof_cmd, export_cmd, query_cmd
+from extract.config import ApiConfig, ExtractConfig, RateLimit, RouteChoice
+from extract.events.sync import sync_events
+from extract.run.candles import run_candles
+from load.access.cli import asof_cmd, export_cmd, query_cmd
 from load.config import LoadConfig
-from load.loader import load_windows
-from load.report_cli import coverage_cmd, inspect_cmd, status_cmd, verify_cmd
-from load.report_status import series_status
-from load.report_verify import verify_event
+from load.report.cli import coverage_cmd, inspect_cmd, status_cmd, verify_cmd
+from load.report.status import series_status
+from load.report.verify import verify_event
+from load.run.loader import load_windows
 from schemas.archive import open_archive
 from schemas.db import make_engine
 from schemas.tables import kalshi_candle

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from load.access_cli import export_cmd
-from load.export import export_series, partition_path
-from load.normalize import CANDLE_SCHEMA
+from load.access.cli import export_cmd
+from load.access.export import export_series, partition_path
+from load.normalize.pages import CANDLE_SCHEMA
 from schemas.errors import InputError
 from schemas.tables import CANDLE_COLUMNS
 from tests.test_access_data import EVENTS, SERIES, seed, truth_rows

@@ -13,12 +13,11 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from extract.candles import run_candles
-from extract.config import ApiConfig, ExtractConfig, RateLimit
-from extract.events import sync_events
-from extract.plan import RouteChoice
-from load.report_cli import inspect_cmd
-from load.report_inspect import inspect_event
+from extract.config import ApiConfig, ExtractConfig, RateLimit, RouteChoice
+from extract.events.sync import sync_events
+from extract.run.candles import run_candles
+from load.report.cli import inspect_cmd
+from load.report.inspect import inspect_event
 from schemas.archive import PageEnvelope
 from schemas.errors import InputError
 from schemas.tables import WindowPolicy

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from load.access_cli import query_cmd
-from load.normalize import CANDLE_SCHEMA
-from load.query import CANDLE_INDEX, market_range_stmt, query_candles
+from load.access.cli import query_cmd
+from load.access.query import CANDLE_INDEX, market_range_stmt, query_candles
+from load.normalize.pages import CANDLE_SCHEMA
 from schemas.errors import InputError
 from schemas.tables import CANDLE_COLUMNS
 from tests.test_access_data import EVENTS, market_tickers, seed, truth_rows

@@ -11,8 +11,8 @@ import orjson
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
-from load.report_cli import status_cmd
-from load.report_status import series_status
+from load.report.cli import status_cmd
+from load.report.status import series_status
 from schemas.archive import WindowKey
 from schemas.checkpoints import save_checkpoint
 from schemas.db import make_engine, upsert

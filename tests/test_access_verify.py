@@ -10,8 +10,8 @@ import orjson
 from click.testing import CliRunner
 from sqlalchemy import and_, delete, insert, update
 
-from load.report_cli import verify_cmd
-from load.report_verify import verify_event
+from load.report.cli import verify_cmd
+from load.report.verify import verify_event
 from schemas.tables import kalshi_candle
 from tests.test_access_data import EVENTS, archive_event, seed, truth_rows
 

@@ -15,20 +15,19 @@ from typing import Any
 
 import pytest
 
-from extract.candles import run_candles
-from extract.config import ApiConfig, ExtractConfig, RateLimit
+from extract.config import ApiConfig, ExtractConfig, RateLimit, RouteChoice
 from extract.errors import BadPageError, WrongEventError
-from extract.events import sync_events
-from extract.outcome import CandlesSummary
-from extract.plan import RouteChoice
+from extract.events.sync import sync_events
+from extract.plan.windows import Window
 from extract.routes.base import Page
 from extract.routes.batch import BatchRoute
-from extract.windows import Window
+from extract.run.candles import run_candles
+from extract.run.outcome import CandlesSummary
 from load.config import LoadConfig
 from load.errors import MalformedValueError
-from load.loader import load_windows
-from load.normalize import normalize_pages
-from load.report_inspect import inspect_event
+from load.normalize.pages import normalize_pages
+from load.report.inspect import inspect_event
+from load.run.loader import load_windows
 from schemas.archive import (
     KIND_BATCH_CANDLES,
     KIND_EVENT_CANDLES,

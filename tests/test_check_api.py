@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine
 
-from extract import check_rules as rules
-from extract.check_api import CheckApiConfig, CheckReport, run_check_api
-from extract.check_probe import live_extractors
-from extract.check_report import CheckResult
-from extract.check_rules import Span
+from extract.check import rules
+from extract.check.probe import live_extractors
+from extract.check.report import CheckResult
+from extract.check.rules import Span
+from extract.check.runner import CheckApiConfig, CheckReport, run_check_api
 from extract.cli import main
 from extract.config import ApiConfig, RateLimit
 from schemas.tables import metadata

@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 import pytest
 
-from extract.check_api import CheckApiConfig, run_check_api
-from extract.check_probe import CHECK_DIR
-from extract.check_report import REPORT_FILE, checked_evidence, evidence_from_report
-from extract.config import ApiConfig, RateLimit
-from extract.plan import Answer, CapCounts, RouteChoice
+from extract.check.probe import CHECK_DIR
+from extract.check.report import REPORT_FILE, checked_evidence, evidence_from_report
+from extract.check.runner import CheckApiConfig, run_check_api
+from extract.config import ApiConfig, RateLimit, RouteChoice
+from extract.plan.auto import Answer, CapCounts
 from schemas.archive import LocalArchive
 from schemas.db import make_engine
 from tests.databases import mariadb_database

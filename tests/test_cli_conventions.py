@@ -24,10 +24,10 @@ from sqlalchemy import func, select
 
 import extract
 import load
+from extract.api.client import USER_AGENT, KalshiClient
 from extract.cli import main as extract_main
-from extract.client import USER_AGENT, KalshiClient
 from extract.config import ApiConfig
-from extract.outcome import CandlesSummary
+from extract.run.outcome import CandlesSummary
 from load.cli import cli as load_cli
 from schemas.db import make_engine
 from schemas.tables import kalshi_candle

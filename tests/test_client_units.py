@@ -18,10 +18,10 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses as _aioresponses
 
-from extract.client import ApiResponse, KalshiClient, error_line
+from extract.api.client import ApiResponse, KalshiClient, error_line
+from extract.api.retry import Verdict, classify
 from extract.config import ApiConfig, RateLimit
 from extract.errors import BadPageError, HttpStatusError
-from extract.retry import Verdict, classify
 from schemas.errors import RetriesExhaustedError
 
 SAMPLES = Path(__file__).resolve().parent / "kalshi_samples"

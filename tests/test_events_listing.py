@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.errors import BadPageError
-from extract.events import sync_events
-from extract.historical import group_by_event
+from extract.events.historical import group_by_event
+from extract.events.sync import sync_events
 from schemas.db import make_engine
 from schemas.tables import kalshi_event, kalshi_market
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, World

@@ -18,11 +18,10 @@ import orjson
 import pytest
 from sqlalchemy import select, update
 
-from extract.candles import run_candles
-from extract.config import ApiConfig, AsOfPolicy, DayOffset, ExtractConfig, RateLimit
-from extract.events import sync_events
-from extract.outcome import CandlesSummary
-from extract.plan import RouteChoice
+from extract.config import ApiConfig, AsOfPolicy, DayOffset, ExtractConfig, RateLimit, RouteChoice
+from extract.events.sync import sync_events
+from extract.run.candles import run_candles
+from extract.run.outcome import CandlesSummary
 from schemas.archive import LocalArchive, Manifest
 from schemas.checkpoints import get_checkpoint, set_status
 from schemas.db import make_engine

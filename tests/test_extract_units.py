@@ -19,7 +19,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from extract.client import KalshiClient, Signer
+from extract.api.client import KalshiClient, Signer
+from extract.api.retry import RetryPolicy, Verdict, classify
+from extract.api.throttle import Throttle
 from extract.config import (
     TIERS,
     UNSIGNED_RATE,
@@ -39,19 +41,17 @@ from extract.errors import (
     TransportError,
     WrongEventError,
 )
-from extract.events import build_rows, event_row, market_row, parse_time
-from extract.paginator import PageRequest, Paginator
-from extract.progress import Snapshot, render
-from extract.retry import RetryPolicy, Verdict, classify
-from extract.routes.event import event_requests
-from extract.throttle import Throttle
-from extract.windows import (
+from extract.events.sync import build_rows, event_row, market_row, parse_time
+from extract.plan.caps import event_requests
+from extract.plan.paginator import PageRequest, Paginator
+from extract.plan.windows import (
     EventTimes,
     MarketTimes,
     SkipReason,
     Window,
     plan_window,
 )
+from extract.run.progress import Snapshot, render
 from schemas.errors import ConfigError, FatalApiError, InputError, RetriesExhaustedError
 from schemas.tables import WindowPolicy
 

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from extract.check_rules import batch_page_candles, candle_fields, market_page_candles
-from extract.routing import Cutoff
+from extract.check.rules import batch_page_candles, candle_fields, market_page_candles
+from extract.plan.tiers import Cutoff
 from load.config import LoadConfig
-from load.loader import load_windows
+from load.run.loader import load_windows
 from schemas.archive import (
     KIND_EVENT_CANDLES,
     KIND_HISTORICAL_MARKET_CANDLES,

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection
 
-import extract.workers as workers
-from extract.workers import Coordinator
+import extract.run.workers as workers
+from extract.run.workers import Coordinator
 from schemas.db import make_engine
 from schemas.workers import list_workers
 

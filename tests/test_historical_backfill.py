@@ -20,15 +20,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select, update
 
-from extract.candles import run_candles
+from extract.api.client import ApiResponse, KalshiClient, Params
 from extract.cli import main as extract_main
-from extract.client import ApiResponse, KalshiClient, Params
-from extract.config import ApiConfig, ExtractConfig, RateLimit
-from extract.events import sync_events
-from extract.outcome import CandlesSummary
-from extract.plan import RouteChoice
+from extract.config import ApiConfig, ExtractConfig, RateLimit, RouteChoice
+from extract.events.sync import sync_events
+from extract.run.candles import run_candles
+from extract.run.outcome import CandlesSummary
 from load.config import LoadConfig
-from load.loader import load_windows
+from load.run.loader import load_windows
 from schemas.archive import LocalArchive, Manifest
 from schemas.checkpoints import get_checkpoint, list_checkpoints
 from schemas.db import make_engine
@@ -364,7 +363,7 @@ def test_a_market_on_neither_tier_fails_its_window_and_only_it(
         f"{lost.ticker} is on neither tier (absent from the live event pages, 404 on the "
         "historical route): the window would be incomplete"
     )
-    assert f"ERROR extract.candles: {event} p1 FULL_MARKET_WINDOW: FAILED: {reason}" in r.output
+    assert f"ERROR extract.run.candles: {event} p1 FULL_MARKET_WINDOW: FAILED: {reason}" in r.output
     assert f"FAILED {event} p1 FULL_MARKET_WINDOW: {reason}" in r.output
     assert "error: 1 event windows FAILED" in r.output
     assert "windows: 4 done, 0 skipped (already archived), 1 failed" in r.output

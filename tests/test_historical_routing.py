@@ -1,6 +1,6 @@
 """The pure decisions of the historical tier: routing, chunking, lookups, dry-run counts.
 
-No HTTP, no database: :mod:`extract.routing` and the pure helpers of ``events``/``candles``
+No HTTP, no database: :mod:`extract.plan.tiers` and the pure helpers of ``events``/``candles``
 are checked on hand-made inputs (``test_historical_backfill`` runs them end to end).
 """
 
@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extract.config import ExtractConfig
+from extract.config import ExtractConfig, RouteChoice
 from extract.errors import BadPageError
-from extract.events import build_rows, events_to_look_up
-from extract.plan import RouteChoice
-from extract.routing import (
+from extract.events.sync import build_rows, events_to_look_up
+from extract.plan.selection import PlannedWindow, dry_run_lines, planned_requests
+from extract.plan.tiers import (
     HISTORICAL_CHUNK_CANDLES,
     Cutoff,
     Route,
@@ -30,8 +30,7 @@ from extract.routing import (
     route_markets,
     settled_at,
 )
-from extract.selection import PlannedWindow, dry_run_lines, planned_requests
-from extract.windows import EventTimes, MarketTimes, Window, plan_window
+from extract.plan.windows import EventTimes, MarketTimes, Window, plan_window
 from schemas.archive import WindowKey
 from schemas.tables import WindowPolicy
 

@@ -28,20 +28,20 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import make_url
 
-import extract.workers
-import load.leases
+import extract.run.workers
+import load.run.leases
 import schemas.checkpoints
 import schemas.workers
-from extract.candles import run_candles
+from extract.api.throttle import Throttle
 from extract.config import ExtractConfig
 from extract.errors import LeaseLostError
-from extract.events import sync_events
-from extract.throttle import Throttle
-from extract.workers import Coordinator
+from extract.events.sync import sync_events
+from extract.run.candles import run_candles
+from extract.run.workers import Coordinator
 from load.config import LoadConfig
 from load.errors import LoadFailedError
-from load.leases import record_failure
-from load.loader import load_windows
+from load.run.leases import record_failure
+from load.run.loader import load_windows
 from schemas.archive import Manifest, WindowKey
 from schemas.checkpoints import (
     claim_window,
@@ -216,7 +216,7 @@ class _SkewedDatetime(datetime):
 
 @pytest.fixture
 def host_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_HostClock]]:
-    for module in (schemas.checkpoints, schemas.workers, extract.workers, load.leases):
+    for module in (schemas.checkpoints, schemas.workers, extract.run.workers, load.run.leases):
         monkeypatch.setattr(module, "datetime", _SkewedDatetime, raising=False)
     yield _HostClock
     _HostClock.skew = timedelta(0)

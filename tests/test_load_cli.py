@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func, inspect, select
 
 from load.cli import cli
 from load.config import LoadConfig
-from load.loader import load_windows
+from load.run.loader import load_windows
 from schemas.checkpoints import list_checkpoints
 from schemas.db import make_engine
 from schemas.tables import CheckpointStatus, kalshi_candle
@@ -63,7 +63,8 @@ def _load(db: str, archive: Path, *extra: str) -> list[str]:
 
 def test_load_never_imports_aiohttp() -> None:
     code = (
-        "import sys, load.cli, load.loader, load.writer, load.normalize, load.stats;"
+        "import sys, load.cli, load.run.loader, load.run.writer, load.normalize.pages,"
+        " load.normalize.stats;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'extract')))"
     )
     out = subprocess.run(

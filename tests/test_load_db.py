@@ -23,7 +23,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, select, text
 from load.cli import cli
 from load.config import LoadConfig
 from load.errors import LoadFailedError
-from load.loader import load_windows
+from load.run.loader import load_windows
 from schemas.archive import QUARANTINE_DIR, LocalArchive
 from schemas.checkpoints import get_checkpoint, list_checkpoints
 from schemas.db import make_engine, upsert
@@ -131,7 +131,7 @@ def test_loaded_rows_equal_the_ground_truth(
 
 
 def hand_stats(world: World, event_ticker: str) -> dict[str, dict[str, int]]:
-    """Each market's stats from the simulated world alone, not from ``load.stats``.
+    """Each market's stats from the simulated world alone, not from ``load.normalize.stats``.
 
     Markets open and close on whole minutes here, so the expected 1-minute candles end at
     every minute after the open up to and including the close.

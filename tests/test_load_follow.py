@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from load.config import LoadConfig
-from load.follow import START_GRACE_S, FollowState
-from load.outcome import LoadSummary
+from load.run.follow import START_GRACE_S, FollowState
+from load.run.outcome import LoadSummary
 from schemas.checkpoints import list_checkpoints
 from schemas.db import make_engine
 from schemas.tables import CheckpointStatus

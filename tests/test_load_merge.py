@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import Engine
 
 from load.config import LoadConfig
-from load.loader import load_windows
-from load.writer import _mysql_updates
+from load.run.loader import load_windows
+from load.run.writer import _mysql_updates
 from schemas.archive import LocalArchive
 from schemas.db import make_engine
 from schemas.tables import CANDLE_COLUMNS, CANDLE_KEY_COLUMNS, WindowPolicy

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from load.errors import CorruptPageError, MalformedValueError
-from load.normalize import CANDLE_SCHEMA, RawPage, normalize_json, normalize_pages
+from load.normalize.pages import CANDLE_SCHEMA, RawPage, normalize_json, normalize_pages
 from schemas.archive import (
     KIND_EVENT_CANDLES,
     KIND_HISTORICAL_MARKET_CANDLES,
@@ -309,7 +309,7 @@ def test_empty_input_and_empty_pages_give_an_empty_typed_frame() -> None:
     ids=["empty", "null", "number", "string", "bool", "list", "list-null", "two", "null-nl"],
 )
 def test_a_page_that_is_not_one_object_is_corrupt_not_a_crash(data: bytes) -> None:
-    # A page is one JSON object (schemas.pages). pyarrow 26's JSON reader, measured as a
+    # A page is one JSON object (schemas.archive.pages). pyarrow 26's JSON reader, measured as a
     # faster reader, kills the process (SIGSEGV) on a lone ``null``: whatever reads pages
     # must refuse these as corrupt pages, naming the file.
     good = _raw(live_page({MARKET: [candle()]}).to_json(), "w/good.json.gz")

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 
-from load.normalize import CANDLE_SCHEMA, empty_candles
-from load.stats import compute_stats
+from load.normalize.pages import CANDLE_SCHEMA, empty_candles
+from load.normalize.stats import compute_stats
 from schemas.archive import ManifestMarket
 from schemas.tables import CANDLE_PRICE_COLUMNS, WindowPolicy
 from tests.kalshi_sim.candles import maintenance_mask

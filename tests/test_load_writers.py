@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, select, text
 
 from load.config import LoadConfig
 from load.errors import LoadFailedError
-from load.loader import load_windows
+from load.run.loader import load_windows
 from schemas.crashpoints import LOAD_AFTER_MERGE, LOAD_BEFORE_COMMIT
 from schemas.db import make_engine
 from schemas.tables import (

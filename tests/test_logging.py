@@ -23,9 +23,9 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 from extract.cli import main as extract_main
-from extract.progress import Progress, Snapshot, render
+from extract.run.progress import Progress, Snapshot, render
 from load.cli import cli as load_cli
-from load.progress import LoadProgress
+from load.run.progress import LoadProgress
 from schemas.logs import (
     JsonFormatter,
     LogSettings,
@@ -114,7 +114,7 @@ def test_v_at_group_level_shows_our_debug_lines_and_vv_third_party_ones(
     assert "already archived" not in plain.stderr and " DEBUG " not in plain.stderr
 
     one = rerun(sim, db, archive, "-v")
-    ours = [ln for ln in one.stderr.splitlines() if " DEBUG extract.candles: " in ln]
+    ours = [ln for ln in one.stderr.splitlines() if " DEBUG extract.run.candles: " in ln]
     assert len([ln for ln in ours if ln.endswith("already archived, skipped")]) == windows
     assert not re.search(r" DEBUG (asyncio|aiohttp|sqlalchemy)", one.stderr)
 
@@ -149,8 +149,9 @@ def test_log_level_from_the_environment_and_quiet(sim: SimServer, tmp_path: Path
 def test_text_lines_are_stamped_in_utc_with_the_offset(sim: SimServer, tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'k.db'}"
     r = extract("events", "--series", SERIES, "--db", db, "--api-base", sim.base_url)
-    (line,) = [ln for ln in r.stderr.splitlines() if "extract.events" in ln]
-    assert re.fullmatch(ISO_UTC + r" INFO extract\.events: KXHIGHNY: synced 11 events .*", line)
+    (line,) = [ln for ln in r.stderr.splitlines() if "extract.events.sync" in ln]
+    synced = r" INFO extract\.events\.sync: KXHIGHNY: synced 11 events .*"
+    assert re.fullmatch(ISO_UTC + synced, line)
 
 
 def test_json_lines_in_a_foreign_time_zone_carry_utc(sim: SimServer, tmp_path: Path) -> None:
@@ -164,7 +165,7 @@ def test_json_lines_in_a_foreign_time_zone_carry_utc(sim: SimServer, tmp_path: P
     after = datetime.now(UTC)
     assert r.returncode == 0, r.stderr
     docs = [orjson.loads(ln) for ln in r.stderr.splitlines()]  # every line is one object
-    (synced_doc,) = [d for d in docs if d["logger"] == "extract.events"]
+    (synced_doc,) = [d for d in docs if d["logger"] == "extract.events.sync"]
     assert synced_doc["level"] == "INFO" and synced_doc["message"].startswith("KXHIGHNY: synced")
     stamp = datetime.fromisoformat(synced_doc["ts"])
     assert synced_doc["ts"].endswith("+00:00")
@@ -178,19 +179,27 @@ def test_formatters_on_a_known_instant() -> None:
         raise ValueError("boom")
     except ValueError:
         record = logging.LogRecord(
-            "load.loader", logging.ERROR, __file__, 1, "window %s failed", ("W1",), sys.exc_info()
+            "load.run.loader",
+            logging.ERROR,
+            __file__,
+            1,
+            "window %s failed",
+            ("W1",),
+            sys.exc_info(),
         )
     record.created = 1_700_000_000.25
     assert (
         TextFormatter()
         .format(record)
-        .startswith("2023-11-14T22:13:20.250+00:00 ERROR load.loader: window W1 failed\nTraceback")
+        .startswith(
+            "2023-11-14T22:13:20.250+00:00 ERROR load.run.loader: window W1 failed\nTraceback"
+        )
     )
     doc = orjson.loads(JsonFormatter().format(record))
     assert {k: doc[k] for k in ("ts", "level", "logger", "message")} == {
         "ts": "2023-11-14T22:13:20.250+00:00",
         "level": "ERROR",
-        "logger": "load.loader",
+        "logger": "load.run.loader",
         "message": "window W1 failed",
     }
     assert doc["exc"].startswith("Traceback") and doc["exc"].endswith("ValueError: boom")
@@ -205,7 +214,7 @@ def test_extract_progress_logs_periodically_off_a_terminal(
     now = [0.0]
     plain = Console(file=io.StringIO(), force_terminal=False)
     q = Progress(plain, log_every_s=10, clock=lambda: now[0])
-    with caplog.at_level(logging.INFO, logger="extract.progress"):
+    with caplog.at_level(logging.INFO, logger="extract.run.progress"):
         q.update(Snapshot(1, 4, 2, 3, 0, 1.0))
         q.update(Snapshot(2, 4, 3, 4, 0, 1.1))  # within 10 s: not logged
         now[0] = 10.0
@@ -226,7 +235,7 @@ def test_extract_progress_logs_periodically_off_a_terminal(
 def test_extract_progress_draws_a_bar_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
     tty = Console(file=io.StringIO(), force_terminal=True, width=120)
-    with caplog.at_level(logging.INFO, logger="extract.progress"):  # the CLI's default
+    with caplog.at_level(logging.INFO, logger="extract.run.progress"):  # the CLI's default
         p = Progress(tty, clock=lambda: now[0])
         p.update(Snapshot(1, 4, 2, 3, 0, 1.0))
         p.update(Snapshot(2, 4, 3, 4, 0, 1.1))  # within 0.2 s: not drawn
@@ -240,7 +249,7 @@ def test_extract_progress_draws_a_bar_on_a_terminal(caplog: pytest.LogCaptureFix
 
 def test_quiet_shows_no_bar_even_on_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
     tty = Console(file=io.StringIO(), force_terminal=True, width=120)
-    with caplog.at_level(logging.WARNING, logger="extract.progress"):  # what -q sets
+    with caplog.at_level(logging.WARNING, logger="extract.run.progress"):  # what -q sets
         p = Progress(tty)
         p.update(Snapshot(1, 4, 2, 3, 0, 1.0), force=True)
         p.close()
@@ -250,12 +259,12 @@ def test_quiet_shows_no_bar_even_on_a_terminal(caplog: pytest.LogCaptureFixture)
 def test_load_progress_counts_windows_rows_rate_and_eta(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from load.outcome import LoadSummary
+    from load.run.outcome import LoadSummary
 
     now = [100.0]
     shown = LoadProgress(Console(file=io.StringIO()), log_every_s=10, clock=lambda: now[0])
     summary = LoadSummary()
-    with caplog.at_level(logging.INFO, logger="load.progress"):
+    with caplog.at_level(logging.INFO, logger="load.run.progress"):
         shown.update(summary, 40, force=True)
         now[0] = 110.0
         summary.windows_loaded, summary.windows_failed, summary.rows = 7, 1, 1_234_560
@@ -269,7 +278,7 @@ def test_load_progress_counts_windows_rows_rate_and_eta(
     # a second pass (load run --follow): its own bar, and the summary adds both up
     second = LoadSummary(windows_loaded=2, rows=100, failures=["w: bad page"], writers=2)
     now[0] = 130.0
-    with caplog.at_level(logging.INFO, logger="load.progress"):
+    with caplog.at_level(logging.INFO, logger="load.run.progress"):
         shown.update(second, 5, force=True)
     assert caplog.records[-1].getMessage().endswith("2/5 windows  100 rows  0 rows/s  ETA ?")
     both = shown.summary
@@ -329,12 +338,12 @@ def test_on_a_terminal_extract_log_lines_never_share_the_bar_line(
     assert code == 0, received.decode(errors="replace")[-2000:]
     segments = screen_segments(received)
     bars = [s for s in segments if "events" in s and "req/s" in s and "progress:" not in s]
-    logs = [s for s in segments if "extract.window_job" in s]
+    logs = [s for s in segments if "extract.run.window_job" in s]
     assert len(bars) >= 2 and len(logs) >= 11  # a bar drawn, a log line a window
     assert not [s for s in bars if "extract." in s or "INFO" in s]
     assert "11/11 events" in bars[-1]
     if log_format == "json":  # each JSON line whole: not wrapped, not cut by the bar
-        assert all(orjson.loads(s)["logger"] == "extract.window_job" for s in logs)
+        assert all(orjson.loads(s)["logger"] == "extract.run.window_job" for s in logs)
     assert out.count("windows: 11 done") == 1  # the summary once, on stdout
 
 
@@ -352,8 +361,8 @@ def test_on_a_terminal_load_run_shows_progress_apart_from_log_lines(tmp_path: Pa
     segments = screen_segments(received)
     bars = [s for s in segments if "windows" in s and "rows/s" in s and "ETA" in s]
     assert bars and "3/3 windows" in bars[-1]
-    assert not [s for s in bars if "load.loader:" in s or "INFO" in s]
-    assert [s for s in segments if "load.loader:" in s]  # the log lines are there, apart
+    assert not [s for s in bars if "load.run.loader:" in s or "INFO" in s]
+    assert [s for s in segments if "load.run.loader:" in s]  # the log lines are there, apart
     assert out == ""
 
 
@@ -372,7 +381,7 @@ def test_no_bar_on_a_terminal_gives_progress_log_lines(tmp_path: Path) -> None:
     assert code == 0, received.decode(errors="replace")[-2000:]
     segments = screen_segments(received)
     assert "━" not in "".join(segments)  # no bar drawn
-    assert [s for s in segments if "load.progress: progress: [" in s and "2/2 windows" in s]
+    assert [s for s in segments if "load.run.progress: progress: [" in s and "2/2 windows" in s]
     again = CliRunner().invoke(
         load_cli, ["--no-bar", "run", "--db", db, "--archive", str(tmp_path / "raw")]
     )
@@ -389,5 +398,6 @@ def test_off_a_terminal_load_run_logs_a_progress_line(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'k.db'}"
     r = CliRunner().invoke(load_cli, ["run", "--db", db, "--archive", str(tmp_path / "raw")])
     assert r.exit_code == 0, r.output
-    assert re.search(ISO_UTC + r" INFO load\.progress: progress: \[#+\] 2/2 windows  \d", r.stderr)
+    progress = r" INFO load\.run\.progress: progress: \[#+\] 2/2 windows  \d"
+    assert re.search(ISO_UTC + progress, r.stderr)
     assert "\x1b[" not in r.stderr  # no escape sequences in a log file

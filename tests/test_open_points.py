@@ -16,22 +16,23 @@ from typing import Any
 import orjson
 import pytest
 
-from extract.client import ApiResponse, KalshiClient
+from extract.api.client import ApiResponse, KalshiClient
+from extract.api.retry import Verdict, classify
 from extract.config import ApiConfig, ExtractConfig
 from extract.errors import NoProgressError, PagingContractError
-from extract.events import build_rows, fetch_series_events
-from extract.paginator import Paginator, Step, page_step, usable_adjusted_end
-from extract.retry import Verdict, classify
-from extract.routes.event import EventRoute, event_requests
-from extract.routes.historical import HistoricalRoute
-from extract.routing import (
+from extract.events.sync import build_rows, fetch_series_events
+from extract.plan.caps import event_requests
+from extract.plan.paginator import Paginator, Step, page_step, usable_adjusted_end
+from extract.plan.tiers import (
     CUTOFF_WATCH_S,
     Absence,
     absent_market_action,
     historical_chunks,
     may_cross_cutoff,
 )
-from extract.windows import EventTimes, MarketTimes, Window, plan_window
+from extract.plan.windows import EventTimes, MarketTimes, Window, plan_window
+from extract.routes.event import EventRoute
+from extract.routes.historical import HistoricalRoute
 from schemas.api import contract_problem
 from schemas.archive import ManifestMarket, WindowKey
 from schemas.errors import InputError
@@ -406,7 +407,7 @@ def test_final_grace_is_a_candles_option() -> None:
 def test_an_archived_page_that_may_lack_late_candles_is_fetched_again() -> None:
     from dataclasses import replace
 
-    from extract.window_pages import _tentative
+    from extract.run.window_pages import _tentative
     from schemas.archive import KIND_EVENT_CANDLES, PageEnvelope
 
     def fetched(at: int) -> PageEnvelope:

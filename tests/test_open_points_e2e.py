@@ -21,14 +21,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
-from extract.candles import run_candles
 from extract.cli import main as extract_main
-from extract.config import ApiConfig, ExtractConfig, RateLimit
-from extract.events import sync_events
-from extract.outcome import CandlesSummary
-from extract.plan import RouteChoice
+from extract.config import ApiConfig, ExtractConfig, RateLimit, RouteChoice
+from extract.events.sync import sync_events
+from extract.run.candles import run_candles
+from extract.run.outcome import CandlesSummary
 from load.config import LoadConfig
-from load.loader import load_windows
+from load.run.loader import load_windows
 from schemas.archive import LocalArchive, Manifest
 from schemas.checkpoints import list_checkpoints
 from schemas.db import make_engine

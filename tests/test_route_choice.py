@@ -1,6 +1,6 @@
 """The pure arithmetic of routes: batch plans under the caps, the floor, ``auto``'s choice.
 
-Truth comes from outside :mod:`extract.plan`: hand-computed weather windows, the recorded
+Truth comes from outside :mod:`extract.plan.auto`: hand-computed weather windows, the recorded
 400 of the batch route (``error-400-batch-over-cap.json``), and the simulator's own
 counting of requested candles (:func:`tests.kalshi_sim.model.period_ends`), which is
 what its 400 rule applies.
@@ -15,15 +15,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extract.caps import (
-    BATCH_CANDLE_CAP,
-    batch_plan,
-    event_route_pages,
-    requested_candles,
-    ticker_groups,
-)
-from extract.outcome import CandlesSummary
-from extract.plan import (
+from extract.plan.auto import (
     Answer,
     CapCounts,
     Evidence,
@@ -35,8 +27,16 @@ from extract.plan import (
     classify_capped_event_page,
     window_floor,
 )
+from extract.plan.caps import (
+    BATCH_CANDLE_CAP,
+    batch_plan,
+    event_route_pages,
+    requested_candles,
+    ticker_groups,
+)
 from extract.routes.base import Page, RouteRequest
 from extract.routes.choice import RouteChooser
+from extract.run.outcome import CandlesSummary
 from tests.kalshi_sim.model import period_ends
 
 SAMPLES = Path(__file__).parent / "kalshi_samples"

@@ -29,12 +29,11 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from extract.candles import run_candles
-from extract.config import ApiConfig, ExtractConfig, RateLimit
-from extract.events import sync_events
-from extract.plan import RouteChoice
+from extract.config import ApiConfig, ExtractConfig, RateLimit, RouteChoice
+from extract.events.sync import sync_events
+from extract.run.candles import run_candles
 from load.config import LoadConfig
-from load.loader import load_windows
+from load.run.loader import load_windows
 from schemas.archive import ArchiveStore, WindowKey, open_archive
 from schemas.checkpoints import get_checkpoint, list_checkpoints
 from schemas.db import make_engine

@@ -18,18 +18,17 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, select, update
 
-from extract.candles import run_candles
-from extract.config import ApiConfig, ExtractConfig, RateLimit
+from extract.api.throttle import Throttle
+from extract.config import ApiConfig, ExtractConfig, RateLimit, RouteChoice
 from extract.errors import LeaseLostError
-from extract.events import sync_events
-from extract.plan import RouteChoice
-from extract.throttle import Throttle
-from extract.workers import Coordinator
+from extract.events.sync import sync_events
+from extract.run.candles import run_candles
+from extract.run.workers import Coordinator
 from load.config import LoadConfig
 from load.errors import LeaseLostError as LoadLeaseLostError
-from load.leases import keep_leases
-from load.loader import load_windows
-from load.report_cli import status_cmd
+from load.report.cli import status_cmd
+from load.run.leases import keep_leases
+from load.run.loader import load_windows
 from schemas.archive import Manifest, WindowKey
 from schemas.checkpoints import (
     claim_window,

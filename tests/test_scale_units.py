@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from extract.api.throttle import Throttle
 from extract.cli import main as extract_main
 from extract.config import ExtractConfig
-from extract.throttle import Throttle
-from extract.workers import budget_share, heartbeat_interval
+from extract.run.workers import budget_share, heartbeat_interval
 from load.cli import cli as load_cli
 from load.config import LoadConfig
 from schemas.errors import InputError

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from extract.cli import main as extract_main
 from load.cli import cli as load_cli
 from load.config import LoadConfig
-from load.loader import load_windows
+from load.run.loader import load_windows
 from schemas.db import make_engine
 from schemas.errors import KalshiBackfillError
 from tests.databases import MYSQL_SERVER_URL, mariadb_database

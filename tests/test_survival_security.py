@@ -29,10 +29,10 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
 
 from extract.config import ApiConfig, ExtractConfig
-from extract.events import sync_events as events_sync
+from extract.events.sync import sync_events as events_sync
 from load.config import LoadConfig
-from load.loader import WORK_DIR_PREFIX, load_windows
-from load.writer import LOCAL_INFILE_REFUSED
+from load.run.loader import WORK_DIR_PREFIX, load_windows
+from load.run.writer import LOCAL_INFILE_REFUSED
 from schemas.db import make_engine
 from schemas.errors import ApiError
 from tests.kalshi_sim import SimServer, run_sim_in_thread
@@ -288,7 +288,7 @@ def test_only_the_loaders_connections_may_send_local_files(
 def test_tickers_from_the_api_cannot_reach_sql_or_paths() -> None:
     """Hostile tickers in an API body are refused before any statement or path."""
     from extract.errors import BadPageError
-    from extract.events import market_row
+    from extract.events.sync import market_row
     from schemas.errors import InputError
 
     for ticker in ("../../etc/passwd", "X'; DROP TABLE kalshi_candle;--", "A B"):

@@ -29,8 +29,8 @@ import polars as pl
 from sqlalchemy import Engine, func, select
 
 from extract.config import ApiConfig, ExtractConfig, RateLimit
-from extract.events import sync_events as events_sync
-from load.loader import read_window
+from extract.events.sync import sync_events as events_sync
+from load.run.loader import read_window
 from schemas.archive import TEMP_MARKER, LocalArchive
 from schemas.crashpoints import (
     ARCHIVE_BEFORE_RENAME,

@@ -1,7 +1,10 @@
 """The candle routes, one module each, behind one small interface (:mod:`.base`).
 
-``extract/candles.py`` is the orchestration: it leases a window, decides which markets
-each route serves, and :mod:`extract.window_job` runs the ONE request loop, which asks
+May import ``extract.plan`` (caps, paging, windows), ``extract.config`` / ``extract.errors``
+and ``schemas``.
+
+``extract/run/candles.py`` is the orchestration: it leases a window, decides which markets
+each route serves, and :mod:`extract.run.window_job` runs the ONE request loop, which asks
 a route only these questions:
 
 - **plan**: :meth:`~.base.CandleRoute.pager` gives a :class:`~.base.Pager` that names
@@ -20,7 +23,7 @@ a route only these questions:
 
 Values are checked against the contract (:func:`schemas.api.contract_problem`) for
 every route alike, from :attr:`~.base.CandleRoute.shape`, by the loop's page source
-(:class:`extract.window_pages.WindowPages`) before a page is archived.
+(:class:`extract.run.window_pages.WindowPages`) before a page is archived.
 
 A further route is a new module here implementing :class:`~.base.CandleRoute`; the
 orchestration picks it for a set of markets and runs the same loop.

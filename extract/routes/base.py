@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from extract.paginator import Step
-from extract.windows import Window
+from extract.plan.paginator import Step
+from extract.plan.windows import Window
 from schemas.archive import PageEnvelope
 
 __all__ = ["CandleRoute", "Page", "Pager", "RouteRequest", "Shape", "Step"]

@@ -2,7 +2,7 @@
 
 Up to 100 tickers and 10,000 REQUESTED candles (tickers x periods of the range) a
 request; over that the server answers 400 (the recorded sample), so every request is
-planned under both limits up front (:func:`extract.caps.batch_plan`) and none is ever
+planned under both limits up front (:func:`extract.plan.caps.batch_plan`) and none is ever
 sent over them. The answer is ``{"markets": [{"market_ticker", "candlesticks"}]}`` with
 the live ``MarketCandlestick`` shape; it carries no cursor and no ``adjusted_end_ts``.
 
@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from extract.caps import BatchRequest, batch_plan, ticker_groups
 from extract.errors import BadPageError, WrongEventError
+from extract.plan.caps import BatchRequest, batch_plan, ticker_groups
+from extract.plan.windows import Window
 from extract.routes.base import Page, RouteRequest, Shape
 from extract.routes.historical import ChunkPager
-from extract.windows import Window
 from schemas.archive import BATCH_DIR, KIND_BATCH_CANDLES, PAGE_SUFFIX, PageEnvelope, WindowKey
 
 BATCH_PATH = "/markets/candlesticks"

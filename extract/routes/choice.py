@@ -1,7 +1,7 @@
 """The run's route choice: what the server has shown, and one batch probe at a time.
 
-:mod:`extract.plan` prices the routes of a window (pure); this keeps the run's
-:class:`~extract.plan.Evidence` up to date from every page the run takes (fetched or
+:mod:`extract.plan.auto` prices the routes of a window (pure); this keeps the run's
+:class:`~extract.plan.auto.Evidence` up to date from every page the run takes (fetched or
 reused from the archive: both are what the server said) and serializes the one
 experiment the choice needs: whether the batch route serves historical markets. While
 that is unknown, one window at a time (``auto`` or ``batch``) asks batch for its
@@ -16,17 +16,17 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
-from extract.caps import requested_candles
-from extract.plan import (
+from extract.config import RouteChoice
+from extract.plan.auto import (
     Answer,
     Evidence,
-    RouteChoice,
     WindowRoutes,
     WindowShape,
     batch_historical_answer,
     choose_routes,
     classify_capped_event_page,
 )
+from extract.plan.caps import requested_candles
 from extract.routes.base import Page, RouteRequest
 
 MAX_PROBES = 3

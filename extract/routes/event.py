@@ -3,7 +3,7 @@
 One request covers every live market of the event; the server cuts it at its aggregate
 cap and says where in ``adjusted_end_ts``. The decisions (what an uncapped page's
 ``adjusted_end_ts`` means, when a page does not advance, when its candles lie outside the
-range it claims) are :func:`extract.paginator.page_step`'s.
+range it claims) are :func:`extract.plan.paginator.page_step`'s.
 
 Pages are ``{start_ts}.json.gz`` in the window folder, kind ``event_candlesticks``.
 """
@@ -14,38 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from extract.caps import EVENT_CANDLE_CAP
 from extract.errors import BadPageError, WrongEventError
-from extract.paginator import Paginator, Step, usable_adjusted_end
+from extract.plan.caps import event_requests
+from extract.plan.paginator import Paginator, Step, usable_adjusted_end
+from extract.plan.windows import Window
 from extract.routes.base import Page, RouteRequest, Shape
-from extract.windows import Window
 from schemas.api import check_event_candles_page
 from schemas.archive import KIND_EVENT_CANDLES, PAGE_SUFFIX, PageEnvelope, WindowKey
 from schemas.errors import FatalApiError
-
-
-def event_requests(
-    n_markets: int, start_ts: int, end_ts: int, period: int, cap: int = EVENT_CANDLE_CAP
-) -> int:
-    """Pages the event route takes over ``[start_ts, end_ts]`` for ``n_markets``; pure.
-
-    The bound for a cap that counts REQUESTED candidates (markets x period ends, the
-    range cut at whole periods, the next page starting at the cut, inclusive): each page
-    holds ``k = cap // n_markets`` period ends and the next one starts on the last of
-    them. A cap counting RETURNED candles cuts no sooner (a page holds at least as many
-    period ends, fewer when minutes are missing), so this is an upper bound either way,
-    give or take the one confirming request of an uncapped page whose
-    ``adjusted_end_ts`` names its last candle before the window end.
-    """
-    if n_markets <= 0:
-        return 0
-    step = period * 60
-    first = -(-start_ts // step) * step
-    ends = max(0, (end_ts // step * step - first) // step + 1)
-    k = max(2, cap // n_markets)
-    if n_markets * ends <= cap or ends <= k:
-        return 1
-    return 1 + -(-(ends - k) // (k - 1))
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 It has no cap field and no ``adjusted_end_ts``: a request over 5,000 REQUESTED candles
 is a 400, so the window is cut up front into chunks under that bound
-(:func:`extract.routing.historical_chunks`), each a page of its own under
+(:func:`extract.plan.tiers.historical_chunks`), each a page of its own under
 ``markets/{ticker}/{start_ts}.json.gz``, kind ``historical_market_candlesticks``. The
 chunks depend only on the window, so a rerun reuses every page it already has.
 A 404 means the market is not on the historical tier (the orchestration decides what
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from extract.errors import BadPageError, PagingContractError, WrongEventError
-from extract.paginator import PageRequest, Step
+from extract.plan.paginator import PageRequest, Step
+from extract.plan.tiers import historical_chunks, historical_requests
+from extract.plan.windows import Window
 from extract.routes.base import Page, RouteRequest, Shape
-from extract.routing import historical_chunks, historical_requests
-from extract.windows import Window
 from schemas.api import check_historical_candles_page
 from schemas.archive import (
     KIND_HISTORICAL_MARKET_CANDLES,

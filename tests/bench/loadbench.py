@@ -2,7 +2,7 @@
 
 Four loads of the SAME rows into MariaDB, one after another in one run:
 
-1. the loader (``load.loader.load_windows`` with the CLI's defaults), end to end: read the
+1. the loader (``load.run.loader.load_windows`` with the CLI's defaults), end to end: read the
    gzipped archive, normalize, compute stats, stage, upsert, checkpoints, commit;
 2. ``LOAD DATA LOCAL INFILE`` of those rows, from a CSV written beforehand (not timed),
    into an empty copy of ``kalshi_candle`` (same keys and indexes), plus the commit;
@@ -10,7 +10,7 @@ Four loads of the SAME rows into MariaDB, one after another in one run:
    tuples built beforehand (not timed), into another empty copy, plus the commit;
 4. the loader again with every row already present (checkpoints set back to EXTRACTED).
 
-Normalization alone is timed on the way: gunzip and ``load.normalize.normalize_json``
+Normalization alone is timed on the way: gunzip and ``load.normalize.pages.normalize_json``
 over every window, exactly the loader's pure step, with the bytes already in memory. Its
 CPU seconds per million rows are reported beside its wall time: on a shared machine the
 CPU time of a step is what stays comparable between runs, the wall time is not.
@@ -40,8 +40,8 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.engine import make_url
 
 from load.config import LoadConfig
-from load.loader import load_windows
-from load.normalize import RawPage, normalize_json
+from load.normalize.pages import RawPage, normalize_json
+from load.run.loader import load_windows
 from schemas.archive import open_archive
 from schemas.db import make_engine
 from schemas.tables import (

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extract.config import ApiConfig, ExtractConfig, RateLimit
-from extract.events import sync_events
+from extract.events.sync import sync_events
 from tests.bench.config import BenchError
 
 #: Where ``python -m tests.bench.peak_rss`` resolves, whatever the bench's working folder.

@@ -9,7 +9,7 @@ route; no load runs, so the step stays quick.
 
 The floor is computed from the simulator's TRUTH (each market's life and candles, which
 tier it is on, what the batch route serves), window by window, with
-:func:`extract.plan.window_floor`: the fewest requests any route mix could take at the
+:func:`extract.plan.auto.window_floor`: the fewest requests any route mix could take at the
 caps. Target: requests / floor <= 1.05 under both answers.
 
 The layout question of issue 14 is measured here too: packing the markets of several
@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from extract.candles import run_candles
-from extract.caps import BATCH_CANDLE_CAP, batch_plan, requested_candles
-from extract.config import ApiConfig, ExtractConfig, RateLimit
-from extract.plan import RouteChoice, WindowShape, window_floor
-from extract.windows import ceil_period
+from extract.config import ApiConfig, ExtractConfig, RateLimit, RouteChoice
+from extract.plan.auto import WindowShape, window_floor
+from extract.plan.caps import BATCH_CANDLE_CAP, batch_plan, requested_candles
+from extract.plan.windows import ceil_period
+from extract.run.candles import run_candles
 from tests.bench.config import LAST_EVENT_DAY, SEED, SIM_NOW, BenchError
 from tests.bench.procs import sync_series
 from tests.bench.report import Results

@@ -1,0 +1,4 @@
+"""Events and markets into the database: ``extract events`` and the historical-tier listings.
+
+May import ``schemas``, ``extract.api`` and ``extract.plan`` (tiers); never ``run``.
+"""

@@ -1,0 +1,311 @@
+"""``auto``'s choice of routes for a window, the floor under it, and the run's totals: pure.
+
+The wall time of a backfill is its request count divided by the rate, so the choice of
+route is an arithmetic question, answered here without I/O from three inputs: the
+window (markets x periods), the caps (:mod:`extract.plan.caps`, which counts each route's
+requests), and what the server has *shown* so far (:class:`Evidence`). Never from a
+belief: an open point nobody has observed is priced at its worst case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from extract.config import RouteChoice
+from extract.plan.caps import (
+    BATCH_CANDLE_CAP,
+    EVENT_CANDLE_CAP,
+    batch_plan,
+    ceil_div,
+    event_requests,
+    event_route_pages,
+    historical_route_requests,
+    requested_candles,
+)
+from extract.plan.tiers import HISTORICAL_CHUNK_CANDLES
+
+
+class CapCounts(StrEnum):
+    """What the event route's cap counts, as shown by a capped event page."""
+
+    RETURNED = "returned"
+    REQUESTED = "requested"
+    UNKNOWN = "unknown"
+
+
+class Answer(StrEnum):
+    """An open yes/no point of the contract, as the server has answered it so far."""
+
+    YES = "yes"
+    NO = "no"
+    UNKNOWN = "unknown"
+
+
+# --- what the server has shown --------------------------------------------------------
+
+
+@dataclass
+class Evidence:
+    """What the server has shown this run (and, when given, what ``check-api`` saw).
+
+    Mutable and shared by the run's windows: each archived page can add to it, and each
+    window is planned with what is known when it starts.
+    """
+
+    event_cap_counts: CapCounts = CapCounts.UNKNOWN
+    batch_serves_historical: Answer = Answer.UNKNOWN
+    candles_returned: int = 0
+    """Candles received on pages that asked for :attr:`candles_requested` candidates."""
+    candles_requested: int = 0
+
+    def saw_page(self, returned: int, requested: int) -> None:
+        """Count a page's candles against the candidates it asked for (the density)."""
+        self.candles_returned += returned
+        self.candles_requested += requested
+
+    def expected_candles(self, candidates: int) -> int:
+        """Candles ``candidates`` should return, at the density seen so far (all, if none)."""
+        if self.candles_requested == 0:
+            return candidates
+        return min(candidates, ceil_div(candidates * self.candles_returned, self.candles_requested))
+
+    def saw_event_cap(self, counts: CapCounts) -> None:
+        if counts is not CapCounts.UNKNOWN:
+            self.event_cap_counts = counts
+
+    def saw_batch_historical(self, answer: Answer) -> None:
+        """A yes is final (a served historical candle proves it); a no does not undo it."""
+        if answer is Answer.YES or self.batch_serves_historical is Answer.UNKNOWN:
+            self.batch_serves_historical = answer
+
+
+def classify_capped_event_page(
+    n_markets: int,
+    start_ts: int,
+    adjusted_end_ts: int,
+    period: int,
+    returned: int,
+    cap: int = EVENT_CANDLE_CAP,
+) -> CapCounts:
+    """What the cap of a CAPPED event page (``adjusted_end_ts`` before the requested end)
+    counted, from the page alone.
+
+    ``returned`` is the candles on the page and ``n_markets`` the markets it asked for.
+    A cap on requested candidates stops at ``n_markets x periods <= cap``; a cap on
+    candles returned stops when the candles reach it (within one period's worth, as cuts
+    fall on whole periods). The page says ``requested`` when it holds clearly fewer
+    candles than the cap while its candidates fill it, ``returned`` when its candles
+    fill the cap while its candidates overflow it, and ``unknown`` when both fit (a
+    dense page cannot tell them apart).
+    """
+    if n_markets < 1 or adjusted_end_ts < start_ts:
+        return CapCounts.UNKNOWN
+    candidates = n_markets * requested_candles(start_ts, adjusted_end_ts, period)
+    near_cap = returned > cap - n_markets
+    fills_requested = cap - n_markets < candidates <= cap
+    if fills_requested and not near_cap:
+        return CapCounts.REQUESTED
+    if near_cap and candidates > cap:
+        return CapCounts.RETURNED
+    return CapCounts.UNKNOWN
+
+
+def batch_historical_answer(
+    batch_candles: dict[str, int | None], historical_candles: dict[str, int]
+) -> Answer:
+    """Whether the batch route served historical markets, from one window's answers.
+
+    ``batch_candles``: for each historical-tier market a batch request asked for, the
+    candles the batch answers held for it (None: left out). ``historical_candles``: what
+    the historical route then returned for those the batch did not serve. ``yes`` once a
+    historical market got a candle from batch; ``no`` when one got none from batch but
+    has candles on the historical route over the same range; else ``unknown`` (markets
+    with no candles at all prove nothing). This is also the rule ``check-api`` reports
+    as ``batch_serves_historical``.
+    """
+    if any(n for n in batch_candles.values()):
+        return Answer.YES
+    if any(historical_candles.get(t, 0) > 0 for t, n in batch_candles.items() if not n):
+        return Answer.NO
+    return Answer.UNKNOWN
+
+
+# --- one window: the choice and the floor ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowRoutes:
+    """Which route fetches which of a window's markets, and what that costs."""
+
+    event: tuple[str, ...]
+    """Live markets fetched on the event route."""
+    batch: tuple[str, ...]
+    """Markets fetched on the batch route (live, and historical when batch serves them)."""
+    historical: tuple[str, ...]
+    """Historical markets fetched on the per-market historical route."""
+    probe: bool = False
+    """The batch requests also ask for historical markets to learn whether it serves them."""
+    requests: dict[str, int] | None = None
+    """Planned requests per route (``event``, ``batch``, ``historical``)."""
+
+    @property
+    def total(self) -> int:
+        return sum((self.requests or {}).values())
+
+
+@dataclass(frozen=True)
+class WindowShape:
+    """What the arithmetic needs about one window: its markets by tier and its range."""
+
+    live: tuple[str, ...]
+    historical: tuple[str, ...]
+    start_ts: int
+    end_ts: int
+    period: int
+
+    @property
+    def periods(self) -> int:
+        return requested_candles(self.start_ts, self.end_ts, self.period)
+
+
+def event_cost(shape: WindowShape, n_markets: int, evidence: Evidence) -> int:
+    """The event route's pages for ``n_markets`` live markets, priced by the evidence.
+
+    ``requested`` and ``unknown``: the route's own bound
+    (:func:`~extract.plan.caps.event_requests`: exact for a requested-count cap, the
+    worst case of a returned-count one). ``returned``: the candles the candidates should
+    hold at the density the run has seen.
+    """
+    if evidence.event_cap_counts is not CapCounts.RETURNED:
+        return event_requests(n_markets, shape.start_ts, shape.end_ts, shape.period)
+    candles = evidence.expected_candles(n_markets * shape.periods)
+    return event_route_pages(n_markets, candles, shape.periods)
+
+
+def choose_routes(
+    shape: WindowShape, choice: RouteChoice, evidence: Evidence, *, may_probe: bool = True
+) -> WindowRoutes:
+    """The routes of one window (see the module docstring and :class:`RouteChoice`).
+
+    Historical markets, under ``batch`` and ``auto``: on the batch route once it has been
+    shown to serve them, on the historical route once shown not to; while unknown, a
+    window allowed to (``may_probe``: one at a time) asks batch for them, and any it
+    leaves out falls back to the historical route. ``event`` keeps today's routes.
+    Live markets, under ``auto``: the batch plan (exact: its cap counts requested
+    candles) against :func:`event_cost`; a tie goes to the event route.
+    """
+    live, hist = tuple(sorted(shape.live)), tuple(sorted(shape.historical))
+    if choice is RouteChoice.EVENT:
+        return WindowRoutes(
+            live,
+            (),
+            hist,
+            requests=_costs(shape, len(live), (), len(hist), evidence),
+        )
+    served = evidence.batch_serves_historical
+    probe = bool(hist) and served is Answer.UNKNOWN and may_probe
+    hist_in_batch = hist if (served is Answer.YES or probe) else ()
+    hist_alone = () if hist_in_batch else hist
+    options = [WindowRoutes((), live + hist_in_batch, hist_alone, probe)]
+    if choice is RouteChoice.AUTO and live:
+        options.append(WindowRoutes(live, hist_in_batch, hist_alone, probe))
+    priced = [
+        WindowRoutes(
+            o.event,
+            o.batch,
+            o.historical,
+            o.probe,
+            _costs(shape, len(o.event), o.batch, len(o.historical), evidence),
+        )
+        for o in options
+    ]
+    # min keeps the first of equals: order the event option first for the tie rule.
+    return min(reversed(priced), key=lambda o: o.total)
+
+
+def _costs(
+    shape: WindowShape, n_event: int, batch: Sequence[str], n_hist: int, evidence: Evidence
+) -> dict[str, int]:
+    s, e, p = shape.start_ts, shape.end_ts, shape.period
+    return {
+        "event": event_cost(shape, n_event, evidence),
+        "batch": len(batch_plan(batch, s, e, p)) if batch else 0,
+        "historical": historical_route_requests(n_hist, s, e, p),
+    }
+
+
+def window_floor(
+    shape: WindowShape, batch_serves_historical: bool, event_candles: int | None = None
+) -> int:
+    """The fewest requests any route mix could need for this window at the caps.
+
+    Each route's lower bound is its counted candles over its cap, rounded up:
+    batch ``ceil(tickers x periods / 10,000)`` (over historical markets too when the
+    server serves them there), historical ``ceil(periods / 5,000)`` a market, event
+    ``ceil(event_candles / 5,000)`` where ``event_candles`` is what its cap counts for
+    the live markets (candidates when None). The floor is the cheapest mix.
+    """
+    n_live, n_hist, n = len(shape.live), len(shape.historical), shape.periods
+    counted = n_live * n if event_candles is None else event_candles
+    event = ceil_div(counted, EVENT_CANDLE_CAP) if n_live else 0
+    batch_live = ceil_div(n_live * n, BATCH_CANDLE_CAP)
+    hist_alone = n_hist * ceil_div(n, HISTORICAL_CHUNK_CANDLES)
+    options = [min(event, batch_live) + hist_alone]
+    if batch_serves_historical and n_hist:
+        options.append(ceil_div((n_live + n_hist) * n, BATCH_CANDLE_CAP))
+        options.append(event + ceil_div(n_hist * n, BATCH_CANDLE_CAP))
+    return min(options)
+
+
+# --- totals: the dry run and the run summary ------------------------------------------
+
+
+@dataclass
+class RequestTally:
+    """Requests per route over a run's windows, and the floor under each batch answer."""
+
+    planned: dict[str, int] = field(
+        default_factory=lambda: {"event": 0, "batch": 0, "historical": 0}
+    )
+    floor_if_served: int = 0
+    """The floor if the batch route serves historical markets."""
+    floor_if_not: int = 0
+    """The floor if it does not."""
+    windows: int = 0
+
+    def add(self, shape: WindowShape, routes: WindowRoutes) -> None:
+        self.windows += 1
+        for route, n in (routes.requests or {}).items():
+            self.planned[route] = self.planned.get(route, 0) + n
+        self.floor_if_served += window_floor(shape, batch_serves_historical=True)
+        self.floor_if_not += window_floor(shape, batch_serves_historical=False)
+
+    @property
+    def total(self) -> int:
+        return sum(self.planned.values())
+
+    def floor(self, answer: Answer) -> int:
+        """The floor under what is known (unknown: the lower of the two)."""
+        return self.floor_if_not if answer is Answer.NO else self.floor_if_served
+
+    def lines(self, evidence: Evidence) -> list[str]:
+        """``requests planned`` per route and in total, and the floor (``--dry-run``)."""
+        per_route = ", ".join(f"{r} {n}" for r, n in self.planned.items())
+        answer = evidence.batch_serves_historical
+        floor = self.floor(answer)
+        ratio = f" ({self.total / floor:.2f} x the floor)" if floor else ""
+        out = [
+            f"requests planned: {self.total} ({per_route}){ratio}",
+            f"floor: {floor} (the fewest any route mix needs at the caps; "
+            f"event cap counting {evidence.event_cap_counts.value}, "
+            f"batch serves historical markets: {answer.value})",
+        ]
+        if answer is Answer.UNKNOWN and self.floor_if_served != self.floor_if_not:
+            out.append(
+                f"  the floor is {self.floor_if_not} if batch does not serve historical "
+                "markets; the run finds out with its first historical window "
+                "(or run `extract check-api` first)"
+            )
+        return out

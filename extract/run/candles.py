@@ -1,0 +1,240 @@
+"""``extract candles``: archive every raw candlestick page of the selected event windows.
+
+Per window: plan it (pure, :mod:`extract.plan.windows`), skip it if the archive already holds
+it, else mark the checkpoint RUNNING, reuse the pages already on disk, fetch the missing
+ones through the window's routes (:mod:`extract.routes`: each page checked against the
+contract, then written atomically; a refused page is kept under ``_rejected/``), write
+the manifest last and mark EXTRACTED.
+Windows run concurrently, sharing one client and so one rate budget. A window that fails
+becomes FAILED with its reason; the others go on; the run reports it and exits non-zero.
+
+Markets are routed one by one (:mod:`extract.plan.tiers`) by the cutoff read at the start of
+the run: a market settled before it is fetched from
+``/historical/markets/{ticker}/candlesticks`` in bounded chunks (pages under
+``markets/{ticker}/``), the others from the event route. A live page that lacks a market
+is weighed (:func:`~extract.plan.tiers.absent_market_action`): a market the cutoff (re-read
+when the market settled near it) says could have moved is fetched from the historical
+route over the whole window; one merely without candles there costs nothing; one absent
+from every page is looked up (``GET /markets/{ticker}``). A historical 404 sends a market
+back to the event route. Candles of a minute fetched on both routes are the same values:
+load keeps one.
+
+``--route`` picks the route of the live markets (:mod:`extract.plan.auto`,
+:class:`~extract.routes.choice.RouteChooser`): the event route, or the batch route
+(``GET /markets/candlesticks``, planned under its caps; historical markets join it once
+the server has shown that it serves them), or per window the cheaper of the two by what
+the server has shown (``auto``).
+
+A window is final only ``final_grace`` after its markets close; until then a rerun
+fetches again the pages that may lack candles published late.
+
+Kill the process at any moment: pages are whole or absent, the manifest exists only once
+every page does, and a rerun starts from the chain on disk, so nothing final is fetched
+twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from sqlalchemy import Engine
+
+from extract.api.client import KalshiClient, RequestStats
+from extract.check.report import checked_evidence
+from extract.config import ExtractConfig
+from extract.errors import (
+    LeaseLostError,
+)
+from extract.events.historical import CutoffTracker
+from extract.plan.auto import Evidence
+from extract.plan.selection import PlannedWindow, dry_run_lines, plan_run, select_events
+from extract.plan.windows import (
+    MarketTimes,
+    SkipReason,
+    Window,
+)
+from extract.run.context import RunContext
+from extract.run.outcome import CandlesSummary
+from extract.run.progress import Progress
+from extract.run.window_job import WindowJob
+from extract.run.workers import Coordinator
+from schemas.archive import (
+    ArchiveStore,
+    WindowKey,
+    open_archive,
+)
+from schemas.db import make_engine
+from schemas.errors import (
+    ApiError,
+    ArchiveError,
+    KalshiBackfillError,
+)
+from schemas.tables import CheckpointStatus
+
+log = logging.getLogger(__name__)
+
+
+# --- one window ----------------------------------------------------------------------
+
+
+async def extract_window(
+    run: RunContext, key: WindowKey, window: Window, markets: Sequence[MarketTimes] = ()
+) -> None:
+    """Extract one window; failures become a FAILED checkpoint, never an exception."""
+    stats = RequestStats()
+    if not await run.claim(key, window):
+        run.finished += 1
+        run.tick()
+        return
+    try:
+        if await run.already_archived(key, window):
+            run.summary.skipped += 1
+            log.debug("%s: already archived, skipped", key)
+            return
+        await WindowJob(run, key, window, markets, stats).run()
+        run.summary.done += 1
+    except (ApiError, ArchiveError) as e:
+        try:  # FAILED only while the window is ours: a new holder's state stays
+            await run.save(key, window, CheckpointStatus.FAILED, last_error=str(e))
+        except LeaseLostError as lost:
+            run.summary.lost += 1
+            log.warning("%s (our attempt failed: %s); it finishes the window", lost, e)
+        else:
+            run.summary.failed += 1
+            run.summary.failures.append((str(key), str(e)))
+            log.error("%s: FAILED: %s", key, e)  # noqa: TRY400 (the reason is the message)
+    except LeaseLostError as e:
+        run.summary.lost += 1
+        log.warning("%s; it finishes the window", e)
+    finally:
+        await run.leases().release(key)
+        run.finished += 1
+        run.tick()
+
+
+# --- the stage --------------------------------------------------------------------------
+
+
+async def run_candles(
+    config: ExtractConfig,
+    *,
+    engine: Engine | None = None,
+    client: KalshiClient | None = None,
+    progress: Progress | None = None,
+) -> CandlesSummary:
+    """Extract the selected windows; see the module docstring. Never raises for a window.
+
+    Raises InputError/ConfigError/ArchiveError/DatabaseError for problems of the run as a
+    whole (nothing to do, bad input, unwritable archive, unreachable database).
+    """
+    started = time.monotonic()
+    own_engine = engine is None
+    engine = engine or make_engine(config.db_url)
+    try:
+        archive = open_archive(config.archive_dir)
+        if config.dry_run:
+            archive.check_version()
+        else:
+            archive.ensure_writable()
+        plan = plan_run(select_events(engine, config), config)
+        evidence = checked_evidence(archive, config.series, config.api.base_url)
+        if config.dry_run:
+            return CandlesSummary(plan=dry_run_lines(plan, config, evidence=evidence))
+        summary = await _execute(config, engine, archive, plan, evidence, client, progress)
+        summary.elapsed_s = time.monotonic() - started
+        return summary  # the caller shows it (the CLI prints it once, as text or JSON)
+    finally:
+        if own_engine:
+            engine.dispose()
+
+
+async def _execute(
+    config: ExtractConfig,
+    engine: Engine,
+    archive: ArchiveStore,
+    plan: Sequence[PlannedWindow],
+    evidence: Evidence,
+    client: KalshiClient | None,
+    progress: Progress | None,
+) -> CandlesSummary:
+    todo = [(p.key, p.window, p.markets) for p in plan if isinstance(p.window, Window)]
+    skipped = [(p.key, p.window) for p in plan if isinstance(p.window, SkipReason)]
+    counts = {reason: 0 for reason in SkipReason}
+    for key, reason in skipped:
+        counts[reason] += 1
+        log.warning("%s: skipped: %s", key, reason.value)
+
+    async def work(run: RunContext) -> CandlesSummary:
+        queue: asyncio.Queue[tuple[WindowKey, Window, tuple[MarketTimes, ...]]] = asyncio.Queue()
+        for item in todo:
+            queue.put_nowait(item)
+
+        async def worker() -> None:
+            while True:
+                try:
+                    key, window, markets = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await extract_window(run, key, window, markets)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(min(config.concurrency, max(1, len(todo)))):
+                    tg.create_task(worker())
+        except* KalshiBackfillError as group:
+            # A problem of the whole run (the database went away): one clear error.
+            raise _first(group) from None
+        run.tick(force=True)
+        run.progress.close()
+        s = run.summary
+        spent = run.cutoff.stats
+        s.requests = run.client.stats.requests - spent.requests
+        s.retries = run.client.stats.retries - spent.retries
+        s.throttled = run.client.stats.throttled
+        s.cutoff = str(run.cutoff.current or "")
+        s.cutoff_reads = run.cutoff.reads
+        return s
+
+    def new_run(c: KalshiClient) -> RunContext:
+        return RunContext(config, engine, archive, c, len(todo), shown, CutoffTracker(c), evidence)
+
+    shown = progress or Progress()
+    if client is not None:
+        summary = await _coordinated(config, engine, new_run(client), work)
+    else:
+        async with KalshiClient(config.api, concurrency=config.concurrency) as own:
+            summary = await _coordinated(config, engine, new_run(own), work)
+    summary.no_trade_window = counts[SkipReason.NO_TRADE_WINDOW]
+    summary.no_markets = counts[SkipReason.NO_MARKETS]
+    summary.not_started = counts[SkipReason.NOT_STARTED]
+    return summary
+
+
+async def _coordinated(
+    config: ExtractConfig,
+    engine: Engine,
+    run: RunContext,
+    work: Callable[[RunContext], Awaitable[CandlesSummary]],
+) -> CandlesSummary:
+    """``work(run)`` registered, heartbeating and leasing windows (:mod:`extract.run.workers`)."""
+    run.coord = Coordinator(
+        engine,
+        config.db_url,
+        config.worker_id,
+        config.lease_seconds,
+        throttle=run.client.throttle if config.shared_budget else None,
+        key_rps=config.api.rate.rps,
+    )
+    async with run.coord.running():
+        return await work(run)
+
+
+def _first(group: BaseExceptionGroup[KalshiBackfillError]) -> KalshiBackfillError:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, KalshiBackfillError)
+    return leaf

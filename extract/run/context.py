@@ -1,0 +1,151 @@
+"""The run context: what every window of one ``extract candles`` run shares.
+
+Its own module so that the run (:mod:`extract.run.candles`, which makes one and hands
+each window to a :class:`~extract.run.window_job.WindowJob`) and the window job (which
+writes checkpoints and counts through it) both depend on it, and not on each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import Engine
+
+from extract.api.client import KalshiClient
+from extract.config import ExtractConfig
+from extract.events.historical import CutoffTracker
+from extract.plan.auto import Evidence
+from extract.plan.windows import Window
+from extract.routes.choice import RouteChooser
+from extract.run.outcome import CandlesSummary
+from extract.run.progress import Progress, Snapshot
+from extract.run.workers import Coordinator
+from schemas.archive import ArchiveStore, WindowKey
+from schemas.checkpoints import Checkpoint
+from schemas.errors import CorruptArchiveError
+from schemas.tables import CheckpointStatus
+
+log = logging.getLogger(__name__)
+
+
+class RunContext:
+    """What the windows of one run share: the config, the engine, the archive, the client
+    (and so the rate budget), the summary, the progress, the cutoff, the route chooser,
+    and the leases every checkpoint read and write goes through."""
+
+    def __init__(
+        self,
+        config: ExtractConfig,
+        engine: Engine,
+        archive: ArchiveStore,
+        client: KalshiClient,
+        total: int,
+        progress: Progress,
+        cutoff: CutoffTracker,
+        evidence: Evidence,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.archive = archive
+        self.client = client
+        self.summary = CandlesSummary()
+        self.total = total
+        self.finished = 0
+        self.progress = progress
+        self.cutoff = cutoff
+        self.chooser = RouteChooser(config.route, evidence)
+        self.started = time.monotonic()
+        self.coord: Coordinator | None = None
+        """Leases and the budget share; set by ``_execute`` for the run's duration."""
+
+    def tick(self, force: bool = False) -> None:
+        self.progress.update(
+            Snapshot(
+                self.finished,
+                self.total,
+                self.summary.pages,
+                self.client.stats.requests,
+                self.client.stats.throttled,
+                time.monotonic() - self.started,
+            ),
+            force=force,
+        )
+
+    def leases(self) -> Coordinator:
+        """The run's coordinator: every checkpoint read and write goes through it."""
+        assert self.coord is not None, "a run's windows are extracted under its Coordinator"
+        return self.coord
+
+    async def save(
+        self, key: WindowKey, window: Window, status: CheckpointStatus, **fields: object
+    ) -> None:
+        """Write the window's checkpoint, only while we hold its lease (else LeaseLostError).
+
+        One conditional UPDATE, in a thread (:meth:`Coordinator.save`): a worker that
+        stalled past its lease never overwrites the state of the one that took it over.
+        """
+        extent = (window.start_ts, window.end_ts, window.is_final)
+        await self.leases().save(key, status, window=extent, **fields)
+
+    async def checkpoint(self, key: WindowKey) -> Checkpoint | None:
+        return await self.leases().checkpoint(key)
+
+    async def already_archived(self, key: WindowKey, window: Window) -> bool:
+        """True when the manifest already covers exactly this window (only load is left).
+
+        A manifest that lacks a market of the window (written before its historical
+        markets were known) does not cover it. A checkpoint left RUNNING by a kill after
+        the manifest was written is set to EXTRACTED; a SUCCESS (or EXTRACTED) checkpoint
+        of the same window stays as it is.
+        """
+        try:
+            manifest = self.archive.manifest_for(key)
+        except CorruptArchiveError as e:
+            moved = self.archive.move_to_quarantine(key.manifest_path)
+            log.warning("%s: unreadable manifest quarantined to %s (%s)", key, moved, e)
+            return False
+        if manifest is None or (
+            manifest.window_start_ts,
+            manifest.window_end_ts,
+            manifest.is_final,
+        ) != (window.start_ts, window.end_ts, window.is_final):
+            return False
+        if {m.market_ticker for m in window.markets} - {m.market_ticker for m in manifest.markets}:
+            return False
+        cp = await self.checkpoint(key)
+        same = cp is not None and (cp.window_start_ts, cp.window_end_ts) == (
+            window.start_ts,
+            window.end_ts,
+        )
+        if (
+            not same
+            or cp is None
+            or cp.status
+            not in (
+                CheckpointStatus.SUCCESS,
+                CheckpointStatus.EXTRACTED,
+            )
+        ):
+            await self.save(
+                key,
+                window,
+                CheckpointStatus.EXTRACTED,
+                extracted_at_utc=manifest.completed_at_utc,
+                resume_cursor_ts=window.end_ts,
+                pages_archived=len(manifest.pages),
+                last_error=None,
+            )
+        return True
+
+    async def claim(self, key: WindowKey, window: Window) -> bool:
+        """Take the window's lease; False (logged, counted) when another worker holds it."""
+        claim = await self.leases().claim(key, window.start_ts, window.end_ts, window.is_final)
+        if not claim.ok:
+            self.summary.held += 1
+            until = claim.until.isoformat() if claim.until else "?"
+            log.info("%s: held by %s until %s, skipped", key, claim.held_by, until)
+        elif claim.taken_over_from is not None:
+            self.summary.taken_over += 1
+            log.warning("%s: taken over from %s (its lease expired)", key, claim.taken_over_from)
+        return claim.ok

@@ -1,0 +1,229 @@
+"""Backtest-access commands ``query``, ``asof`` and ``export``, and the options and output
+helpers every read-only command shares.
+
+Standalone click commands (``load/cli.py`` adds them to the ``load`` group) built on the
+shared options of :mod:`schemas.cli`. Each parses its options, calls one library function
+and prints; library errors become one line on stderr through
+:func:`schemas.cli.run_command` (exit 2 for bad input, 1 otherwise). The report commands
+(``status``, ``inspect``, ``verify``, ``coverage``) are in :mod:`load.report.cli`, which
+uses the helpers here: this module holds the commands that hand candles out, that one the
+commands that look at how the backfill went.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+import click
+import polars as pl
+from sqlalchemy import Engine
+
+from load.access.export import export_series, write_parquet_atomic
+from load.access.query import asof_snapshots, parse_time, query_candles
+from schemas.cli import (
+    F,
+    KalshiCommand,
+    command_body,
+    db_option,
+    event_option,
+    period_option,
+    series_option,
+    to_json,
+)
+from schemas.db import make_engine
+from schemas.errors import InputError
+
+FRAME_FORMATS = ("table", "csv", "json", "parquet")
+
+
+# --- helpers every read-only command uses (load/report/cli.py too) ------------------------
+
+
+def frame_to_json(frame: pl.DataFrame) -> str:
+    """A JSON array of row objects; Decimal columns as strings so no digit is lost."""
+    decimals = [n for n, t in frame.schema.items() if isinstance(t, pl.Decimal)]
+    rows = frame.with_columns(pl.col(decimals).cast(pl.String)).to_dicts()
+    return to_json(rows)
+
+
+def emit_text(text: str, out: str | None) -> None:
+    """Print ``text``, or write it to ``out`` when given (every --out but parquet's)."""
+    if out:
+        Path(out).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def emit_frame(frame: pl.DataFrame, fmt: str, out: str | None) -> None:
+    """Print or write ``frame``: table/csv/json to stdout (or --out), parquet to --out."""
+    if fmt == "parquet":
+        if not out:
+            raise InputError("--format parquet needs --out FILE")
+        write_parquet_atomic(frame, Path(out))
+        click.echo(f"wrote {frame.height} rows to {out}", err=True)
+        return
+    if fmt == "csv":
+        text = frame.write_csv()
+    elif fmt == "json":
+        text = frame_to_json(frame) + "\n"
+    else:
+        with pl.Config(
+            tbl_rows=-1,
+            tbl_cols=-1,
+            tbl_width_chars=10_000,
+            fmt_str_lengths=200,
+            tbl_hide_dataframe_shape=True,
+            tbl_hide_column_data_types=True,
+        ):
+            text = f"{frame}\n({frame.height} rows)\n"
+    emit_text(text, out)
+
+
+def format_options(choices: tuple[str, ...], default: str = "table") -> Callable[[F], F]:
+    """``--format`` among ``choices`` and ``--out FILE``."""
+
+    def deco(f: F) -> F:
+        f = click.option("--out", default=None, help="Write to this file instead of stdout.")(f)
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(choices),
+            default=default,
+            show_default=True,
+            help="Output format.",
+        )(f)
+
+    return deco
+
+
+def parse_date(value: str | None, what: str) -> date | None:
+    """``value`` (an option's YYYY-MM-DD text, or None) as a date; ``what`` names the option."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as e:
+        raise InputError(f"{what} {value!r} is not a date (YYYY-MM-DD)") from e
+
+
+@contextmanager
+def read_only_engine(db_url: str) -> Iterator[Engine]:
+    """Every access and report command only reads: a database without our tables is refused
+    (exit 2)."""
+    engine = make_engine(db_url, schema="read")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def event_dates_options(required: bool) -> Callable[[F], F]:
+    """``--from`` / ``--to``: the first and last event date (YYYY-MM-DD), as text."""
+
+    def deco(f: F) -> F:
+        help_to = "Last event date, YYYY-MM-DD."
+        f = click.option("--to", "date_to", required=required, help=help_to)(f)
+        return click.option(
+            "--from", "date_from", required=required, help="First event date, YYYY-MM-DD."
+        )(f)
+
+    return deco
+
+
+# --- query / asof / export ----------------------------------------------------------------
+
+
+@click.command("query", cls=KalshiCommand)
+@click.option("--market", required=True, help="Market ticker, e.g. KXHIGHNY-25NOV20-B50.5.")
+@click.option(
+    "--from", "start", required=True, help="ISO-8601 start (inclusive, UTC if no offset)."
+)
+@click.option(
+    "--to",
+    "end",
+    required=True,
+    help="ISO-8601 end (inclusive); a date without a time includes that whole day.",
+)
+@period_option
+@format_options(FRAME_FORMATS)
+@db_option
+@command_body
+def query_cmd(
+    market: str,
+    start: str,
+    end: str,
+    period: int,
+    fmt: str,
+    out: str | None,
+    db_url: str,
+) -> None:
+    """Candles of one market whose period ends in [--from, --to]."""
+    lo, hi = parse_time(start, "--from"), parse_time(end, "--to", whole_day=True)
+    with read_only_engine(db_url) as engine:
+        frame = query_candles(engine, market, lo, hi, period)
+    emit_frame(frame, fmt, out)
+
+
+@click.command("asof", cls=KalshiCommand)
+@event_option
+@click.option("--at", "at", multiple=True, required=True, help="ISO-8601 time; repeatable.")
+@click.option(
+    "--lookback-minutes",
+    type=click.IntRange(min=1),
+    default=24 * 60,
+    show_default=True,
+    help="A market with no candle this long before --at gets empty quotes.",
+)
+@period_option
+@format_options(FRAME_FORMATS)
+@db_option
+@command_body
+def asof_cmd(
+    event: str,
+    at: tuple[str, ...],
+    lookback_minutes: int,
+    period: int,
+    fmt: str,
+    out: str | None,
+    db_url: str,
+) -> None:
+    """Yes bid/ask of every market of an event at each --at (close of the last candle ending
+    at or before it: no look-ahead)."""
+    times = [parse_time(t, "--at") for t in at]
+    with read_only_engine(db_url) as engine:
+        frame = asof_snapshots(
+            engine, event, times, period, lookback=timedelta(minutes=lookback_minutes)
+        )
+    emit_frame(frame, fmt, out)
+
+
+@click.command("export", cls=KalshiCommand)
+@series_option
+@event_dates_options(required=True)
+@click.option("--out", "out_dir", required=True, help="Folder for series=/date= partitions.")
+@period_option
+@db_option
+@command_body
+def export_cmd(
+    series: str,
+    date_from: str,
+    date_to: str,
+    out_dir: str,
+    period: int,
+    db_url: str,
+) -> None:
+    """Parquet files partitioned by series and event date, one day at a time."""
+    lo, hi = parse_date(date_from, "--from"), parse_date(date_to, "--to")
+    assert lo is not None and hi is not None
+    with read_only_engine(db_url) as engine:
+        parts = export_series(engine, series, lo, hi, out_dir, period)
+    for p in parts:
+        click.echo(f"{p.path}\t{p.rows} rows\t{','.join(p.events)}")
+    click.echo(f"{len(parts)} files, {sum(p.rows for p in parts)} rows", err=True)
+
+
+ACCESS_COMMANDS: tuple[click.Command, ...] = (query_cmd, asof_cmd, export_cmd)
+"""Every command of this module (``load/cli.py`` registers each on the ``load`` group)."""

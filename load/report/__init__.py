@@ -1,0 +1,4 @@
+"""What a backfill holds and how it went: ``status``, ``inspect``, ``verify``, ``coverage``.
+
+Read-only. May import ``load.access``, ``load.normalize`` and ``schemas``.
+"""
