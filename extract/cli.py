@@ -1,7 +1,9 @@
 """``kalshi-extract`` / ``python -m extract``: click builds an ExtractConfig, the library runs.
 
 Commands: ``init-db``, ``events`` (sync kalshi_event/kalshi_market), ``candles`` (archive
-candlestick pages). Every library error becomes one line on stderr via
+candlestick pages), ``check-api``. Each command imports its library in its body, so
+``--version``, ``-h`` and every command's ``-h`` start without aiohttp, SQLAlchemy or
+Polars (:mod:`schemas.cli`, "Start fast"). Every library error becomes one line on stderr via
 :func:`schemas.cli.run_command` (exit 2 for bad input, 1 otherwise); a run in which some
 windows FAILED prints its summary and exits 1.
 """
@@ -19,8 +21,6 @@ from typing import Any
 
 import click
 
-from extract.check.report import report_bytes
-from extract.check.runner import CheckApiConfig, run_check_api
 from extract.config import (
     DEFAULT_API_BASE,
     DEFAULT_FINAL_GRACE_MINUTES,
@@ -33,8 +33,6 @@ from extract.config import (
     RouteChoice,
     choose_rate,
 )
-from extract.events.sync import sync_events
-from extract.run.candles import run_candles
 from schemas.cli import (
     F,
     archive_option,
@@ -47,10 +45,10 @@ from schemas.cli import (
     summary_json,
     tool_group,
 )
+from schemas.core import WindowPolicy
+from schemas.db_commands import init_db
 from schemas.errors import ConfigError
-from schemas.migrations.commands import init_db
-from schemas.tables import WindowPolicy
-from schemas.workers import default_worker_id
+from schemas.processes import default_worker_id
 
 
 @dataclass(frozen=True)
@@ -192,6 +190,8 @@ def events(
     series_tz: str | None,
 ) -> None:
     """Sync a series' events and markets into kalshi_event and kalshi_market."""
+    from extract.events.sync import sync_events
+
     config = ExtractConfig(
         series=series,
         db_url=db_url,
@@ -284,6 +284,8 @@ def candles(
     run this at once: each window is leased to one of them, and --rps/--tier is the API
     key's budget, split evenly among the live extractors.
     """
+    from extract.run.candles import run_candles
+
     config = ExtractConfig(
         series=series,
         event=event,
@@ -345,6 +347,9 @@ def check_api(
     Run it before a first backfill. Exit 0 when the extractor handles everything
     observed (what could not be observed is a warning), 1 when it does not.
     """
+    from extract.check.report import report_bytes
+    from extract.check.runner import CheckApiConfig, run_check_api
+
     config = CheckApiConfig(
         series=series, event=event, api=api.config(), archive_dir=archive_dir, db_url=db_url
     )

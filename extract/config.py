@@ -16,14 +16,17 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.archive import WindowKey
-from schemas.checkpoints import DEFAULT_LEASE_SECONDS
-from schemas.cli import DEFAULT_ARCHIVE_DIR, PERIODS
-from schemas.db import DEFAULT_DATABASE_URL
+from schemas.core import (
+    DEFAULT_ARCHIVE_DIR,
+    DEFAULT_DATABASE_URL,
+    DEFAULT_LEASE_SECONDS,
+    PERIODS,
+    WindowPolicy,
+)
 from schemas.errors import ConfigError, InputError
+from schemas.processes import default_worker_id, validate_worker
 from schemas.secrets import SECRET, URL, safe_repr
-from schemas.tables import WindowPolicy
 from schemas.tickers import validate_event_ticker, validate_series_ticker
-from schemas.workers import default_worker_id, validate_worker
 
 DEFAULT_API_BASE = "https://api.elections.kalshi.com/trade-api/v2"
 

@@ -2,6 +2,8 @@
 
 Other command groups (query, status, export) attach themselves with
 ``cli.add_command(...)``: keep the group named ``cli`` and ``main()`` the entry point.
+Each command imports its library in its body, so ``--version``, ``-h`` and every
+command's ``-h`` start without Polars or SQLAlchemy (:mod:`schemas.cli`, "Start fast").
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from load.access.cli import ACCESS_COMMANDS
 from load.config import LoadConfig, StagingMethod
 from load.errors import LoadFailedError
 from load.report.cli import REPORT_COMMANDS
-from load.run.loader import load_windows
-from load.run.progress import LoadProgress
 from schemas.cli import (
     archive_option,
     command_body,
@@ -23,9 +23,9 @@ from schemas.cli import (
     summary_json,
     tool_group,
 )
-from schemas.migrations.commands import db_group, init_db
+from schemas.db_commands import db_group, init_db
+from schemas.processes import default_worker_id
 from schemas.tickers import validate_series_ticker
-from schemas.workers import default_worker_id
 
 
 @tool_group("kalshi-load", "KALSHI_LOAD")
@@ -93,6 +93,9 @@ def run(
     Several loaders (on one host or several) can run at once on the same archive and
     database: each window is leased to one of them, the others skip it this run.
     """
+    from load.run.loader import load_windows
+    from load.run.progress import LoadProgress
+
     config = LoadConfig(
         db_url=db_url,
         archive_dir=archive_dir,

@@ -6,12 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from schemas.checkpoints import DEFAULT_LEASE_SECONDS
-from schemas.cli import DEFAULT_ARCHIVE_DIR
-from schemas.db import DEFAULT_DATABASE_URL
+from schemas.core import DEFAULT_ARCHIVE_DIR, DEFAULT_DATABASE_URL, DEFAULT_LEASE_SECONDS
 from schemas.errors import InputError
+from schemas.processes import default_worker_id, validate_worker
 from schemas.secrets import URL, safe_repr
-from schemas.workers import default_worker_id, validate_worker
 
 StagingMethod = Literal["load_data", "insert"]
 

@@ -19,14 +19,14 @@ from typing import Any
 from sqlalchemy import Connection, Update, and_, bindparam, case, or_, select, update
 
 from schemas.archive import WindowKey
+from schemas.core import CheckpointStatus, WindowPolicy
 from schemas.db import upsert
 from schemas.dbclock import db_after, db_after_param, db_now, micros
-from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_backfill_checkpoint
+from schemas.tables import kalshi_backfill_checkpoint
 
 _cp = kalshi_backfill_checkpoint
 MAX_ERROR_CHARS = 2000
 #: How long a claimed window stays its worker's without renewal (``--lease-seconds``).
-DEFAULT_LEASE_SECONDS = 120.0
 
 
 def ts_to_dt(ts: int) -> datetime:

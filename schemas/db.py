@@ -8,7 +8,6 @@ wrong password or an unreachable server gives one clear line and never leaks sec
 from __future__ import annotations
 
 import random
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,8 +22,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from schemas.errors import ConfigError, DatabaseError, SchemaError
 from schemas.migrations import SchemaAccess, check_schema
-
-DEFAULT_DATABASE_URL = "sqlite:///data/kalshi.db"
+from schemas.secrets import redact_url
 
 #: MySQL 8's default sql_mode, ONLY_FULL_GROUP_BY included, on every server: MariaDB's
 #: default leaves it out, so without it a GROUP BY that MySQL 8 refuses would pass every
@@ -34,14 +32,6 @@ _MYSQL_SESSION = (
     "SET SESSION sql_mode='ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,"
     "NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone='+00:00'"
 )
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe for logs and errors)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
 def redact_text(message: str, *secrets: str | None) -> str:

@@ -9,9 +9,8 @@ masked (``mysql+pymysql://user:***@host/db``), every other field as dataclasses 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
-
-from schemas.db import redact_url
 
 #: ``field(metadata=SECRET)``: never shown, not even its length.
 SECRET = {"redact": "secret"}
@@ -35,3 +34,14 @@ def safe_repr(obj: Any) -> str:
             shown = repr(value)
         parts.append(f"{f.name}={shown}")
     return f"{type(obj).__qualname__}({', '.join(parts)})"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe for logs and errors)."""
+    from sqlalchemy.engine import make_url  # a rare call: keep --help light
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)

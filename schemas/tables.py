@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -110,22 +109,6 @@ def Price() -> ExactDecimal:
 def Count() -> ExactDecimal:
     """A contract count (2 decimal places: fractional contracts exist)."""
     return ExactDecimal(COUNT_PRECISION, COUNT_SCALE)
-
-
-class WindowPolicy(StrEnum):
-    """How an event's time window is chosen."""
-
-    FULL_MARKET_WINDOW = "FULL_MARKET_WINDOW"
-    TRADE_WINDOW_ONLY = "TRADE_WINDOW_ONLY"
-
-
-class CheckpointStatus(StrEnum):
-    """Life of one event window. SUCCESS only once every row is in ``kalshi_candle``."""
-
-    RUNNING = "RUNNING"  # extract is fetching pages
-    EXTRACTED = "EXTRACTED"  # archive complete (manifest written), load pending
-    SUCCESS = "SUCCESS"  # loaded, in the same transaction as its rows
-    FAILED = "FAILED"  # see last_error; a rerun retries it
 
 
 kalshi_event = Table(

@@ -27,14 +27,9 @@ from schemas.archive import (
     WindowKey,
 )
 from schemas.checkpoints import ts_to_dt
+from schemas.core import WindowPolicy
 from schemas.db import make_engine
-from schemas.tables import (
-    WindowPolicy,
-    kalshi_candle,
-    kalshi_event,
-    kalshi_market,
-    kalshi_window_stats,
-)
+from schemas.tables import kalshi_candle, kalshi_event, kalshi_market, kalshi_window_stats
 from schemas.tickers import event_date_from_ticker
 from tests.kalshi_sim import SeriesSpec, SimConfig, World
 from tests.kalshi_sim.candles import maintenance_mask

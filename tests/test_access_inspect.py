@@ -19,8 +19,8 @@ from extract.run.candles import run_candles
 from load.report.cli import inspect_cmd
 from load.report.inspect import inspect_event
 from schemas.archive import PageEnvelope
+from schemas.core import WindowPolicy
 from schemas.errors import InputError
-from schemas.tables import WindowPolicy
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer
 from tests.test_access_data import EVENTS, SERIES, WORLD, archive_event, market_tickers
 

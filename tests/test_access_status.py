@@ -15,8 +15,9 @@ from load.report.cli import status_cmd
 from load.report.status import series_status
 from schemas.archive import WindowKey
 from schemas.checkpoints import save_checkpoint
+from schemas.core import CheckpointStatus, WindowPolicy
 from schemas.db import make_engine, upsert
-from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_window_stats
+from schemas.tables import kalshi_window_stats
 from tests.test_access_data import EVENTS, SERIES, seed, truth_rows, window_stats_rows
 
 LEASE_UNTIL = datetime(2025, 11, 25, 13, 0, tzinfo=UTC)

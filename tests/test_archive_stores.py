@@ -19,8 +19,8 @@ from schemas.archive import (
     WindowKey,
     open_archive,
 )
+from schemas.core import WindowPolicy
 from schemas.errors import ArchiveError, CorruptArchiveError
-from schemas.tables import WindowPolicy
 
 
 def _free_port() -> int:

@@ -38,8 +38,9 @@ from schemas.archive import (
     WindowKey,
     open_archive,
 )
+from schemas.core import WindowPolicy
 from schemas.db import make_engine
-from schemas.tables import CANDLE_PRICE_COLUMNS, WindowPolicy
+from schemas.tables import CANDLE_PRICE_COLUMNS
 from tests.databases import mariadb_database
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, run_sim_in_thread
 from tests.kalshi_sim.model import period_ends

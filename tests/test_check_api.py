@@ -21,8 +21,9 @@ from extract.check.rules import Span
 from extract.check.runner import CheckApiConfig, CheckReport, run_check_api
 from extract.cli import main
 from extract.config import ApiConfig, RateLimit
+from schemas.processes import KIND_EXTRACT
 from schemas.tables import metadata
-from schemas.workers import KIND_EXTRACT, heartbeat
+from schemas.workers import heartbeat
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, run_sim_in_thread
 
 NOW = datetime(2025, 11, 20, 15, 0, tzinfo=UTC)

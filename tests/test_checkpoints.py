@@ -19,9 +19,10 @@ from schemas.checkpoints import (
     save_checkpoint,
     set_status,
 )
+from schemas.core import CheckpointStatus, WindowPolicy
 from schemas.db import make_engine
 from schemas.dbclock import db_after, db_now
-from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_backfill_checkpoint
+from schemas.tables import kalshi_backfill_checkpoint
 
 KEY = WindowKey("KXHIGHNY", "KXHIGHNY-25NOV20", 1, WindowPolicy.FULL_MARKET_WINDOW)
 

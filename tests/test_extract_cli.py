@@ -25,8 +25,9 @@ from sqlalchemy import select
 from extract.cli import main
 from schemas.archive import LocalArchive
 from schemas.checkpoints import list_checkpoints
+from schemas.core import CheckpointStatus
 from schemas.db import make_engine
-from schemas.tables import CheckpointStatus, kalshi_event, kalshi_market
+from schemas.tables import kalshi_event, kalshi_market
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, run_sim_in_thread
 
 REPO = Path(__file__).resolve().parents[1]

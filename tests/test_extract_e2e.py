@@ -24,9 +24,10 @@ from extract.run.candles import run_candles
 from extract.run.outcome import CandlesSummary
 from schemas.archive import LocalArchive, Manifest
 from schemas.checkpoints import get_checkpoint, set_status
+from schemas.core import CheckpointStatus, WindowPolicy
 from schemas.db import make_engine
 from schemas.errors import InputError
-from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_event, kalshi_market
+from schemas.tables import kalshi_event, kalshi_market
 from tests.kalshi_sim import DEFAULT_SERIES, FAULT_KINDS, FaultConfig, SimConfig, SimServer
 
 NOW = datetime(2025, 11, 20, 15, 0, tzinfo=UTC)  # KXHIGHNY-25NOV20 is trading

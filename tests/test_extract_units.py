@@ -52,8 +52,8 @@ from extract.plan.windows import (
     plan_window,
 )
 from extract.run.progress import Snapshot, render
+from schemas.core import WindowPolicy
 from schemas.errors import ConfigError, FatalApiError, InputError, RetriesExhaustedError
-from schemas.tables import WindowPolicy
 
 NY = ZoneInfo("America/New_York")
 

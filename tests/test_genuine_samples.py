@@ -32,8 +32,9 @@ from schemas.archive import (
     PageEnvelope,
     WindowKey,
 )
+from schemas.core import WindowPolicy
 from schemas.db import make_engine
-from schemas.tables import CANDLE_COUNT_COLUMNS, CANDLE_PRICE_COLUMNS, WindowPolicy, kalshi_candle
+from schemas.tables import CANDLE_COUNT_COLUMNS, CANDLE_PRICE_COLUMNS, kalshi_candle
 
 SAMPLES = Path(__file__).resolve().parent / "kalshi_samples"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "kalshi-samples"

@@ -30,13 +30,9 @@ from load.config import LoadConfig
 from load.run.loader import load_windows
 from schemas.archive import LocalArchive, Manifest
 from schemas.checkpoints import get_checkpoint, list_checkpoints
+from schemas.core import CheckpointStatus
 from schemas.db import make_engine
-from schemas.tables import (
-    CANDLE_COUNT_COLUMNS,
-    CANDLE_PRICE_COLUMNS,
-    CheckpointStatus,
-    kalshi_market,
-)
+from schemas.tables import CANDLE_COUNT_COLUMNS, CANDLE_PRICE_COLUMNS, kalshi_market
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, World, run_sim_in_thread
 from tests.test_load_support import Truth, stored, truth_row
 

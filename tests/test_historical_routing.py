@@ -32,7 +32,7 @@ from extract.plan.tiers import (
 )
 from extract.plan.windows import EventTimes, MarketTimes, Window, plan_window
 from schemas.archive import WindowKey
-from schemas.tables import WindowPolicy
+from schemas.core import WindowPolicy
 
 CUT = 1_000_000
 

@@ -50,14 +50,12 @@ from schemas.checkpoints import (
     get_checkpoint,
     renew_window,
 )
+from schemas.core import CheckpointStatus
 from schemas.db import make_engine
 from schemas.dbclock import db_after
-from schemas.tables import (
-    CheckpointStatus,
-    kalshi_backfill_checkpoint,
-    kalshi_worker,
-)
-from schemas.workers import KIND_EXTRACT, KIND_LOAD, heartbeat, list_workers
+from schemas.processes import KIND_EXTRACT, KIND_LOAD
+from schemas.tables import kalshi_backfill_checkpoint, kalshi_worker
+from schemas.workers import heartbeat, list_workers
 from tests.kalshi_sim import FaultConfig, SimServer, run_sim_in_thread
 from tests.test_checkpoints import expire_lease
 from tests.test_scale_leases import KEY, SIM, extract_config

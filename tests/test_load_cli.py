@@ -25,9 +25,11 @@ from load.cli import cli
 from load.config import LoadConfig
 from load.run.loader import load_windows
 from schemas.checkpoints import list_checkpoints
+from schemas.core import CheckpointStatus
 from schemas.db import make_engine
-from schemas.tables import CheckpointStatus, kalshi_candle
-from schemas.workers import KIND_EXTRACT, heartbeat, unregister
+from schemas.processes import KIND_EXTRACT
+from schemas.tables import kalshi_candle
+from schemas.workers import heartbeat, unregister
 from tests.databases import MYSQL_SERVER_URL, drop_database, new_database
 from tests.kalshi_sim import World
 from tests.test_load_support import (

@@ -26,13 +26,9 @@ from load.errors import LoadFailedError
 from load.run.loader import load_windows
 from schemas.archive import QUARANTINE_DIR, LocalArchive
 from schemas.checkpoints import get_checkpoint, list_checkpoints
+from schemas.core import CheckpointStatus
 from schemas.db import make_engine, upsert
-from schemas.tables import (
-    CheckpointStatus,
-    kalshi_backfill_checkpoint,
-    kalshi_candle,
-    kalshi_window_stats,
-)
+from schemas.tables import kalshi_backfill_checkpoint, kalshi_candle, kalshi_window_stats
 from tests.databases import MYSQL_SERVER_URL
 from tests.kalshi_sim import World
 from tests.kalshi_sim.candles import maintenance_mask as sim_maintenance_mask

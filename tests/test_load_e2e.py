@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from schemas.checkpoints import list_checkpoints
+from schemas.core import CheckpointStatus
 from schemas.db import make_engine
-from schemas.tables import CheckpointStatus
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, run_sim_in_thread
 from tests.test_load_cli import REPO, _env
 from tests.test_load_support import ground_truth, stored

@@ -19,8 +19,8 @@ from sqlalchemy import Engine
 from load.cli import cli
 from schemas.archive import WindowKey
 from schemas.checkpoints import get_checkpoint, save_checkpoint
+from schemas.core import CheckpointStatus, WindowPolicy
 from schemas.db import make_engine
-from schemas.tables import CheckpointStatus, WindowPolicy
 from tests.kalshi_sim import World
 from tests.test_load_support import (
     build_window,

@@ -18,8 +18,8 @@ from load.config import LoadConfig
 from load.run.follow import START_GRACE_S, FollowState
 from load.run.outcome import LoadSummary
 from schemas.checkpoints import list_checkpoints
+from schemas.core import CheckpointStatus
 from schemas.db import make_engine
-from schemas.tables import CheckpointStatus
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, run_sim_in_thread
 from tests.test_load_cli import REPO, _env
 from tests.test_load_support import ground_truth, stored

@@ -23,8 +23,9 @@ from load.config import LoadConfig
 from load.run.loader import load_windows
 from load.run.writer import _mysql_updates
 from schemas.archive import LocalArchive
+from schemas.core import WindowPolicy
 from schemas.db import make_engine
-from schemas.tables import CANDLE_COLUMNS, CANDLE_KEY_COLUMNS, WindowPolicy
+from schemas.tables import CANDLE_COLUMNS, CANDLE_KEY_COLUMNS
 from tests.kalshi_sim import World
 from tests.test_load_support import (
     T0,

@@ -18,8 +18,9 @@ from schemas.archive import (
     PageEnvelope,
     WindowKey,
 )
+from schemas.core import WindowPolicy
 from schemas.errors import CorruptArchiveError
-from schemas.tables import CANDLE_COLUMNS, WindowPolicy
+from schemas.tables import CANDLE_COLUMNS
 from tests.kalshi_sim import World
 from tests.test_load_support import closed_events, sim_config, truth_row
 

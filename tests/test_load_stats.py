@@ -12,7 +12,8 @@ import polars as pl
 from load.normalize.pages import CANDLE_SCHEMA, empty_candles
 from load.normalize.stats import compute_stats
 from schemas.archive import ManifestMarket
-from schemas.tables import CANDLE_PRICE_COLUMNS, WindowPolicy
+from schemas.core import WindowPolicy
+from schemas.tables import CANDLE_PRICE_COLUMNS
 from tests.kalshi_sim.candles import maintenance_mask
 
 NY = ZoneInfo("America/New_York")

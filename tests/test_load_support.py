@@ -26,12 +26,8 @@ from schemas.archive import (
     PageEnvelope,
     WindowKey,
 )
-from schemas.tables import (
-    CANDLE_COUNT_COLUMNS,
-    CANDLE_PRICE_COLUMNS,
-    WindowPolicy,
-    kalshi_candle,
-)
+from schemas.core import WindowPolicy
+from schemas.tables import CANDLE_COUNT_COLUMNS, CANDLE_PRICE_COLUMNS, kalshi_candle
 from tests.kalshi_sim import SimConfig, World
 
 NOW = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)

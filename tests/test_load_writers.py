@@ -20,14 +20,10 @@ from sqlalchemy import Engine, create_engine, delete, event, func, select, text
 from load.config import LoadConfig
 from load.errors import LoadFailedError
 from load.run.loader import load_windows
+from schemas.core import CheckpointStatus
 from schemas.crashpoints import LOAD_AFTER_MERGE, LOAD_BEFORE_COMMIT
 from schemas.db import make_engine
-from schemas.tables import (
-    CheckpointStatus,
-    kalshi_backfill_checkpoint,
-    kalshi_candle,
-    kalshi_window_stats,
-)
+from schemas.tables import kalshi_backfill_checkpoint, kalshi_candle, kalshi_window_stats
 from tests.databases import MYSQL_SERVER_URL
 from tests.kalshi_sim import World
 from tests.test_load_support import (

@@ -35,8 +35,8 @@ from extract.routes.event import EventRoute
 from extract.routes.historical import HistoricalRoute
 from schemas.api import contract_problem
 from schemas.archive import ManifestMarket, WindowKey
+from schemas.core import WindowPolicy
 from schemas.errors import InputError
-from schemas.tables import WindowPolicy
 
 SAMPLES = Path(__file__).resolve().parent / "kalshi_samples"
 if not SAMPLES.is_dir():

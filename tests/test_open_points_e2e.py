@@ -30,8 +30,8 @@ from load.config import LoadConfig
 from load.run.loader import load_windows
 from schemas.archive import LocalArchive, Manifest
 from schemas.checkpoints import list_checkpoints
+from schemas.core import CheckpointStatus
 from schemas.db import make_engine
-from schemas.tables import CheckpointStatus
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, World, run_sim_in_thread
 from tests.test_load_support import Truth, full_rows, stored, truth_row
 

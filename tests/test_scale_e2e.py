@@ -36,9 +36,11 @@ from load.config import LoadConfig
 from load.run.loader import load_windows
 from schemas.archive import ArchiveStore, WindowKey, open_archive
 from schemas.checkpoints import get_checkpoint, list_checkpoints
+from schemas.core import CheckpointStatus, WindowPolicy
 from schemas.db import make_engine
-from schemas.tables import CheckpointStatus, WindowPolicy, kalshi_candle, kalshi_window_stats
-from schemas.workers import KIND_EXTRACT, count_live, list_workers
+from schemas.processes import KIND_EXTRACT
+from schemas.tables import kalshi_candle, kalshi_window_stats
+from schemas.workers import count_live, list_workers
 from tests.databases import MYSQL_SERVER_URL, drop_database, new_database
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, run_sim_in_thread
 

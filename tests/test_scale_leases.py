@@ -38,24 +38,12 @@ from schemas.checkpoints import (
     release_window,
     take_over_window,
 )
+from schemas.core import CheckpointStatus, WindowPolicy
 from schemas.db import make_engine
 from schemas.dbclock import db_after, db_now
-from schemas.tables import (
-    CheckpointStatus,
-    WindowPolicy,
-    kalshi_backfill_checkpoint,
-    kalshi_candle,
-    kalshi_worker,
-)
-from schemas.workers import (
-    KIND_EXTRACT,
-    KIND_LOAD,
-    count_live,
-    heartbeat,
-    list_workers,
-    prune_workers,
-    unregister,
-)
+from schemas.processes import KIND_EXTRACT, KIND_LOAD
+from schemas.tables import kalshi_backfill_checkpoint, kalshi_candle, kalshi_worker
+from schemas.workers import count_live, heartbeat, list_workers, prune_workers, unregister
 from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer
 from tests.test_checkpoints import expire_lease
 

@@ -14,7 +14,7 @@ from extract.run.workers import budget_share, heartbeat_interval
 from load.cli import cli as load_cli
 from load.config import LoadConfig
 from schemas.errors import InputError
-from schemas.workers import default_worker_id, local_process_gone
+from schemas.processes import default_worker_id, local_process_gone
 
 
 class FakeClock:

@@ -18,9 +18,11 @@ from schemas.archive import (
     PageEnvelope,
     WindowKey,
 )
-from schemas.db import make_engine, redact_url
+from schemas.core import WindowPolicy
+from schemas.db import make_engine
 from schemas.errors import ArchiveError, CorruptArchiveError, InputError
-from schemas.tables import WindowPolicy, kalshi_candle
+from schemas.secrets import redact_url
+from schemas.tables import kalshi_candle
 from schemas.tickers import event_date_from_ticker, validate_event_ticker, validate_market_ticker
 
 

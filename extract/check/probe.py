@@ -21,8 +21,9 @@ from extract.api.client import ApiResponse, KalshiClient
 from extract.api.retry import RetryPolicy
 from schemas.archive import ArchiveStore, body_fields, parse_utc_iso, utc_iso
 from schemas.errors import ApiError
+from schemas.processes import KIND_EXTRACT
 from schemas.tickers import event_date_from_ticker
-from schemas.workers import KIND_EXTRACT, count_live
+from schemas.workers import count_live
 
 CHECK_DIR = "_check"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from schemas.archive import ManifestMarket
-from schemas.tables import WindowPolicy
+from schemas.core import WindowPolicy
 
 
 class SkipReason(StrEnum):

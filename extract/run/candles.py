@@ -66,13 +66,13 @@ from schemas.archive import (
     WindowKey,
     open_archive,
 )
+from schemas.core import CheckpointStatus
 from schemas.db import make_engine
 from schemas.errors import (
     ApiError,
     ArchiveError,
     KalshiBackfillError,
 )
-from schemas.tables import CheckpointStatus
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from extract.run.progress import Progress, Snapshot
 from extract.run.workers import Coordinator
 from schemas.archive import ArchiveStore, WindowKey
 from schemas.checkpoints import Checkpoint
+from schemas.core import CheckpointStatus
 from schemas.errors import CorruptArchiveError
-from schemas.tables import CheckpointStatus
 
 log = logging.getLogger(__name__)
 

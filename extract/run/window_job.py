@@ -37,6 +37,7 @@ from extract.run.context import RunContext
 from extract.run.window_pages import WindowPages
 from schemas.archive import KIND_HISTORICAL_MARKET_CANDLES, Manifest, WindowKey
 from schemas.checkpoints import Checkpoint
+from schemas.core import CheckpointStatus
 from schemas.crashpoints import (
     EXTRACT_AFTER_EXTRACTED,
     EXTRACT_AFTER_RUNNING,
@@ -47,7 +48,6 @@ from schemas.crashpoints import (
     crashpoint,
 )
 from schemas.errors import FatalApiError
-from schemas.tables import CheckpointStatus
 
 log = logging.getLogger(__name__)
 

@@ -56,17 +56,11 @@ from schemas.checkpoints import (
     take_over_window,
     window_columns,
 )
+from schemas.core import CheckpointStatus
 from schemas.db import run_transaction, translate_db_error
 from schemas.errors import DatabaseError
-from schemas.tables import CheckpointStatus
-from schemas.workers import (
-    KIND_EXTRACT,
-    count_live,
-    heartbeat,
-    local_process_gone,
-    prune_workers,
-    unregister,
-)
+from schemas.processes import KIND_EXTRACT, local_process_gone
+from schemas.workers import count_live, heartbeat, prune_workers, unregister
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -12,17 +12,13 @@ commands that look at how the backfill went.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import polars as pl
-from sqlalchemy import Engine
 
-from load.access.export import export_series, write_parquet_atomic
-from load.access.query import asof_snapshots, parse_time, query_candles
 from schemas.cli import (
     F,
     KalshiCommand,
@@ -31,22 +27,16 @@ from schemas.cli import (
     event_option,
     period_option,
     series_option,
-    to_json,
 )
-from schemas.db import make_engine
 from schemas.errors import InputError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 FRAME_FORMATS = ("table", "csv", "json", "parquet")
 
 
 # --- helpers every read-only command uses (load/report/cli.py too) ------------------------
-
-
-def frame_to_json(frame: pl.DataFrame) -> str:
-    """A JSON array of row objects; Decimal columns as strings so no digit is lost."""
-    decimals = [n for n, t in frame.schema.items() if isinstance(t, pl.Decimal)]
-    rows = frame.with_columns(pl.col(decimals).cast(pl.String)).to_dicts()
-    return to_json(rows)
 
 
 def emit_text(text: str, out: str | None) -> None:
@@ -59,27 +49,12 @@ def emit_text(text: str, out: str | None) -> None:
 
 def emit_frame(frame: pl.DataFrame, fmt: str, out: str | None) -> None:
     """Print or write ``frame``: table/csv/json to stdout (or --out), parquet to --out."""
+    from load.access.output import frame_text, write_parquet
+
     if fmt == "parquet":
-        if not out:
-            raise InputError("--format parquet needs --out FILE")
-        write_parquet_atomic(frame, Path(out))
-        click.echo(f"wrote {frame.height} rows to {out}", err=True)
-        return
-    if fmt == "csv":
-        text = frame.write_csv()
-    elif fmt == "json":
-        text = frame_to_json(frame) + "\n"
+        write_parquet(frame, out)
     else:
-        with pl.Config(
-            tbl_rows=-1,
-            tbl_cols=-1,
-            tbl_width_chars=10_000,
-            fmt_str_lengths=200,
-            tbl_hide_dataframe_shape=True,
-            tbl_hide_column_data_types=True,
-        ):
-            text = f"{frame}\n({frame.height} rows)\n"
-    emit_text(text, out)
+        emit_text(frame_text(frame, fmt), out)
 
 
 def format_options(choices: tuple[str, ...], default: str = "table") -> Callable[[F], F]:
@@ -107,17 +82,6 @@ def parse_date(value: str | None, what: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError as e:
         raise InputError(f"{what} {value!r} is not a date (YYYY-MM-DD)") from e
-
-
-@contextmanager
-def read_only_engine(db_url: str) -> Iterator[Engine]:
-    """Every access and report command only reads: a database without our tables is refused
-    (exit 2)."""
-    engine = make_engine(db_url, schema="read")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def event_dates_options(required: bool) -> Callable[[F], F]:
@@ -161,6 +125,9 @@ def query_cmd(
     db_url: str,
 ) -> None:
     """Candles of one market whose period ends in [--from, --to]."""
+    from load.access.output import read_only_engine
+    from load.access.query import parse_time, query_candles
+
     lo, hi = parse_time(start, "--from"), parse_time(end, "--to", whole_day=True)
     with read_only_engine(db_url) as engine:
         frame = query_candles(engine, market, lo, hi, period)
@@ -192,6 +159,9 @@ def asof_cmd(
 ) -> None:
     """Yes bid/ask of every market of an event at each --at (close of the last candle ending
     at or before it: no look-ahead)."""
+    from load.access.output import read_only_engine
+    from load.access.query import asof_snapshots, parse_time
+
     times = [parse_time(t, "--at") for t in at]
     with read_only_engine(db_url) as engine:
         frame = asof_snapshots(
@@ -216,6 +186,9 @@ def export_cmd(
     db_url: str,
 ) -> None:
     """Parquet files partitioned by series and event date, one day at a time."""
+    from load.access.export import export_series
+    from load.access.output import read_only_engine
+
     lo, hi = parse_date(date_from, "--from"), parse_date(date_to, "--to")
     assert lo is not None and hi is not None
     with read_only_engine(db_url) as engine:

@@ -37,7 +37,7 @@ from schemas.archive import (
     WindowKey,
     parse_utc_iso,
 )
-from schemas.cli import PERIODS
+from schemas.core import PERIODS
 from schemas.errors import InputError
 from schemas.tables import (
     CANDLE_COLUMNS,

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import polars as pl
 
 from schemas.archive import Manifest, ManifestMarket
-from schemas.tables import WindowPolicy
+from schemas.core import WindowPolicy
 
 MAINTENANCE_TZ = "America/New_York"
 MAINTENANCE_WEEKDAY = 4  # Polars: Monday = 1, so Thursday = 4

@@ -11,6 +11,7 @@ when the archive and the database differ.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,13 +20,7 @@ from load.access.cli import (
     event_dates_options,
     format_options,
     parse_date,
-    read_only_engine,
 )
-from load.report.coverage import build_coverage, render_coverage, require_plot_extra
-from load.report.inspect import WindowPages, inspect_event
-from load.report.status import SeriesStatus, series_status, workers
-from load.report.verify import VerifyReport, verify_event
-from schemas.archive import open_archive
 from schemas.cli import (
     KalshiCommand,
     archive_option,
@@ -36,7 +31,13 @@ from schemas.cli import (
     series_option,
     to_json,
 )
-from schemas.workers import WorkerRow
+
+if TYPE_CHECKING:
+    from load.report.inspect import WindowPages
+    from load.report.status import SeriesStatus
+    from load.report.verify import VerifyReport
+    from schemas.workers import WorkerRow
+
 
 # --- status / inspect / verify ------------------------------------------------------------
 
@@ -98,6 +99,9 @@ def format_workers(rows: list[WorkerRow], now: datetime) -> str:
 @command_body
 def status_cmd(series: str | None, fmt: str, out: str | None, db_url: str) -> None:
     """Per series: windows by status, rows stored, missing minutes, failures, leases."""
+    from load.access.output import read_only_engine
+    from load.report.status import series_status, workers
+
     with read_only_engine(db_url) as engine:
         statuses = series_status(engine, series)
         procs = workers(engine)
@@ -154,6 +158,9 @@ def inspect_cmd(
     archive_dir: str,
 ) -> None:
     """The archived raw pages of an event: request, status, time, candles per market."""
+    from load.report.inspect import inspect_event
+    from schemas.archive import open_archive
+
     windows = inspect_event(open_archive(archive_dir), event, start_ts, with_body)
     text = (
         to_json([w.to_json() for w in windows]) + "\n" if fmt == "json" else format_inspect(windows)
@@ -199,6 +206,10 @@ def verify_cmd(
     archive_dir: str,
 ) -> int:
     """Compare an event's archive with the database; exit 1 on any difference."""
+    from load.access.output import read_only_engine
+    from load.report.verify import verify_event
+    from schemas.archive import open_archive
+
     with read_only_engine(db_url) as engine:
         report = verify_event(engine, open_archive(archive_dir), event)
     text = to_json(report.to_json()) + "\n" if fmt == "json" else format_verify(report)
@@ -225,6 +236,9 @@ def coverage_cmd(
     db_url: str,
 ) -> None:
     """A PNG of completeness: one row an event, holes and maintenance pauses coloured."""
+    from load.access.output import read_only_engine
+    from load.report.coverage import build_coverage, render_coverage, require_plot_extra
+
     lo, hi = parse_date(date_from, "--from"), parse_date(date_to, "--to")
     require_plot_extra()
     with read_only_engine(db_url) as engine:

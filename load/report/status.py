@@ -19,8 +19,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from load.report.common import fields_json, series_of
 from schemas.checkpoints import list_checkpoints
+from schemas.core import CheckpointStatus
 from schemas.db import translate_db_error
-from schemas.tables import CheckpointStatus, kalshi_candle, kalshi_window_stats
+from schemas.tables import kalshi_candle, kalshi_window_stats
 from schemas.tickers import validate_series_ticker
 from schemas.workers import WorkerRow, list_workers
 

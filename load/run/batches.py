@@ -28,6 +28,7 @@ from load.run.outcome import LoadSummary, PreparedWindow, WindowFailure
 from load.run.writer import write_candles
 from schemas.archive import Manifest, WindowKey
 from schemas.checkpoints import save_checkpoint
+from schemas.core import CheckpointStatus
 from schemas.crashpoints import (
     LOAD_AFTER_COMMIT,
     LOAD_BEFORE_COMMIT,
@@ -36,7 +37,7 @@ from schemas.crashpoints import (
 )
 from schemas.db import translate_db_error, upsert
 from schemas.errors import DatabaseError
-from schemas.tables import CheckpointStatus, kalshi_window_stats
+from schemas.tables import kalshi_window_stats
 
 log = logging.getLogger("load.run.loader")  # the stage's one logger name, as before the split
 

@@ -35,7 +35,8 @@ from load.errors import NoWindowsError
 from load.run.outcome import LoadSummary
 from schemas.archive import LocalArchive, open_archive
 from schemas.db import make_engine, translate_db_error
-from schemas.workers import KIND_EXTRACT, count_live
+from schemas.processes import KIND_EXTRACT
+from schemas.workers import count_live
 
 log = logging.getLogger(__name__)
 

@@ -43,10 +43,11 @@ from schemas.checkpoints import (
     take_over_window,
     window_columns,
 )
+from schemas.core import CheckpointStatus
 from schemas.db import run_transaction, translate_db_error
 from schemas.errors import DatabaseError
-from schemas.tables import CheckpointStatus
-from schemas.workers import KIND_LOAD, heartbeat, local_process_gone, unregister
+from schemas.processes import KIND_LOAD, local_process_gone
+from schemas.workers import heartbeat, unregister
 
 log = logging.getLogger(__name__)
 

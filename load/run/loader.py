@@ -64,10 +64,11 @@ from schemas.checkpoints import (
     list_checkpoints,
     ts_to_dt,
 )
+from schemas.core import CheckpointStatus, WindowPolicy
 from schemas.db import make_engine, translate_db_error
 from schemas.errors import ArchiveError, ConfigError, CorruptArchiveError, InputError
-from schemas.tables import CheckpointStatus, WindowPolicy
-from schemas.workers import KIND_EXTRACT, count_live, pid_alive
+from schemas.processes import KIND_EXTRACT, pid_alive
+from schemas.workers import count_live
 
 log = logging.getLogger(__name__)
 _POLICY_BY_SLUG = {"full": WindowPolicy.FULL_MARKET_WINDOW, "trade": WindowPolicy.TRADE_WINDOW_ONLY}

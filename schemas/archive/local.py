@@ -7,7 +7,7 @@ from pathlib import Path, PurePosixPath
 
 from schemas.archive.store import _TEMP_PID, TEMP_MARKER, ArchiveStore, atomic_path
 from schemas.errors import ArchiveError
-from schemas.workers import pid_alive
+from schemas.processes import pid_alive
 
 
 class LocalArchive(ArchiveStore):

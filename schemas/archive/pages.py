@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
+from schemas.core import WindowPolicy
 from schemas.errors import CorruptArchiveError
-from schemas.tables import WindowPolicy
 from schemas.tickers import validate_event_ticker, validate_market_ticker, validate_series_ticker
 
 ARCHIVE_VERSION = 1

@@ -1,22 +1,32 @@
 """``kalshi-load db upgrade`` / ``db current``, and the ``init-db`` both tools share.
 
-The schema is one thing for both stages, so its commands live beside the revisions;
-each tool's ``cli.py`` only attaches them.
+The schema is one thing for both stages, so its commands live in ``schemas``; each tool's
+``cli.py`` only attaches them. Outside :mod:`schemas.migrations` (whose package imports
+SQLAlchemy), and SQLAlchemy and the revisions imported in the commands' bodies, so
+attaching them costs a tool's start-up nothing.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.cli import KalshiCommand, KalshiSubgroup, command_body, db_option
-from schemas.db import make_engine, redact_url, sqlite_file, translate_db_error
 from schemas.errors import SchemaError
-from schemas.migrations import SchemaState, read_state, upgrade
+from schemas.secrets import redact_url
+
+if TYPE_CHECKING:
+    from schemas.migrations import SchemaState
 
 
 def upgrade_database(db_url: str) -> tuple[SchemaState, SchemaState]:
     """Bring ``db_url`` to head (see :func:`schemas.migrations.upgrade`)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from schemas.db import make_engine, translate_db_error
+    from schemas.migrations import upgrade
+
     engine = make_engine(db_url, schema="none")
     try:
         return upgrade(engine)
@@ -66,6 +76,9 @@ def db_upgrade(db_url: str) -> None:
 @command_body
 def db_current(db_url: str) -> None:
     """Print the database's schema revision and whether it is this version's head."""
+    from schemas.db import make_engine, sqlite_file
+    from schemas.migrations import read_state
+
     path = sqlite_file(db_url)
     if path is not None and not path.exists():  # looking must not create the file
         raise SchemaError(f"{redact_url(db_url)}: no such database file: check --db")
