@@ -33,6 +33,7 @@ from tests.bench.loadbench import bench_load
 from tests.bench.memory import bench_memory
 from tests.bench.report import Results, machine_info, to_json, versions, write
 from tests.bench.requests import bench_requests
+from tests.bench.startup import bench_startup
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +103,7 @@ def run(config: BenchConfig, *, keep_db: bool = False) -> str:
             bench_follow(config, config.db_url, results, say)
             bench_memory(config, config.db_url, results, say)
             bench_requests(config.sizes.requests_days, results, say)
+            bench_startup(archive, config.db_url, results, say)
         except (BenchError, KalshiBackfillError) as e:
             # Keep what was measured (a shared MariaDB may be restarted under us), but
             # never over the last complete results.

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from schemas.db import redact_url
+from schemas.secrets import redact_url
 from tests.bench.config import BenchConfig, BenchError
 
 

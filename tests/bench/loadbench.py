@@ -43,11 +43,11 @@ from load.config import LoadConfig
 from load.normalize.pages import RawPage, normalize_json
 from load.run.loader import load_windows
 from schemas.archive import open_archive
+from schemas.core import CheckpointStatus
 from schemas.db import make_engine
 from schemas.tables import (
     CANDLE_COLUMNS,
     CANDLE_KEY_COLUMNS,
-    CheckpointStatus,
     kalshi_backfill_checkpoint,
     kalshi_candle,
 )

@@ -67,6 +67,14 @@ REQUIRED_METRICS: tuple[str, ...] = (
         )
     ),
     "requests.packing_saving",
+    "startup.extract_version_s",
+    "startup.load_version_s",
+    "startup.extract_help_s",
+    "startup.load_help_s",
+    "startup.load_run_empty_s",
+    "startup.small_load_s",
+    "startup.version_share_of_small_load",
+    "startup.empty_run_share_of_small_load",
 )
 
 
@@ -125,6 +133,8 @@ TARGETS: tuple[Target, ...] = (
     Target("follow.ratio", "<=", 1.10, "loading beside extract costs no wall time"),
     Target("requests.no.vs_floor", "<=", 1.05, "requests at the floor (batch: historical no)"),
     Target("requests.yes.vs_floor", "<=", 1.05, "requests at the floor (batch: historical yes)"),
+    Target("startup.extract_version_s", "<=", 0.25, "a command starts at once"),
+    Target("startup.load_version_s", "<=", 0.25, "a command starts at once"),
 )
 
 
