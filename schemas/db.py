@@ -7,20 +7,25 @@ wrong password or an unreachable server gives one clear line and never leaks sec
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pymysql
+from pymysql.connections import MySQLResult
+from pymysql.protocol import LoadLocalPacketWrapper
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from schemas.errors import ConfigError, DatabaseError, SchemaError
+from schemas.errors import ConfigError, DatabaseError, LocalFileRequestError, SchemaError
 from schemas.migrations import SchemaAccess, check_schema
 from schemas.secrets import redact_url
 
@@ -65,10 +70,12 @@ def make_engine(url: str, *, schema: SchemaAccess = "write", local_infile: bool 
     SQLite file, so a mistyped ``--db`` is one clear line; ``"none"`` skips the check.
     Both refuse a database at an older revision: ``kalshi-load db upgrade`` migrates it.
 
-    ``local_infile`` lets MySQL connections send files for ``LOAD DATA LOCAL INFILE``.
-    Only the loader asks for it: with it on, the *server* names the file the client
-    sends, so a rogue or compromised server could read any file the process can (the
-    extractor's private key, say). Every other connection leaves it off.
+    ``local_infile`` lets MySQL connections send files for ``LOAD DATA LOCAL INFILE``,
+    and only the file the connection has just offered (:func:`offer_local_file`): the
+    *server* names the file the client sends, so without that rule a rogue server, or
+    anyone between us and a server reached without TLS, could read any file the process
+    can (the Kalshi private key, cloud credentials). Only the loader's staging
+    connections ask for it (:func:`make_stage_engine`); every other one leaves it off.
 
     Raises ConfigError for a URL we cannot use and DatabaseError when the server cannot
     be reached or refuses the login; neither message contains the password.
@@ -105,6 +112,8 @@ def make_engine(url: str, *, schema: SchemaAccess = "write", local_infile: bool 
         raise ConfigError(f"cannot use database URL {redact_url(url)}: {e}") from e
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif local_infile and connect_args.get("local_infile"):
+        event.listen(engine, "do_connect", _offering_connect)
     try:
         with engine.begin() as conn:
             conn.execute(text("SELECT 1"))
@@ -119,6 +128,94 @@ def make_engine(url: str, *, schema: SchemaAccess = "write", local_infile: bool 
             f"{redact_text(str(e.orig if hasattr(e, 'orig') and e.orig else e), password)}"
         ) from None
     return engine
+
+
+def make_stage_engine(url: str) -> Engine | None:
+    """The loader's staging engine: LOAD DATA LOCAL allowed (for offered files only).
+
+    None for SQLite, which stages without files. Its connections do nothing but write
+    batches; leases, reads and failure records go through an engine without
+    ``local_infile``. The schema was checked by the caller's own engine.
+    """
+    if make_url(url).get_backend_name() not in ("mysql", "mariadb"):
+        return None
+    return make_engine(url, schema="none", local_infile=True)
+
+
+# --- LOAD DATA LOCAL: the server may read only the file the loader offered ---------------
+
+
+class _OfferingConnection(pymysql.connections.Connection):  # type: ignore[misc]
+    """A PyMySQL connection that answers a LOCAL INFILE request only for the file it
+    offered for the statement it is running.
+
+    PyMySQL opens whatever path the server's request names
+    (``MySQLResult._read_load_local_packet``). This connection holds one offered path,
+    set by :func:`offer_local_file` around the LOAD DATA statement and spent by the
+    first request: a request for any other path (or with no offer) is refused before
+    any file is opened. The reply is then the empty packet that ends a transfer, so no
+    byte of any file leaves and the connection stays in step with the server; the
+    statement fails with :class:`LocalFileRequestError`, which is not a driver error, so
+    no retry or INSERT fallback runs behind it.
+    """
+
+    offered: bytes | None = None
+
+    def _read_query_result(self, unbuffered: bool = False) -> int:
+        # PyMySQL's own method (1.1), with the guarded result class in place of MySQLResult.
+        self._result = None
+        result = _GuardedResult(self)
+        if unbuffered:
+            result.init_unbuffered_query()
+        else:
+            result.read()
+        self._result = result
+        if result.server_status is not None:
+            self.server_status = result.server_status
+        return int(result.affected_rows)
+
+
+class _GuardedResult(MySQLResult):  # type: ignore[misc]
+    def _read_load_local_packet(self, first_packet: Any) -> None:
+        conn: _OfferingConnection = self.connection
+        offered, conn.offered = conn.offered, None
+        requested = LoadLocalPacketWrapper(first_packet).filename
+        if offered is not None and requested == offered:
+            super()._read_load_local_packet(first_packet)
+            return
+        conn.write_packet(b"")  # the end of an empty transfer: nothing of any file
+        with suppress(pymysql.err.MySQLError):
+            conn._read_packet()  # the server's answer to the empty transfer
+        shown = requested.decode("utf-8", "replace")
+        raise LocalFileRequestError(
+            f"the database server asked for the local file {shown!r}, which the loader "
+            "did not offer: refused, nothing was sent (a server that asks for other "
+            "files is not to be trusted; reach remote databases over TLS)"
+        )
+
+
+def _offering_connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """``do_connect`` hook of a ``local_infile`` engine: its connections guard LOCAL."""
+    return _OfferingConnection(*cargs, **cparams)
+
+
+@contextmanager
+def offer_local_file(conn: Any, path: Path) -> Iterator[None]:
+    """Let ``conn`` send ``path`` to one LOCAL INFILE request of the statement run inside.
+
+    ``conn`` is a SQLAlchemy Connection or a pool's raw connection. On a connection
+    without ``local_infile`` this does nothing (the server refuses LOCAL itself).
+    """
+    inner = getattr(conn, "connection", conn)
+    dbapi = getattr(inner, "dbapi_connection", inner)
+    guarded = dbapi if isinstance(dbapi, _OfferingConnection) else None
+    if guarded is not None:
+        guarded.offered = os.fsencode(path)
+    try:
+        yield
+    finally:
+        if guarded is not None:
+            guarded.offered = None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

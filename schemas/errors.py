@@ -73,3 +73,8 @@ class CorruptArchiveError(ArchiveError):
 
 class DatabaseError(KalshiBackfillError):
     """The database is unreachable, refused our credentials, or rejected a statement."""
+
+
+class LocalFileRequestError(DatabaseError):
+    """The database server asked for a local file this connection did not offer (LOAD
+    DATA LOCAL): refused with nothing sent; a server that does this is not to be trusted."""

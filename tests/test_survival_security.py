@@ -33,8 +33,8 @@ from extract.events.sync import sync_events as events_sync
 from load.config import LoadConfig
 from load.run.loader import WORK_DIR_PREFIX, load_windows
 from load.run.writer import LOCAL_INFILE_REFUSED
-from schemas.db import make_engine
-from schemas.errors import ApiError
+from schemas.db import make_engine, make_stage_engine, offer_local_file
+from schemas.errors import ApiError, LocalFileRequestError
 from tests.kalshi_sim import SimServer, run_sim_in_thread
 from tests.test_survival_support import REPO, SERIES, SIM, extract_cmd, stage_env, sync_events
 
@@ -264,18 +264,22 @@ def test_only_the_loaders_connections_may_send_local_files(
     mariadb_url: str, tmp_path: Path
 ) -> None:
     """With LOCAL INFILE allowed, the SERVER names the file the client sends: a rogue
-    server could ask the extractor for its private key. Only the loader's engine allows it."""
+    server could ask the extractor for its private key. Only the loader's staging engine
+    allows it, and only for the file it offered (tests/test_local_infile_guard.py)."""
     secret = tmp_path / "private-key.pem"
     secret.write_text("not for the server\n")
     statement = "LOAD DATA LOCAL INFILE %s INTO TABLE infile_probe (line)"
-    default, loader = make_engine(mariadb_url), make_engine(mariadb_url, local_infile=True)
+    default, loader = make_engine(mariadb_url), make_stage_engine(mariadb_url)
+    assert loader is not None
     try:
         with default.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE infile_probe (line TEXT)")
         with pytest.raises(DBAPIError) as refused, default.begin() as conn:
             conn.exec_driver_sql(statement, (str(secret),))
         assert refused.value.orig.args[0] in LOCAL_INFILE_REFUSED
-        with loader.begin() as conn:
+        with pytest.raises(LocalFileRequestError), loader.begin() as conn:
+            conn.exec_driver_sql(statement, (str(secret),))  # not offered
+        with loader.begin() as conn, offer_local_file(conn, secret):
             conn.exec_driver_sql(statement, (str(secret),))
             assert conn.exec_driver_sql("SELECT line FROM infile_probe").scalar_one() == (
                 "not for the server"

@@ -90,7 +90,7 @@ def follow_windows(
     """
     once = replace(config, follow=False)
     own_engine = engine is None
-    eng = make_engine(config.db_url, local_infile=True) if engine is None else engine
+    eng = make_engine(config.db_url) if engine is None else engine
     total = LoadSummary()
     now = clock()
     state = FollowState(started=now, last_loaded=now)

@@ -65,7 +65,7 @@ from schemas.checkpoints import (
     ts_to_dt,
 )
 from schemas.core import CheckpointStatus, WindowPolicy
-from schemas.db import make_engine, translate_db_error
+from schemas.db import make_engine, make_stage_engine, translate_db_error
 from schemas.errors import ArchiveError, ConfigError, CorruptArchiveError, InputError
 from schemas.processes import KIND_EXTRACT, pid_alive
 from schemas.workers import count_live
@@ -86,16 +86,29 @@ def load_windows(
     any window failed, NoWindowsError when the archive holds no complete window of what
     was asked, and DatabaseError when the database cannot be used at all.
     """
-    if config.follow:
-        from load.run.follow import follow_windows  # it runs the passes below
+    # Two engines: staging connections may answer LOAD DATA LOCAL (the file each
+    # offered, no other); leases, reads and failure records go through one that may not.
+    # An engine the caller gives serves both (tests hook their own engine).
+    own_engine = engine is None
+    eng = make_engine(config.db_url) if engine is None else engine
+    files = config.staging_method == "load_data"
+    stage = make_stage_engine(config.db_url) if own_engine and files else None
+    try:
+        if config.follow:
+            from load.run.follow import follow_windows  # it runs the passes below
 
-        def one_pass(cfg: LoadConfig, eng: Engine) -> LoadSummary:
-            # No bar: a pass a second would redraw (or log) it for nothing.
-            return load_pass(cfg, engine=eng, quiet_when_idle=True)
+            def one_pass(cfg: LoadConfig, e: Engine) -> LoadSummary:
+                # No bar: a pass a second would redraw (or log) it for nothing.
+                return load_pass(cfg, engine=e, stage_engine=stage, quiet_when_idle=True)
 
-        summary = follow_windows(config, one_pass, engine=engine)
-    else:
-        summary = load_pass(config, engine=engine, progress=progress)
+            summary = follow_windows(config, one_pass, engine=eng)
+        else:
+            summary = load_pass(config, engine=eng, stage_engine=stage, progress=progress)
+    finally:
+        if own_engine:
+            eng.dispose()
+        if stage is not None:
+            stage.dispose()
     if summary.windows_failed:
         raise LoadFailedError(
             f"{summary.windows_failed} window(s) failed: " + "; ".join(summary.failures[:5])
@@ -107,18 +120,21 @@ def load_pass(
     config: LoadConfig,
     *,
     engine: Engine | None = None,
+    stage_engine: Engine | None = None,
     progress: LoadProgress | None = None,
     quiet_when_idle: bool = False,
 ) -> LoadSummary:
     """One look at the archive: load what is pending now; failures are in the summary.
 
+    Batches are written through ``stage_engine`` (by default ``engine``: the only
+    connections that may answer LOAD DATA LOCAL), everything else through ``engine``.
     ``quiet_when_idle`` (``--follow``, a pass a second) logs a pass that found nothing
     to load at DEBUG instead of INFO.
     """
     started = time.perf_counter()
     archive = _open_archive(config.archive_dir)
     own_engine = engine is None
-    eng = make_engine(config.db_url, local_infile=True) if engine is None else engine
+    eng = make_engine(config.db_url) if engine is None else engine
     summary = LoadSummary()
     work_dir = new_work_dir()
     try:
@@ -132,7 +148,8 @@ def load_pass(
         leases = LoadLeases(eng, config)
         claim = partial(leases.claim, needs_load=needs_load)
         try:
-            with BatchWriters(eng, work_dir, config, summary, leases) as writers:
+            writing = stage_engine if stage_engine is not None else eng
+            with BatchWriters(writing, work_dir, config, summary, leases) as writers:
                 for results in _prepared(archive, batches, prefetch=config.prefetch, claim=claim):
                     ready = [r for r in results if isinstance(r, PreparedWindow)]
                     for failure in (r for r in results if isinstance(r, WindowFailure)):

@@ -44,7 +44,7 @@ from load.normalize.pages import RawPage, normalize_json
 from load.run.loader import load_windows
 from schemas.archive import open_archive
 from schemas.core import CheckpointStatus
-from schemas.db import make_engine
+from schemas.db import make_engine, offer_local_file
 from schemas.tables import (
     CANDLE_COLUMNS,
     CANDLE_KEY_COLUMNS,
@@ -195,12 +195,13 @@ def _timed_load_data(engine: Engine, csv: Path) -> float:
         cur.execute(f"CREATE TABLE {REF_LOAD_DATA} LIKE {kalshi_candle.name}")
         raw.commit()
         started = time.perf_counter()
-        cur.execute(
-            f"LOAD DATA LOCAL INFILE %s INTO TABLE {REF_LOAD_DATA} CHARACTER SET utf8mb4 "
-            "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' "
-            f"LINES TERMINATED BY '\\n' ({_COLS})",
-            (str(csv),),
-        )
+        with offer_local_file(raw, csv):
+            cur.execute(
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE {REF_LOAD_DATA} CHARACTER SET utf8mb4 "
+                "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' "
+                f"LINES TERMINATED BY '\\n' ({_COLS})",
+                (str(csv),),
+            )
         raw.commit()
         return time.perf_counter() - started
     finally:
