@@ -75,6 +75,7 @@ def test_every_switch_reads_back_and_has_a_cli_flag() -> None:
         "historical_series_filter": True,
         "events_list_drops_historical": False,
         "nested_markets_of_historical_event": "absent",
+        "series_list_filter": "applied",
     }
     argv = [
         "--now=2025-11-20T15:00:00Z",
@@ -91,6 +92,7 @@ def test_every_switch_reads_back_and_has_a_cli_flag() -> None:
         "--historical-series-filter=false",
         "--events-list-drops-historical=true",
         "--nested-markets-of-historical-event=listed",
+        "--series-list-filter=ignored",
     ]
     config = config_from_args(build_parser().parse_args(argv))
     want = {
@@ -107,6 +109,7 @@ def test_every_switch_reads_back_and_has_a_cli_flag() -> None:
         "historical_series_filter": False,
         "events_list_drops_historical": True,
         "nested_markets_of_historical_event": "listed",
+        "series_list_filter": "ignored",
     }
     assert config.switches() == want
     assert SimServer(config).describe() == want
@@ -279,14 +282,14 @@ async def test_publication_delay_holds_back_the_latest_candles(http: aiohttp.Cli
 @pytest.mark.parametrize(
     ("event", "close"),
     [
-        ("KXHIGHNY-25AUG10", "2025-08-11T05:00:00Z"),  # EDT: 1:00 AM local, standard midnight
-        ("KXHIGHNY-25NOV18", "2025-11-19T05:00:00Z"),
-        ("KXHIGHMIA-25AUG10", "2025-08-11T05:00:00Z"),
-        ("KXHIGHCHI-25AUG10", "2025-08-11T06:00:00Z"),
-        ("KXHIGHAUS-25NOV18", "2025-11-19T06:00:00Z"),
-        ("KXHIGHDEN-25AUG10", "2025-08-11T07:00:00Z"),
-        ("KXHIGHLAX-25AUG10", "2025-08-11T08:00:00Z"),
-        ("KXHIGHLAX-25NOV18", "2025-11-19T08:00:00Z"),
+        ("KXHIGHNY-25AUG10", "2025-08-11T04:59:00Z"),  # EDT: 0:59 AM local, 23:59 standard time
+        ("KXHIGHNY-25NOV18", "2025-11-19T04:59:00Z"),
+        ("KXHIGHMIA-25AUG10", "2025-08-11T04:59:00Z"),
+        ("KXHIGHCHI-25AUG10", "2025-08-11T05:59:00Z"),
+        ("KXHIGHAUS-25NOV18", "2025-11-19T05:59:00Z"),
+        ("KXHIGHDEN-25AUG10", "2025-08-11T06:59:00Z"),
+        ("KXHIGHLAX-25AUG10", "2025-08-11T07:59:00Z"),
+        ("KXHIGHLAX-25NOV18", "2025-11-19T07:59:00Z"),
     ],
 )
 def test_weather_schedule(event: str, close: str) -> None:
@@ -302,7 +305,9 @@ def test_weather_schedule(event: str, close: str) -> None:
         candles = world.candles(m.ticker, 1)
         assert candles[-1]["end_period_ts"] == m.close_ts  # the closing minute prints
         assert candles[0]["end_period_ts"] > m.open_ts
-    assert TRUTH.market_infos(event)[0].close_ts != world.market_infos(event)[0].close_ts
+    legacy, weather = TRUTH.market_infos(event)[0], world.market_infos(event)[0]
+    # In winter both close at 23:59 local; the legacy market opened at 10:00 local then.
+    assert (legacy.open_ts, legacy.close_ts) != (weather.open_ts, weather.close_ts)
 
 
 def test_sparse_markets_trade_in_rare_bursts() -> None:

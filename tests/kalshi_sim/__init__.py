@@ -9,6 +9,7 @@ Usage::
     async with SimServer(SimConfig(seed=1, now=..., first_date=..., last_date=...)) as sim:
         client_base_url = sim.base_url          # http://127.0.0.1:PORT/trade-api/v2
         sim.world.candles("KXHIGHNY-25NOV20-T52", period=1)   # ground truth, live shape
+        sim.world.series_list("Climate and Weather")          # GET /series's answer
         sim.fail_next("/candlesticks", "503", times=2)
         sim.set_cutoff(datetime(...))           # move markets to the historical tier
         sim.hide_market("KXHIGHNY-25NOV20-T52") # on neither tier: every route loses it
@@ -32,9 +33,11 @@ aiohttp client, i.e. about 5 events of 1-minute data per second.
 """
 
 from .config import (
+    CATEGORY_SERIES,
     DEFAULT_SERIES,
     FAULT_KINDS,
     SWITCHES,
+    WEATHER,
     FaultConfig,
     FaultKind,
     SeriesSpec,
@@ -46,9 +49,11 @@ from .server import SimServer, run_sim_in_thread
 from .throttle import TokenBucket
 
 __all__ = [
+    "CATEGORY_SERIES",
     "DEFAULT_SERIES",
     "FAULT_KINDS",
     "SWITCHES",
+    "WEATHER",
     "Counters",
     "EventCandles",
     "EventInfo",

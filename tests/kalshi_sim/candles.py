@@ -163,7 +163,10 @@ def generate_minutes(p: CandleParams) -> Series:
 
     # Book: a logit random walk that only moves in minutes with activity, drifting
     # towards the outcome near the close.
-    steps = rng.normal(0.0, 0.05, n) * present
+    # A month-long market (43,000 minutes) walks with smaller steps, so that its book
+    # wanders about as far as a daily one's instead of pinning at a cent.
+    scale = 0.05 if n <= 10_000 else 0.05 * float(np.sqrt(10_000 / n))
+    steps = rng.normal(0.0, scale, n) * present
     frac = (ts - first) / max(1, last - first)
     x0 = float(np.log(p.start_prob / (1 - p.start_prob)))
     target = 4.6 if p.result_yes else -4.6

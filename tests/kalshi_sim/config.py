@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-SeriesKind = Literal["high", "rain"]
+SeriesKind = Literal["high", "low", "rain"]
+Cadence = Literal["daily", "hourly", "monthly"]
+#: Kalshi's category of the weather series (``GET /series?category=...``).
+WEATHER = "Climate and Weather"
 
 #: Every fault kind the server can inject (random or scripted).
 FaultKind = Literal[
@@ -43,6 +46,7 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "number_value",
 )
 
+SeriesListFilter = Literal["applied", "ignored"]
 UncappedAdjustedEnd = Literal["end_ts", "last_candle", "zero", "absent"]
 MarketTickersScope = Literal["all_markets", "with_candles"]
 EventCapCounts = Literal["returned", "requested"]
@@ -67,19 +71,48 @@ SWITCHES: tuple[str, ...] = (
     "historical_series_filter",
     "events_list_drops_historical",
     "nested_markets_of_historical_event",
+    "series_list_filter",
 )
 
 
 @dataclass(frozen=True)
 class SeriesSpec:
-    """One simulated series: one event per local calendar day."""
+    """One simulated series: its city and zone, what its markets are about, how often.
+
+    Event tickers follow the cadence: ``KXHIGHNY-25NOV20`` (daily, one event a local
+    day), ``KXTEMPNYCH-25NOV2014`` (hourly: the temperature at 14:00 local, one event for
+    each hour of ``hours``), ``KXRAINNYCM-25NOV`` (monthly). The schedule of each cadence
+    is in ``model.py`` (``World._times``).
+    """
 
     ticker: str
     tz: str
-    """IANA zone of the city: markets open 10:00 local the day before, close 23:59 local."""
+    """IANA zone of the city: every local time of the schedule is in it."""
     city: str
     kind: SeriesKind = "high"
-    """``high``: mutually exclusive temperature ladder; ``rain``: independent thresholds."""
+    """``high``/``low``: a mutually exclusive temperature ladder; ``rain``: independent
+    thresholds."""
+    cadence: Cadence = "daily"
+    category: str = WEATHER
+    """What ``GET /series`` answers as the series' ``category`` (and filters on)."""
+    tags: tuple[str, ...] = ()
+    """The series' ``tags``; empty: one tag from the kind (``Temperature``, ``Rain``)."""
+    title: str | None = None
+    """The series' title; None: made from the kind, cadence and city."""
+    hours: tuple[int, ...] = tuple(range(24))
+    """Hourly cadence: the local hours that have an event each day."""
+
+    def __post_init__(self) -> None:
+        if not self.hours or any(not 0 <= h <= 23 for h in self.hours):
+            raise ValueError("hours must be local hours 0-23, at least one")
+        object.__setattr__(self, "hours", tuple(sorted(set(self.hours))))
+
+    @property
+    def series_tags(self) -> list[str]:
+        """The ``tags`` served: the given ones, else one from the kind."""
+        if self.tags:
+            return list(self.tags)
+        return ["Rain"] if self.kind == "rain" else ["Temperature"]
 
 
 DEFAULT_SERIES: tuple[SeriesSpec, ...] = (
@@ -90,6 +123,27 @@ DEFAULT_SERIES: tuple[SeriesSpec, ...] = (
     SeriesSpec("KXHIGHDEN", "America/Denver", "Denver"),
     SeriesSpec("KXHIGHLAX", "America/Los_Angeles", "Los Angeles"),
     SeriesSpec("KXRAINNYC", "America/New_York", "New York City", "rain"),
+)
+
+#: A category backfill's world: daily highs and lows, an hourly and a monthly series, a
+#: city outside the extractor's zone table (Honolulu: none of Kalshi's weather cities,
+#: and an offset no table city has), and a series of another category that a category
+#: filter must leave out. Tests take a few of these; every one is a plain SeriesSpec.
+CATEGORY_SERIES: tuple[SeriesSpec, ...] = (
+    SeriesSpec("KXHIGHNY", "America/New_York", "New York City"),
+    SeriesSpec("KXHIGHCHI", "America/Chicago", "Chicago"),
+    SeriesSpec("KXLOWTNYC", "America/New_York", "New York City", "low"),
+    SeriesSpec("KXTEMPNYCH", "America/New_York", "New York City", cadence="hourly"),
+    SeriesSpec("KXRAINNYCM", "America/New_York", "New York City", "rain", cadence="monthly"),
+    SeriesSpec("KXHIGHTHNL", "Pacific/Honolulu", "Honolulu"),
+    SeriesSpec(
+        "KXINXD",
+        "America/New_York",
+        "New York City",
+        category="Financials",
+        tags=("S&P",),
+        title="S&P 500 daily close",
+    ),
 )
 
 
@@ -210,8 +264,9 @@ class SimConfig:
     publication_delay_s: int = 0
     """A candle ending at t is served only once now >= t + this (late last candles)."""
     schedule: Schedule = "legacy"
-    """``legacy``: open 10:00 local the day before, close 23:59 local. ``weather``: open
-    14:00Z the day before, close at midnight local STANDARD time (05:00Z Eastern ...)."""
+    """``legacy``: open 10:00 local the day before, close 23:59 local. ``weather`` (the
+    recorded 2026 answers): open 14:00Z the day before, close at 23:59 local STANDARD
+    time, also in summer (04:59Z Eastern, 05:59Z Central ...)."""
     sparse_market_rate: float = 0.0
     """Share of illiquid markets: candles only in a few rare bursts."""
     market_candle_cap: int = 5000
@@ -231,6 +286,9 @@ class SimConfig:
     nested_markets_of_historical_event: NestedOfHistorical = "absent"
     """With ``with_nested_markets``, an all-historical event has no ``markets`` key,
     ``"markets": []``, or its historical markets listed anyway."""
+    series_list_filter: SeriesListFilter = "applied"
+    """``GET /series`` applies its ``category``/``tags`` filters, or ignores them and
+    answers every series (a server that does not know them)."""
 
     def switches(self) -> dict[str, object]:
         """Every open-point switch and its value, in ``SWITCHES`` order."""

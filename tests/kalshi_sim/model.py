@@ -26,7 +26,7 @@ import math
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -86,17 +86,52 @@ def iso(ts: int) -> str:
 
 
 def event_ticker_for(series: str, day: date) -> str:
-    """``KXHIGHNY`` + 2025-11-20 -> ``KXHIGHNY-25NOV20``."""
+    """``KXHIGHNY`` + 2025-11-20 -> ``KXHIGHNY-25NOV20`` (a daily series' event)."""
     return f"{series}-{day.year % 100:02d}{MONTHS[day.month - 1]}{day.day:02d}"
 
 
-def _parse_day(code: str) -> date | None:
-    if len(code) != 7 or code[2:5] not in MONTHS or not (code[:2] + code[5:]).isdigit():
+class Slot(NamedTuple):
+    """When an event is: its local date (a monthly event's: the month's last day) and,
+    for an hourly event, the local hour whose temperature it is about."""
+
+    day: date
+    hour: int | None = None
+
+
+def month_end(day: date) -> date:
+    """The last day of ``day``'s month."""
+    nxt = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    return nxt - timedelta(days=1)
+
+
+def event_code(spec: SeriesSpec, slot: Slot) -> str:
+    """The date part of an event ticker: ``25NOV20``, ``25NOV2014`` (hourly), ``25NOV``
+    (monthly)."""
+    d = slot.day
+    month = f"{d.year % 100:02d}{MONTHS[d.month - 1]}"
+    if spec.cadence == "monthly":
+        return month
+    if spec.cadence == "hourly":
+        return f"{month}{d.day:02d}{slot.hour:02d}"
+    return f"{month}{d.day:02d}"
+
+
+def parse_slot(spec: SeriesSpec, code: str) -> Slot | None:
+    """The slot an event code names for ``spec``'s cadence, or None."""
+    size = {"daily": 7, "hourly": 9, "monthly": 5}[spec.cadence]
+    if len(code) != size or code[2:5] not in MONTHS or not (code[:2] + code[5:]).isdigit():
         return None
+    year, month = 2000 + int(code[:2]), MONTHS.index(code[2:5]) + 1
     try:
-        return date(2000 + int(code[:2]), MONTHS.index(code[2:5]) + 1, int(code[5:]))
+        if spec.cadence == "monthly":
+            return Slot(month_end(date(year, month, 1)))
+        day = date(year, month, int(code[5:7]))
     except ValueError:
         return None
+    if spec.cadence == "hourly":
+        hour = int(code[7:])
+        return Slot(day, hour) if hour in spec.hours else None
+    return Slot(day)
 
 
 def _num(v: float) -> str:
@@ -112,8 +147,18 @@ _CLIMATE = {
     "Austin": (81.0, 15.0),
     "Denver": (64.0, 22.0),
     "Los Angeles": (74.0, 6.0),
+    "Honolulu": (84.0, 3.0),
 }
 _RAIN_THRESHOLDS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0)
+
+
+def _what(spec: SeriesSpec) -> str:
+    """What a series' markets are about, for titles."""
+    if spec.kind == "rain":
+        return "Rain this month" if spec.cadence == "monthly" else "Rain"
+    if spec.cadence == "hourly":
+        return "Temperature at the hour"
+    return "Lowest temperature" if spec.kind == "low" else "Highest temperature"
 
 
 class _Strike(NamedTuple):
@@ -154,8 +199,11 @@ class EventInfo:
     event_ticker: str
     series: SeriesSpec
     day: date
+    """The local date it is about (a monthly event's: the month's last day)."""
     close_ts: int
     markets: tuple[MarketInfo, ...]
+    hour: int | None = None
+    """An hourly event's local hour."""
 
     @property
     def open_ts(self) -> int:
@@ -321,10 +369,34 @@ class World:
         first, last = self.config.dates
         return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
+    def slots(self, spec: SeriesSpec) -> list[Slot]:
+        """The series' events in this world, oldest first: each day of the world (each
+        hour of ``spec.hours`` for an hourly series), or each month the world touches."""
+        if spec.cadence == "monthly":
+            return sorted({Slot(month_end(d)) for d in self._days})
+        if spec.cadence == "hourly":
+            return [Slot(d, h) for d in self._days for h in spec.hours]
+        return [Slot(d) for d in self._days]
+
+    def _in_world(self, spec: SeriesSpec, slot: Slot) -> bool:
+        first, last = self.config.dates
+        if spec.cadence == "monthly":
+            return slot.day >= first and slot.day.replace(day=1) <= last
+        return first <= slot.day <= last
+
     def event_tickers(self, series: str | None = None) -> list[str]:
-        """Event tickers, newest first (then by series), optionally of one series."""
+        """Event tickers, newest first (then by series, then latest hour first),
+        optionally of one series."""
         specs = list(self._series.values()) if series is None else [self._series[series]]
-        return [event_ticker_for(s.ticker, d) for d in reversed(self._days) for s in specs]
+        keyed = [
+            (
+                (-slot.day.toordinal(), i, -(slot.hour or 0)),
+                f"{spec.ticker}-{event_code(spec, slot)}",
+            )
+            for i, spec in enumerate(specs)
+            for slot in self.slots(spec)
+        ]
+        return [ticker for _, ticker in sorted(keyed)]
 
     def event_info(self, event_ticker: str) -> EventInfo | None:
         """The event, or None when the ticker is not in this world."""
@@ -346,35 +418,63 @@ class World:
             return None
         return next((m for m in ev.markets if m.ticker == ticker), None)
 
-    def _build_event(self, event_ticker: str) -> EventInfo | None:
-        series_t, _, code = event_ticker.partition("-")
-        spec = self._series.get(series_t)
-        day = _parse_day(code)
-        first, last = self.config.dates
-        if spec is None or day is None or not first <= day <= last:
-            return None
-        if event_ticker_for(series_t, day) != event_ticker:
-            return None
-        rng = random.Random(f"{self.config.seed}:event:{event_ticker}")
+    def neighbour(self, event_ticker: str) -> str:
+        """Another event of the same series (the next one, else the previous one)."""
+        ev = self.event_info(event_ticker)
+        if ev is None:
+            raise KeyError(event_ticker)
+        tickers = self.event_tickers(ev.series.ticker)  # newest first
+        i = tickers.index(event_ticker)
+        return tickers[i - 1] if i > 0 else tickers[min(i + 1, len(tickers) - 1)]
+
+    def _times(self, spec: SeriesSpec, slot: Slot) -> tuple[int, int, int]:
+        """(markets' open, close, settlement base) of an event, unix seconds.
+
+        - daily, ``legacy``: 10:00 local the day before to 23:59 local; ``weather`` (the
+          recorded 2026 answers): 14:00Z the day before to 23:59 local STANDARD time,
+          also in summer (04:59Z for New York);
+        - hourly (the temperature at local hour H): H-2:00 to H:00 local, two hours;
+        - monthly: as daily, from the day before the 1st to the month's last day (about
+          30 days, 43,000 one-minute periods a market).
+        Settlement: 10:00 local the next day (an hour after the close for hourly).
+        """
         tz = ZoneInfo(spec.tz)
-        before = day - timedelta(days=1)
+        day = slot.day
+        if spec.cadence == "hourly":
+            assert slot.hour is not None
+            at = datetime(day.year, day.month, day.day, slot.hour, tzinfo=tz)
+            close_ts = int(at.timestamp())
+            return close_ts - 7200, close_ts, close_ts + 3600
+        first = day.replace(day=1) if spec.cadence == "monthly" else day
+        before = first - timedelta(days=1)
         nxt = day + timedelta(days=1)
         if self.config.schedule == "weather":
-            # The real schedule: 14:00Z the day before to midnight local STANDARD time.
             noon = datetime(day.year, day.month, day.day, 12, tzinfo=tz)
             std = noon.utcoffset() - noon.dst()  # type: ignore[operator]
             open_base = int(
                 datetime(before.year, before.month, before.day, 14, tzinfo=UTC).timestamp()
             )
             midnight = datetime(nxt.year, nxt.month, nxt.day, tzinfo=UTC) - std
-            close_ts = int(midnight.timestamp())
+            close_ts = int(midnight.timestamp()) - 60
         else:
             open_base = int(
                 datetime(before.year, before.month, before.day, 10, tzinfo=tz).timestamp()
             )
             close_ts = int(datetime(day.year, day.month, day.day, 23, 59, tzinfo=tz).timestamp())
         settle_base = int(datetime(nxt.year, nxt.month, nxt.day, 10, tzinfo=tz).timestamp())
-        strikes = self._strikes(spec, day, rng)
+        return open_base, close_ts, settle_base
+
+    def _build_event(self, event_ticker: str) -> EventInfo | None:
+        series_t, _, code = event_ticker.partition("-")
+        spec = self._series.get(series_t)
+        slot = None if spec is None else parse_slot(spec, code)
+        if spec is None or slot is None or not self._in_world(spec, slot):
+            return None
+        if f"{series_t}-{event_code(spec, slot)}" != event_ticker:
+            return None
+        rng = random.Random(f"{self.config.seed}:event:{event_ticker}")
+        open_base, close_ts, settle_base = self._times(spec, slot)
+        strikes = self._strikes(spec, slot.day, rng)
         n = len(strikes)
         cfg = self.config
         markets = []
@@ -404,14 +504,18 @@ class World:
                     start_prob=min(0.95, max(0.05, base_p + rng.gauss(0, 0.1))),
                 )
             )
-        return EventInfo(event_ticker, spec, day, close_ts, tuple(markets))
+        return EventInfo(event_ticker, spec, slot.day, close_ts, tuple(markets), slot.hour)
 
     def _strikes(self, spec: SeriesSpec, day: date, rng: random.Random) -> list[_Strike]:
         """The event's strike ladder and outcome, from the seeded event RNG."""
         n = self.config.markets_per_event
         if spec.kind == "rain":
-            rain = 0.0 if rng.random() < 0.6 else round(rng.expovariate(2.0), 2)
-            ths = list(_RAIN_THRESHOLDS)
+            if spec.cadence == "monthly":  # a month's total: inches, thresholds 1, 2, 3...
+                rain = round(rng.expovariate(0.3), 2)
+                ths = [float(t) for t in range(1, n + 1)]
+            else:
+                rain = 0.0 if rng.random() < 0.6 else round(rng.expovariate(2.0), 2)
+                ths = list(_RAIN_THRESHOLDS)
             while len(ths) < n:
                 ths.append(ths[-1] + 1.0)
             return [
@@ -421,6 +525,8 @@ class World:
                 for t in ths[:n]
             ]
         mean, amp = _CLIMATE.get(spec.city, (65.0, 15.0))
+        if spec.kind == "low":
+            mean -= 15.0
         seasonal = mean + amp * math.cos(2 * math.pi * (day.timetuple().tm_yday - 200) / 365)
         actual = round(seasonal + rng.gauss(0, 5))
         value = str(actual)
@@ -490,8 +596,8 @@ class World:
         out: list[MarketInfo] = []
         for ev in events:
             if ev.markets[0].settlement_ts >= self.cutoff_ts:
-                if event_ticker is None and ev.day > self.cutoff.date():
-                    break  # later events settle later still
+                if series is not None and ev.open_ts > self.cutoff_ts:
+                    break  # a series' later events open (and settle) later still
                 continue
             out.extend(m for m in ev.markets if self.is_historical(m))
         return out
@@ -499,27 +605,51 @@ class World:
     # --- API-shaped objects ------------------------------------------------------
 
     def series(self, ticker: str) -> dict[str, Any] | None:
-        """``Series`` object of ``GET /series/{ticker}``."""
+        """``Series`` object of ``GET /series/{ticker}`` and of the ``GET /series`` list."""
         spec = self._series.get(ticker)
         if spec is None:
             return None
-        what = "Rain" if spec.kind == "rain" else "Highest temperature"
+        updated = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(
+            days=random.Random(f"{self.config.seed}:series:{ticker}").randrange(300)
+        )
         return {
             "ticker": ticker,
-            "frequency": "daily",
-            "title": f"{what} in {spec.city}",
-            "category": "Climate and Weather",
-            "tags": ["Weather"],
+            "frequency": spec.cadence,
+            "title": spec.title or f"{_what(spec)} in {spec.city}",
+            "category": spec.category,
+            "tags": spec.series_tags,
             "settlement_sources": [
-                {"name": "National Weather Service", "url": "https://www.weather.gov/"}
+                {"name": f"NWS climate report, {spec.city}", "url": "https://www.weather.gov/"}
             ],
             "contract_url": f"https://kalshi.example/contracts/{ticker}.pdf",
             "contract_terms_url": f"https://kalshi.example/terms/{ticker}.pdf",
             "fee_type": "quadratic",
             "fee_multiplier": 1.0,
             "additional_prohibitions": [],
-            "last_updated_ts": iso(int(datetime(2025, 1, 1, tzinfo=UTC).timestamp())),
+            "last_updated_ts": iso(int(updated.timestamp())),
         }
+
+    def series_list(
+        self,
+        category: str | None = None,
+        tags: Sequence[str] = (),
+        min_updated_ts: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """``GET /series``: the series of ``category`` having any of ``tags`` (each filter
+        only when given), updated at or after ``min_updated_ts``, in ticker order."""
+        out = []
+        for ticker in sorted(self._series):
+            spec, doc = self._series[ticker], self.series(ticker)
+            assert doc is not None
+            if category is not None and spec.category != category:
+                continue
+            if tags and not set(tags) & set(spec.series_tags):
+                continue
+            updated = int(datetime.fromisoformat(doc["last_updated_ts"]).timestamp())
+            if min_updated_ts is not None and updated < min_updated_ts:
+                continue
+            out.append(doc)
+        return out
 
     def event(self, event_ticker: str) -> dict[str, Any] | None:
         """``EventData`` (without ``markets``), or None if unknown."""
@@ -528,19 +658,23 @@ class World:
             return None
         spec = ev.series
         when = f"{MONTHS[ev.day.month - 1].title()} {ev.day.day}, {ev.day.year}"
-        what = "Rain" if spec.kind == "rain" else "Highest temperature"
+        prep = "on"
+        if spec.cadence == "monthly":
+            when, prep = f"{MONTHS[ev.day.month - 1].title()} {ev.day.year}", "in"
+        elif ev.hour is not None:
+            when = f"{when} at {ev.hour:02d}:00"
         return {
             "event_ticker": ev.event_ticker,
             "series_ticker": spec.ticker,
-            "title": f"{what} in {spec.city} on {when}?",
+            "title": f"{_what(spec)} in {spec.city} {prep} {when}?",
             "sub_title": f"On {when}",
             "collateral_return_type": "binary",
-            "mutually_exclusive": spec.kind == "high",
-            "category": "Climate and Weather",
+            "mutually_exclusive": spec.kind != "rain",
+            "category": spec.category,
             "strike_date": iso(ev.close_ts),
             "available_on_brokers": False,
             "settlement_sources": [
-                {"name": "National Weather Service", "url": "https://www.weather.gov/"}
+                {"name": f"NWS climate report, {spec.city}", "url": "https://www.weather.gov/"}
             ],
             "last_updated_ts": iso(ev.open_ts - 86400),
         }

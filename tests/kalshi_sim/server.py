@@ -15,7 +15,8 @@ Decisions where the spec leaves room. Each open point is a ``SimConfig`` switch
   the earliest of them, so they lie outside [start_ts, adjusted_end_ts] (``backward``).
 - ``publication_delay_s`` (0): a candle ending at t is served from now >= t + delay.
 - ``schedule``: ``legacy`` (10:00 local the day before to 23:59 local) | ``weather``
-  (14:00Z the day before to midnight local standard time, e.g. 05:00Z in New York).
+  (14:00Z the day before to 23:59 local standard time, e.g. 04:59Z in New York, as the
+  recorded 2026 answers show). Hourly and monthly series: see ``World._times``.
 - ``sparse_market_rate`` (0.0): share of illiquid markets with candles in rare bursts.
 - ``historical_over_cap``: per-market live and historical candle routes asked for more
   than ``market_candle_cap`` candles ((end_ts - start_ts) / period): the real ``400``
@@ -31,6 +32,9 @@ Decisions where the spec leaves room. Each open point is a ``SimConfig`` switch
 - ``nested_markets_of_historical_event``: with ``with_nested_markets``, an event whose
   markets are all historical has no ``markets`` key (``absent``) | ``"markets": []``
   (``empty``) | its historical markets (``listed``).
+- ``series_list_filter``: ``GET /series`` applies ``category`` (exact) and ``tags``
+  (comma-separated; a series with any of them) (``applied``) | ignores both and lists
+  every series (``ignored``).
 
 Fixed decisions:
 - Event candlesticks leave historical markets out (the spec lists no 404 for the
@@ -63,7 +67,7 @@ import math
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -71,7 +75,7 @@ from aiohttp import web
 
 from .config import FaultKind, SimConfig
 from .faults import Counters, FaultPlan, RequestRecord
-from .model import PERIODS, World, cut_by_cap, event_ticker_for, iso, period_ends
+from .model import PERIODS, World, cut_by_cap, iso, period_ends
 from .throttle import TokenBucket
 
 PREFIX = "/trade-api/v2"
@@ -283,6 +287,7 @@ class SimServer:
         app = web.Application(middlewares=[self._middleware])
         r = app.router
         add = r.add_get
+        add(PREFIX + "/series", self._series_list, name="series_list")
         add(PREFIX + "/series/{series_ticker}", self._series, name="series")
         add(
             PREFIX + "/series/{series_ticker}/events/{event_ticker}/candlesticks",
@@ -400,6 +405,22 @@ class SimServer:
             return _error(404, "series not found")
         return _json({"series": series})
 
+    async def _series_list(self, request: web.Request) -> web.Response:
+        """``GET /series``: ``category`` (exact), ``tags`` (comma-separated, any of them),
+        ``min_updated_ts``; with ``series_list_filter="ignored"`` every series."""
+        _bool_param(request, "include_product_metadata")
+        volume = _bool_param(request, "include_volume")
+        raw_min = request.query.get("min_updated_ts")
+        min_updated = None if raw_min in (None, "") else _int_param(request, "min_updated_ts")
+        category = request.query.get("category") or None
+        tags = [t for t in request.query.get("tags", "").split(",") if t]
+        if self.config.series_list_filter == "ignored":
+            category, tags = None, []
+        series = self.world.series_list(category, tags, min_updated)
+        if volume:
+            series = [{**s, "volume_fp": "0.00"} for s in series]
+        return _json({"series": series})
+
     async def _events(self, request: web.Request) -> web.Response:
         offset, limit = _page_params(request, 200, 200)
         nested = _bool_param(request, "with_nested_markets")
@@ -461,9 +482,7 @@ class SimServer:
         request[CANDIDATES] = live * period_ends(start, end, period)[1]
         fault = request.get(FAULT)
         if fault == "wrong_event":
-            _, last = self.config.dates
-            other_day = info.day + timedelta(days=1 if info.day < last else -1)
-            ticker = event_ticker_for(series, other_day)
+            ticker = self.world.neighbour(ticker)
             request[APPLIED] = True
         page = self.world.event_candles(ticker, start, end, period).as_json()
         if fault == "stuck_end":
