@@ -325,7 +325,7 @@ def candles(
 @click.option(
     "--event",
     default=None,
-    help="Probe this event (default: the closed event with the most live markets).",
+    help="Probe this event (default: the recent closed event with the most candles).",
 )
 @click.option(
     "--format",

@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from extract.api.client import ApiResponse, KalshiClient
 from extract.api.retry import RetryPolicy
+from extract.plan.caps import requested_candles
 from schemas.archive import ArchiveStore, body_fields, parse_utc_iso, utc_iso
 from schemas.errors import ApiError
 from schemas.processes import KIND_EXTRACT
@@ -26,6 +27,26 @@ from schemas.tickers import event_date_from_ticker
 from schemas.workers import count_live
 
 CHECK_DIR = "_check"
+
+
+#: The requests each stage plans, in order (13 of the 20): the rest is for retries, and
+#: a stage's retries never eat a later stage's requests (:func:`planned_after`).
+STAGES = (
+    ("cutoff", 1),
+    ("events", 1),
+    ("rank", 1),
+    ("listing", 1),
+    ("event", 4),
+    ("second", 1),
+    ("historical", 3),
+    ("batch", 1),
+)
+
+
+def planned_after(stage: str) -> int:
+    """Requests planned by the stages after ``stage``."""
+    names = [name for name, _ in STAGES]
+    return sum(n for _, n in STAGES[names.index(stage) + 1 :])
 
 
 class Prober:
@@ -131,26 +152,79 @@ def market_window(m: dict[str, Any]) -> tuple[int, int] | None:
     return opened, closed
 
 
-def pick_event(
-    events: list[dict[str, Any]], now_ts: int, wanted: str | None
-) -> dict[str, Any] | None:
-    """The event to probe: ``wanted``, else the one with the most live markets whose
-    window has closed (then the latest), so that requests over the cap are possible."""
-    best: tuple[int, int] | None = None
-    chosen = None
+#: How many of the most recent closed events ``check-api`` weighs before probing one.
+#: Five daily events are a working week: one quiet day (a weekend, a holiday, the
+#: Thursday maintenance pause) cannot decide the choice, yet they are recent enough to
+#: be on the live tier and to trade like today; and their markets over their windows at
+#: hourly periods fit ONE batch request (5 events x 6 markets x ~40 hours = 1,200 of its
+#: 10,000 candles), so weighing them costs one request.
+RECENT_CLOSED = 5
+
+#: The period of the weighing request: an hourly candle exists where any minute has
+#: one, so the hourly count follows the minute count at a sixtieth of the candidates.
+RANK_PERIOD = 60
+
+
+def closed_events(
+    events: list[dict[str, Any]], now_ts: int, cutoff_ts: int | None
+) -> list[dict[str, Any]]:
+    """The events able to answer, most recent first: at least two markets listed with a
+    usable window, all closed an hour or more ago (the whole window is past, so pages
+    over it can reach any cap). Those whose markets all closed after the historical
+    cutoff come first: they are surely on the live tier, which alone the event route
+    serves."""
+    closed: list[tuple[int, dict[str, Any]]] = []
     for ev in events:
-        markets = [m for m in ev.get("markets") or [] if market_window(m)]
-        if wanted is not None:
-            if ev.get("event_ticker") == wanted:
-                return ev
-            continue
-        windows = [w for m in markets if (w := market_window(m))]
+        windows = [w for m in ev.get("markets") or [] if (w := market_window(m))]
         if len(windows) < 2 or max(c for _, c in windows) > now_ts - 3600:
             continue
-        rank = (len(windows), max(c for _, c in windows))
-        if best is None or rank > best:
-            best, chosen = rank, ev
-    return chosen
+        closed.append((min(c for _, c in windows), ev))
+    closed.sort(key=lambda pair: -pair[0])
+    if cutoff_ts is not None:
+        live = [pair for pair in closed if pair[0] > cutoff_ts]
+        closed = live + [pair for pair in closed if pair[0] <= cutoff_ts]
+    return [ev for _, ev in closed]
+
+
+def live_tickers(event: dict[str, Any]) -> list[str]:
+    """The event's listed markets with a usable window (the ones its pages answer for)."""
+    return [
+        str(m["ticker"])
+        for m in event.get("markets") or []
+        if market_window(m) and isinstance(m.get("ticker"), str)
+    ]
+
+
+def rank_request(
+    events: list[dict[str, Any]], max_tickers: int, cap: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    """The most recent of ``events`` (at most :data:`RECENT_CLOSED`) whose markets one
+    hourly batch request can weigh under the batch route's ``max_tickers`` and ``cap``
+    (tickers x hours of the range), and that request's query; None for fewer than two."""
+    chosen = events[:RECENT_CLOSED]
+    while len(chosen) >= 2:
+        tickers = [t for ev in chosen for t in live_tickers(ev)]
+        windows = [w for ev in chosen for m in ev.get("markets") or [] if (w := market_window(m))]
+        hour = RANK_PERIOD * 60
+        start = min(o for o, _ in windows) // hour * hour
+        end = -(-max(c for _, c in windows) // hour) * hour
+        periods = requested_candles(start, end, RANK_PERIOD)
+        if len(tickers) <= max_tickers and len(tickers) * periods <= cap:
+            query = {
+                "market_tickers": ",".join(tickers),
+                "start_ts": start,
+                "end_ts": end,
+                "period_interval": RANK_PERIOD,
+            }
+            return chosen, query
+        chosen = chosen[:-1]  # the oldest goes first
+    return None
+
+
+def rank_by_candles(events: list[dict[str, Any]], candles: dict[str, int]) -> list[dict[str, Any]]:
+    """``events`` by the candles their markets hold (``candles``: per ticker), most first;
+    equals keep their order (the more recent first)."""
+    return sorted(events, key=lambda ev: -sum(candles.get(t, 0) for t in live_tickers(ev)))
 
 
 def pick_historical(markets: list[dict[str, Any]], cutoff_ts: int | None) -> dict[str, Any] | None:

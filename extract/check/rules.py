@@ -62,14 +62,23 @@ class Span:
         return {"start_ts": self.start_ts, "end_ts": self.end_ts, "period_interval": self.period}
 
 
+#: Candidates (markets x periods) of each probe that no cap may cut (``uncapped`` and
+#: ``before_open``): a server whose event cap is as low as this still serves them whole.
+#: Kalshi's cap is 5,000, but a server with a far smaller one (a few hundred) must not
+#: turn the uncapped probe into a capped page, whose ``adjusted_end_ts`` would then be
+#: misread as what uncapped pages say.
+UNCAPPED_CANDIDATES = 120
+
+
 @dataclass(frozen=True)
 class EventProbes:
     """The four event-route requests, chosen from the event's live markets' window.
 
-    - ``uncapped``: the last ``u`` minutes before the earliest close, few enough that no
-      cap can cut them (candles there tell ``end_ts`` from ``last_candle``);
-    - ``before_open``: an hour ending before any market opens: no market has a candle,
-      so a server that lists only markets with candles lists none;
+    - ``uncapped``: the last ``u`` minutes before the earliest close, with ``markets x u``
+      at most :data:`UNCAPPED_CANDIDATES` so that no cap cuts them (candles there tell
+      ``end_ts`` from ``last_candle``);
+    - ``before_open``: ``u`` minutes ending before any market opens: no market has a
+      candle, so a server that lists only markets with candles lists none;
     - ``cap_count``: mostly before the open, ending ``m`` minutes after it: markets x
       periods is twice the cap while the candles that can exist are at most half of it,
       so only a server counting REQUESTED candidates cuts it (before the open);
@@ -94,9 +103,9 @@ def event_probes(opens: list[int], closes: list[int], cap: int, now_ts: int) -> 
     first_open = minute_floor(min(opens))
     end = minute_floor(min(max(closes), now_ts))
     last_common = minute_floor(min(min(closes), now_ts))
-    u = max(2, min(60, cap // (2 * n)))
+    u = max(2, min(60, UNCAPPED_CANDIDATES // n - 1))  # u + 1 period ends a market
     uncapped = Span(last_common - u * 60, last_common)
-    before_open = Span(first_open - 3600, first_open - 60)
+    before_open = Span(first_open - (u + 1) * 60, first_open - 60)
     per_market = cap // n  # periods a requested-count cap lets through
     m = max(1, per_market // 2)
     cap_start = first_open - 2 * (per_market + 1) * 60
@@ -262,9 +271,37 @@ def event_cap_counts(body: Any, probes: EventProbes) -> str:
     return UNKNOWN
 
 
-def paging_direction(body: Any, span: Span, cap: int, requested_cap: bool) -> str:
+#: What ``uncapped_adjusted_end_ts`` may say for :func:`paging_direction` to take any
+#: ``adjusted_end_ts`` strictly inside the range as a cut: an uncapped page then never
+#: says such a value (it says ``end_ts``, 0, or nothing).
+UNCAPPED_NEVER_INSIDE = frozenset({"end_ts", "zero", "absent"})
+
+
+def paging_direction(
+    body: Any,
+    span: Span,
+    cap: int,
+    requested_cap: bool,
+    uncapped: str = UNKNOWN,
+    elsewhere: Iterable[tuple[str, int]] = (),
+) -> str:
     """``forward`` (a capped page's candles lie in [start_ts, adjusted_end_ts]) |
-    ``backward`` (candles after adjusted_end_ts) | ``unknown`` (the page was not capped)."""
+    ``backward`` (candles after adjusted_end_ts) | ``unknown`` (no cut could be shown).
+
+    Candles after an ``adjusted_end_ts`` inside the range can only be a backward cut.
+    Otherwise the page is a forward cut when something shows it was cut at all:
+
+    - ``uncapped`` (this run's ``uncapped_adjusted_end_ts``) is ``end_ts``, ``zero`` or
+      ``absent``: an uncapped page never says a value inside the range, whatever its
+      candle count (a server with a cap far below 5,000 is read right);
+    - otherwise (``last_candle``: an uncapped page says its last candle's end, which
+      looks like a forward cut; or unknown), the page needs its own proof: a cap on
+      requested candidates (``requested_cap``), candles over half the cap (an uncapped
+      page of a ``last_candle`` server would end at the range's last candle, far from
+      such a count only by chance), or a candle of the page's markets that another page
+      of the run served (``elsewhere``) after ``adjusted_end_ts`` in the range and that
+      this page left out.
+    """
     if not isinstance(body, dict):
         return UNKNOWN
     adjusted = body.get("adjusted_end_ts")
@@ -276,8 +313,14 @@ def paging_direction(body: Any, span: Span, cap: int, requested_cap: bool) -> st
     ends = candle_ends(by_market)
     if any(ts > adjusted for ts in ends):
         return "backward"
+    if not ends:
+        return UNKNOWN
+    if uncapped in UNCAPPED_NEVER_INSIDE:
+        return "forward"
     total = sum(len(cs) for cs in by_market.values())
-    if ends and (requested_cap or total > cap // 2):
+    if requested_cap or total > cap // 2:
+        return "forward"
+    if any(adjusted < ts <= span.end_ts for _, ts in elsewhere):
         return "forward"
     return UNKNOWN
 
