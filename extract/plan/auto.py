@@ -149,6 +149,10 @@ class WindowRoutes:
     """The batch requests also ask for historical markets to learn whether it serves them."""
     requests: dict[str, int] | None = None
     """Planned requests per route (``event``, ``batch``, ``historical``)."""
+    asked: str | None = None
+    """A historical market of the window that batch was asked about alone
+    (:class:`BatchProbe`) and gave no candle: what the historical route returns for it
+    answers the question (a candle there: batch does not serve historical markets)."""
 
     @property
     def total(self) -> int:
@@ -236,6 +240,53 @@ def _costs(
     }
 
 
+# --- asking batch about one historical market ------------------------------------------
+
+#: The period of :class:`BatchProbe`: an hourly candle exists wherever a minute of the
+#: hour has one, so one request of a window's hours (about 40 candidates for a weather
+#: window) sees any candle the market has there.
+PROBE_PERIOD = 60
+
+
+@dataclass(frozen=True)
+class BatchProbe:
+    """One batch request for ONE historical market over its window, at hourly periods.
+
+    Why this range: a short range of minutes may hold no candle of an illiquid market,
+    and a market with no candle there cannot answer "no". Over the whole window (widened
+    to whole hours, so that the hour holding the window's last minute is asked too) the
+    market has a candle unless it never traded nor moved a quote; and the historical
+    route, which fetches that market over the same window anyway when batch leaves it
+    out, shows whether it has: a candle there and none from batch means batch does not
+    serve historical markets. A market without any candle cannot tell, and the next
+    window asks again (at most :data:`extract.routes.choice.MAX_PROBES` windows).
+    """
+
+    ticker: str
+    start_ts: int
+    end_ts: int
+    period: int = PROBE_PERIOD
+
+
+def batch_probe(shape: WindowShape) -> BatchProbe:
+    """The probe of a window with historical markets: the first of them, by ticker."""
+    hour = PROBE_PERIOD * 60
+    start = shape.start_ts // hour * hour
+    return BatchProbe(sorted(shape.historical)[0], start, ceil_div(shape.end_ts, hour) * hour)
+
+
+def probe_waste(probing: WindowRoutes, plain: WindowRoutes) -> int:
+    """Requests a window's own probe (its historical markets in its batch requests) wastes
+    when batch does not serve them: its event and batch requests with them, less those
+    of its routes without them (the historical markets then take their own route either
+    way). 0 when the window's batch requests have room for them; 2 for a weather event of
+    six historical markets (14,046 candidates: two batch requests)."""
+    spent = probing.requests or {}
+    plain_costs = plain.requests or {}
+    with_hist = spent.get("event", 0) + spent.get("batch", 0)
+    return with_hist - plain_costs.get("event", 0) - plain_costs.get("batch", 0)
+
+
 def window_floor(
     shape: WindowShape, batch_serves_historical: bool, event_candles: int | None = None
 ) -> int:
@@ -305,7 +356,8 @@ class RequestTally:
         if answer is Answer.UNKNOWN and self.floor_if_served != self.floor_if_not:
             out.append(
                 f"  the floor is {self.floor_if_not} if batch does not serve historical "
-                "markets; the run finds out with its first historical window "
+                "markets; the run asks batch before its first historical window (one "
+                "request, or its own batch requests when they have room) "
                 "(or run `extract check-api` first)"
             )
         return out

@@ -12,11 +12,13 @@ import time
 
 from sqlalchemy import Engine
 
-from extract.api.client import KalshiClient
+from extract.api.client import ApiResponse, KalshiClient
 from extract.config import ExtractConfig
 from extract.events.historical import CutoffTracker
-from extract.plan.auto import Evidence
+from extract.plan.auto import BatchProbe, Evidence
+from extract.plan.caps import BatchRequest
 from extract.plan.windows import Window
+from extract.routes.batch import BATCH_PATH, check_batch_page
 from extract.routes.choice import RouteChooser
 from extract.run.outcome import CandlesSummary
 from extract.run.progress import Progress, Snapshot
@@ -24,7 +26,7 @@ from extract.run.workers import Coordinator
 from schemas.archive import ArchiveStore, WindowKey
 from schemas.checkpoints import Checkpoint
 from schemas.core import CheckpointStatus
-from schemas.errors import CorruptArchiveError
+from schemas.errors import ApiError, CorruptArchiveError
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,36 @@ class RunContext:
         self.finished = 0
         self.progress = progress
         self.cutoff = cutoff
-        self.chooser = RouteChooser(config.route, evidence)
+        self.chooser = RouteChooser(config.route, evidence, self.ask_batch)
         self.started = time.monotonic()
         self.coord: Coordinator | None = None
         """Leases and the budget share; set by ``_execute`` for the run's duration."""
+
+    async def ask_batch(self, probe: BatchProbe) -> int | None:
+        """Send the route chooser's one-market question to batch: the candles it returned
+        for the market (0 when it refused it), or None when it could not be asked.
+
+        Not archived: hourly candles answer a question about the server, they are not
+        the window's data (its pages are fetched at the window's period by its routes).
+        """
+        req = BatchRequest((probe.ticker,), probe.start_ts, probe.end_ts)
+
+        def check(resp: ApiResponse) -> None:
+            if resp.status == 200:
+                check_batch_page(resp.body, req.tickers)  # a broken body is retried
+
+        try:
+            resp = await self.client.get_json(
+                BATCH_PATH, req.params(probe.period), check=check, accept=frozenset({400, 404})
+            )
+        except ApiError as e:
+            log.warning("could not ask batch about %s: %s", probe.ticker, e)
+            return None
+        counts = self.summary.route_requests
+        counts["probe"] = counts.get("probe", 0) + 1
+        if resp.status != 200:
+            return 0
+        return sum(len(cs) for _, cs in check_batch_page(resp.body, req.tickers))
 
     def tick(self, force: bool = False) -> None:
         self.progress.update(

@@ -210,6 +210,10 @@ class WindowJob:
         for ticker in sorted(plan.historical):
             if not await self._market(ticker):
                 self._reroute(ticker, Route.LIVE, "is not on the historical tier (404)")
+        if plan.asked is not None:  # batch gave it no candle: do its historical pages?
+            got = {plan.asked: self.per_market.get(plan.asked, 0)}
+            answer = run.chooser.saw_batch_historical({plan.asked: 0}, got)
+            log.info("%s: batch serves historical markets: %s", key, answer.value)
         if not by_event:
             await self._batch(plan)
         elif self._live():
