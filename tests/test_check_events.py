@@ -92,6 +92,21 @@ async def test_the_newest_closed_is_not_always_the_richest() -> None:
     assert any(newest_differs)
 
 
+async def test_without_the_weighing_the_newest_closed_event_is_probed(tmp_path: Path) -> None:
+    """The batch route fails: the events cannot be weighed, the newest closed one is
+    probed, and every event-route check still reads as set."""
+    async with SimServer(sim_config()) as sim:
+        sim.fail_next("/markets/candlesticks", "503", times=1000)
+        report = await check(sim, tmp_path / "raw")
+    got = observed(report)
+    newest = max(ev for _, ev in closed_by_candles(sim.world))
+    assert {ev for ev, _ in event_pages(list(sim.counters.log))} == {newest}
+    assert got["paging_direction"] == "forward" and got["event_cap_counts"] == "returned"
+    direction = next(c for c in report.checks if c.name == "paging_direction")
+    assert "could not be weighed" in direction.evidence
+    assert sim.counters.total <= 20
+
+
 async def test_an_event_that_cannot_show_a_cut_is_followed_by_one_more(tmp_path: Path) -> None:
     """``--event`` names the newest event, opening at the present: no page can be cut.
     The next event by candles answers, for two more requests (its weighing, its window)."""

@@ -87,14 +87,19 @@ class EventChecks:
         )
         counts = rules.batch_page_candles(resp.body) if resp and resp.status == 200 else {}
         hourly = {t: len(cs) for t, cs in counts.items()}
+        # the query names every market: the note shows the answer, the file the request
+        shown = f"{line.split('?', 1)[0]} -> {resp.status}" if resp else line
         if any(hourly.values()):
             self.ranked = rank_by_candles(weighed, hourly) + self.ranked[len(weighed) :]
-            self.rank_note = f"; the events weighed by hourly candles ({line}): " + ", ".join(
-                f"{ev.get('event_ticker')}={sum(hourly.get(t, 0) for t in live_tickers(ev))}"
-                for ev in self.ranked[: len(weighed)]
+            self.rank_note = (
+                f"; the last {len(weighed)} closed events by hourly candles ({shown}): "
+                + ", ".join(
+                    f"{ev.get('event_ticker')}={sum(hourly.get(t, 0) for t in live_tickers(ev))}"
+                    for ev in self.ranked[: len(weighed)]
+                )
             )
         else:
-            self.rank_note = f"; the events could not be weighed ({line}): the most recent first"
+            self.rank_note = f"; the closed events could not be weighed ({shown}): newest first"
         return self.ranked
 
     async def _one_event(self, ticker: str) -> dict[str, Any]:
