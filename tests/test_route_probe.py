@@ -44,7 +44,7 @@ def test_a_window_of_six_historical_markets_would_waste_two_batch_requests() -> 
     w = shape(live=(), hist=HIST)
     probing = choose_routes(w, RouteChoice.AUTO, RunEvidence(), may_probe=True)
     plain = choose_routes(w, RouteChoice.AUTO, RunEvidence(), may_probe=False)
-    # 6 x 2,341 = 14,046 requested candles: two batch requests (the simulator's count)
+    # 6 x 2,341 = 14,046 requested candles (this 39-hour shape): two batch requests
     assert -(-6 * period_ends(START, END, 1)[1] // 10_000) == 2
     assert probe_waste(probing, plain) == 2
     # four historical markets fit one batch request: the window's own request asks
@@ -214,7 +214,7 @@ async def test_a_small_auto_backfill_asks_batch_once_for_one_market(
     assert all(r.params["period_interval"] == "1" for r in minute_batch)
     if not serves:
         # the answer is no: no other batch request names a historical market, and each
-        # historical market took its one request on its own route (2,341 <= 5,000)
+        # historical market took its one request on its own route (2,340 <= 5,000)
         assert asking == [probe]
         assert sorted(r.path.split("/")[-2] for r in hist_log) == sorted(historical)
         # every request but the question carries the window's data: one wasted, not two

@@ -280,7 +280,7 @@ def probe_waste(probing: WindowRoutes, plain: WindowRoutes) -> int:
     when batch does not serve them: its event and batch requests with them, less those
     of its routes without them (the historical markets then take their own route either
     way). 0 when the window's batch requests have room for them; 2 for a weather event of
-    six historical markets (14,046 candidates: two batch requests)."""
+    six historical markets (6 x 2,340 = 14,040 candidates: two batch requests)."""
     spent = probing.requests or {}
     plain_costs = plain.requests or {}
     with_hist = spent.get("event", 0) + spent.get("batch", 0)
