@@ -174,3 +174,22 @@ def test_status_shows_open_windows_apart_from_final_ones(db_url: str) -> None:
     (doc,) = orjson.loads(res.stdout)
     assert doc["windows"]["SUCCESS"] == 1 and doc["open_windows"]["SUCCESS"] == 1
     assert doc["windows_total"] == 3
+
+
+def test_status_reads_window_records_never_the_candle_table(db_url: str) -> None:
+    """Its cost follows the windows, not the candles: no statement names kalshi_candle,
+    and several series are read at once."""
+    from sqlalchemy import event
+
+    engine = _seed_status(db_url)
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    statuses = series_status(engine, [SERIES, "KXHIGHCHI"])
+    event.remove(engine, "before_cursor_execute", record)
+    assert [s.series_ticker for s in statuses] == ["KXHIGHCHI", SERIES]
+    assert seen and not any("kalshi_candle" in sql for sql in seen)
+    engine.dispose()

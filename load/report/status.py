@@ -1,28 +1,29 @@
-"""``status``: progress per series, read from the database only.
+"""``status``: progress per series, read from the database's per-window records only.
 
 :func:`series_status` counts checkpoints by status (final windows apart from open ones),
-rows stored, missing minutes from ``kalshi_window_stats`` (each market-minute once), and
-names the last error of failed windows and the leases held; :func:`workers` lists the
-registered processes. A module of its own because it is the one report that never opens
-the archive.
+rows stored and missing minutes from ``kalshi_window_stats`` (each market-minute once),
+and names the last error of failed windows and the leases held, with a few aggregate
+queries whose cost follows the number of windows, never the candle table's size;
+:func:`workers` lists the registered processes. A module of its own because it is the
+one report that never opens the archive.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from load.access.selection import series_tuple, ticker_prefixes
 from load.report.common import fields_json, series_of
-from schemas.checkpoints import list_checkpoints
 from schemas.core import CheckpointStatus
 from schemas.db import translate_db_error
-from schemas.tables import kalshi_candle, kalshi_window_stats
-from schemas.tickers import validate_series_ticker
+from schemas.tables import kalshi_backfill_checkpoint, kalshi_window_stats
 from schemas.workers import WorkerRow, list_workers
 
 
@@ -109,88 +110,117 @@ def workers(engine: Engine) -> list[WorkerRow]:
         raise translate_db_error(e, url, "reading workers") from e
 
 
-def series_status(engine: Engine, series_ticker: str | None = None) -> list[SeriesStatus]:
-    """One :class:`SeriesStatus` per (series, period) found in checkpoints, stats or candles."""
-    if series_ticker is not None:
-        validate_series_ticker(series_ticker)
+def series_status(engine: Engine, series: str | Sequence[str] | None = None) -> list[SeriesStatus]:
+    """One :class:`SeriesStatus` per (series, period) found in checkpoints or window stats.
+
+    Reads per-window records only (``kalshi_backfill_checkpoint``, ``kalshi_window_stats``),
+    aggregated by the database, never the candle table: its cost follows the number of
+    windows, not of candles. ``rows_stored`` is the candles the loaded windows hold (each
+    market's widest window, as for the missing minutes); ``verify`` compares the table
+    itself with the archive.
+    """
+    chosen = series_tuple(series)
     out: dict[tuple[str, int], SeriesStatus] = {}
 
-    def entry(series: str, period: int) -> SeriesStatus:
-        key = (series, int(period))
+    def entry(series_ticker: str, period: int) -> SeriesStatus:
+        key = (series_ticker, int(period))
         if key not in out:
-            out[key] = SeriesStatus(series, int(period))
+            out[key] = SeriesStatus(series_ticker, int(period))
         return out[key]
 
-    try:
-        with engine.connect() as conn:
-            checkpoints = list_checkpoints(conn, series_ticker)
-    except SQLAlchemyError as e:
-        url = engine.url.render_as_string(hide_password=False)
-        raise translate_db_error(e, url, "reading checkpoints") from e
-    for cp in checkpoints:
-        st = entry(cp.key.series_ticker, cp.key.period_interval)
-        by_status = st.windows if cp.is_final else st.open_windows
-        by_status[cp.status.value] = by_status.get(cp.status.value, 0) + 1
+    cp = kalshi_backfill_checkpoint.c
+    counts = select(
+        cp.series_ticker, cp.period_interval_minutes, cp.is_final, cp.status, func.count()
+    )
+    counts = counts.group_by(cp.series_ticker, cp.period_interval_minutes, cp.is_final, cp.status)
+    notes = select(
+        cp.series_ticker,
+        cp.event_ticker,
+        cp.period_interval_minutes,
+        cp.window_policy,
+        cp.status,
+        cp.last_error,
+        cp.lease_owner,
+        cp.lease_expires_utc,
+        cp.lease_claimed_utc,
+    ).where(or_(cp.status == CheckpointStatus.FAILED.value, cp.lease_owner.is_not(None)))
+    notes = notes.order_by(cp.series_ticker, cp.event_ticker, cp.period_interval_minutes)
+    if chosen is not None:
+        counts = counts.where(cp.series_ticker.in_(chosen))
+        notes = notes.where(cp.series_ticker.in_(chosen))
+    for s, period, is_final, status, n in _db_rows(engine, counts, "counting windows"):
+        st = entry(s, period)
+        by_status = st.windows if is_final else st.open_windows
+        by_status[status] = by_status.get(status, 0) + int(n)
+    for r in _db_rows(engine, notes, "reading failed and leased windows"):
         note = WindowNote(
-            cp.key.event_ticker,
-            cp.key.period_interval,
-            cp.key.window_policy.value,
-            cp.status.value,
-            cp.last_error,
-            cp.lease_owner,
-            cp.lease_expires_utc,
-            cp.lease_claimed_utc,
+            r.event_ticker,
+            int(r.period_interval_minutes),
+            r.window_policy,
+            r.status,
+            r.last_error,
+            r.lease_owner,
+            r.lease_expires_utc,
+            r.lease_claimed_utc,
         )
-        if cp.status is CheckpointStatus.FAILED:
+        st = entry(r.series_ticker, r.period_interval_minutes)
+        if r.status == CheckpointStatus.FAILED.value:
             st.failed.append(note)
-        if cp.lease_owner is not None:
+        if r.lease_owner is not None:
             st.leased.append(note)
 
-    prefix = None if series_ticker is None else f"{series_ticker}-"
-    for (event, period), (expected, missing, maint) in _market_minutes(engine, prefix).items():
+    for event, period, expected, present, missing, maint in _db_rows(
+        engine, _market_minutes_stmt(chosen), "reading window stats"
+    ):
         st = entry(series_of(event), period)
-        st.expected_candles += expected
-        st.missing_candles += missing
-        st.missing_in_maintenance += maint
-
-    c = kalshi_candle.c
-    counts = select(c.event_ticker, c.period_interval_minutes, func.count()).group_by(
-        c.event_ticker, c.period_interval_minutes
-    )
-    if prefix is not None:
-        # The market-key prefix is a range on the primary key's first column.
-        counts = counts.where(c.market_ticker.startswith(prefix, autoescape=True))
-    for event, period, n in _db_rows(engine, counts, "counting candles"):
-        entry(series_of(event), period).rows_stored += int(n)
+        st.expected_candles += int(expected)
+        st.rows_stored += int(present)
+        st.missing_candles += int(missing)
+        st.missing_in_maintenance += int(maint)
     return [out[k] for k in sorted(out)]
 
 
-def _market_minutes(engine: Engine, prefix: str | None) -> dict[tuple[str, int], tuple[int, ...]]:
-    """(expected, missing, missing in maintenance) per (event, period), each market-minute once.
+def _market_minutes_stmt(series: Sequence[str] | None) -> Select[Any]:
+    """(event, period, expected, present, missing, missing in maintenance), summed by the
+    database over each market's widest window.
 
     ``kalshi_window_stats`` has a row per market for each window policy of an event. A
     market's minutes in the trade window are among its minutes in the full-market window
     (the manifest clips each market to its window), so summing both policies counts them
-    twice. Per market, the row of the policy window covering the most minutes is taken.
+    twice. Per market, the row of the policy window covering the most minutes is taken
+    (``ROW_NUMBER()``: MariaDB 10.2, MySQL 8, SQLite 3.25, TiDB).
     """
     ws = kalshi_window_stats.c
-    stmt = select(
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=(ws.event_ticker, ws.period_interval_minutes, ws.market_ticker),
+            order_by=(ws.expected_candles.desc(), ws.window_policy),
+        )
+        .label("widest")
+    )
+    per_market = select(
         ws.event_ticker,
         ws.period_interval_minutes,
-        ws.market_ticker,
         ws.expected_candles,
+        ws.present_candles,
         ws.missing_candles,
         ws.missing_in_maintenance,
+        rank,
     )
-    if prefix is not None:
-        stmt = stmt.where(ws.event_ticker.startswith(prefix, autoescape=True))
-    widest: dict[tuple[str, int, str], tuple[int, int, int]] = {}
-    for event, period, market, expected, missing, maint in _db_rows(engine, stmt, "reading stats"):
-        key, row = (event, int(period), market), (int(expected), int(missing), int(maint))
-        if key not in widest or row[0] > widest[key][0]:
-            widest[key] = row
-    out: dict[tuple[str, int], tuple[int, ...]] = {}
-    for (event, period, _), row in widest.items():
-        prev = out.get((event, period), (0, 0, 0))
-        out[(event, period)] = tuple(a + b for a, b in zip(prev, row, strict=True))
-    return out
+    where = ticker_prefixes(ws.event_ticker, series)
+    if where is not None:
+        per_market = per_market.where(where)
+    inner = per_market.subquery()
+    return (
+        select(
+            inner.c.event_ticker,
+            inner.c.period_interval_minutes,
+            func.sum(inner.c.expected_candles),
+            func.sum(inner.c.present_candles),
+            func.sum(inner.c.missing_candles),
+            func.sum(inner.c.missing_in_maintenance),
+        )
+        .where(inner.c.widest == 1)
+        .group_by(inner.c.event_ticker, inner.c.period_interval_minutes)
+    )
