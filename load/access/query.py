@@ -15,7 +15,7 @@ quote.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy import Engine, Select, select
 from sqlalchemy.exc import SQLAlchemyError
 
 # The loader's frame schema is the read schema too: what load writes, query returns.
+from load.access.stream import read_frame
 from load.normalize.pages import CANDLE_SCHEMA, TIME_DTYPE
 from schemas.archive import parse_utc_iso
 from schemas.db import translate_db_error
@@ -91,19 +92,12 @@ def check_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
-def frame_from_rows(rows: Iterable[Sequence[Any]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """Rows (tuples in schema order) to a frame; Decimals go straight into ``pl.Decimal``."""
-    return pl.DataFrame(list(rows), schema=schema, orient="row")
-
-
 def read_candles(engine: Engine, stmt: Select[Any], what: str) -> pl.DataFrame:
-    """Run a SELECT of all kalshi_candle columns and return a CANDLE_SCHEMA frame."""
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-    except SQLAlchemyError as e:
-        raise translate_db_error(e, engine.url.render_as_string(hide_password=False), what) from e
-    return frame_from_rows(rows, CANDLE_SCHEMA)
+    """Run a SELECT of all kalshi_candle columns and return a CANDLE_SCHEMA frame.
+
+    Through :func:`load.access.stream.read_frame`: no Python object per value.
+    """
+    return read_frame(engine, stmt, CANDLE_SCHEMA, what)
 
 
 def market_range_stmt(

@@ -1,0 +1,108 @@
+"""Many rows out of the database without a Python object per value.
+
+A DB-API driver hands each value over as a Python object (PyMySQL builds a ``Decimal``
+per price: 22 of them a candle), which capped ``export`` at about 25,000 rows/s while
+the database's own client dumps the same rows ten times faster. Here the database
+writes each row as ONE tab-separated text (``CONCAT`` of every column cast to text,
+``''`` for NULL), rows stream from the server in partitions, and Polars parses the text
+and casts each column to its type in Rust: a decimal's text is exactly its value, so
+nothing is rounded, and the cost per value is Polars', not the interpreter's.
+
+The same statement works on SQLite (``||``), MariaDB, MySQL and TiDB (``CONCAT``):
+SQLAlchemy's string ``+`` compiles to each. Text columns must never hold an empty
+string or a tab (tickers cannot): an empty field is read back as NULL.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Engine, Select, String, cast, func, literal
+from sqlalchemy.exc import SQLAlchemyError
+
+from schemas.db import translate_db_error
+
+#: Rows fetched from the server at a time (a few MB of text).
+PARTITION_ROWS = 50_000
+#: How the database writes a DATETIME as text (MySQL without fraction for DATETIME(0)).
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
+
+
+def text_rows(stmt: Select[Any]) -> Select[Any]:
+    """``stmt`` with its columns replaced by one tab-separated text a row (same WHERE,
+    ORDER BY and index hints)."""
+    line: Any = None
+    for col in stmt.selected_columns:
+        value = func.coalesce(cast(col, String), literal("", String))
+        # String + String: `a || b` on SQLite, `concat(a, b)` on MySQL (SQLAlchemy flattens
+        # the chain into one call).
+        line = value if line is None else line + literal("\t", String) + value
+    return stmt.with_only_columns(line, maintain_column_froms=True)
+
+
+def parse_rows(lines: bytes, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """Tab-separated rows (no header) as a frame of ``schema``, every cast vectorized."""
+    names = list(schema)
+    if not lines:
+        return pl.DataFrame(schema=dict(schema))
+    raw = pl.read_csv(
+        io.BytesIO(lines),
+        separator="\t",
+        has_header=False,
+        new_columns=names,
+        schema=dict.fromkeys(names, pl.String()),
+        quote_char=None,
+    )
+    return raw.select(_cast(name, dtype) for name, dtype in schema.items())
+
+
+def _cast(name: str, dtype: pl.DataType) -> pl.Expr:
+    col = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        return col.str.to_datetime(
+            TIME_FORMAT, time_unit=dtype.time_unit, time_zone=dtype.time_zone, strict=True
+        )
+    if isinstance(dtype, pl.Date):
+        return col.str.to_date("%Y-%m-%d", strict=True)
+    if isinstance(dtype, pl.Boolean):
+        return col.cast(pl.Int8).cast(pl.Boolean)
+    return col.cast(dtype, strict=True)
+
+
+def iter_frames(
+    engine: Engine,
+    stmt: Select[Any],
+    schema: Mapping[str, pl.DataType],
+    what: str,
+    partition_rows: int = PARTITION_ROWS,
+) -> Iterator[pl.DataFrame]:
+    """Frames of ``schema`` (the columns of ``stmt`` in order), ``partition_rows`` at a time.
+
+    The rows stream from the server (an unbuffered cursor on MySQL), so memory holds one
+    partition's text and frame, whatever the query returns.
+    """
+    if len(stmt.selected_columns) != len(schema):
+        raise ValueError("the statement's columns and the schema differ")
+    try:
+        with engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=partition_rows).execute(
+                text_rows(stmt)
+            )
+            for part in result.partitions():
+                text = "\n".join(r[0] for r in part) + "\n"
+                yield parse_rows(text.encode(), schema)
+    except SQLAlchemyError as e:
+        raise translate_db_error(e, engine.url.render_as_string(hide_password=False), what) from e
+
+
+def read_frame(
+    engine: Engine, stmt: Select[Any], schema: Mapping[str, pl.DataType], what: str
+) -> pl.DataFrame:
+    """Every row of ``stmt`` as one frame of ``schema`` (see :func:`iter_frames`)."""
+    frames = list(iter_frames(engine, stmt, schema, what))
+    if not frames:
+        return pl.DataFrame(schema=dict(schema))
+    return frames[0] if len(frames) == 1 else pl.concat(frames)
