@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 from click.testing import CliRunner
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from extract.config import ApiConfig, ExtractConfig, RateLimit, RouteChoice
 from extract.events.sync import sync_events
@@ -26,9 +26,10 @@ from load.report.verify import verify_event
 from load.run.loader import load_windows
 from schemas.archive import open_archive
 from schemas.db import make_engine
-from schemas.tables import kalshi_candle
+from schemas.tables import kalshi_candle, kalshi_market
+from schemas.tickers import event_date_from_ticker
 from tests.kalshi_sim import SimServer
-from tests.test_access_data import CONFIG, EVENTS, SERIES, market_tickers, truth_rows
+from tests.test_access_data import CONFIG, EVENTS, SERIES, WORLD, market_tickers, truth_rows
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -96,6 +97,7 @@ async def test_access_commands_on_a_real_backfill(db_url: str, tmp_path: Path) -
     for ev, day in zip(EVENTS, ("2025-11-19", "2025-11-20"), strict=True):
         frame = pl.read_parquet(out / f"series={SERIES}" / f"date={day}" / "part-0.parquet")
         assert _strip(frame.to_dicts()) == _strip(truth_rows(ev))
+    _check_markets_file(out / f"series={SERIES}" / "markets.parquet", db_url)
 
     # status: both windows loaded, every row counted, holes and the pause reported
     engine = make_engine(db_url)
@@ -136,3 +138,40 @@ async def test_access_commands_on_a_real_backfill(db_url: str, tmp_path: Path) -
     res = runner.invoke(coverage_cmd, ["--series", SERIES, *days, "--out", str(png), *db])
     assert res.exit_code == 0, res.output
     assert png.read_bytes()[:8] == PNG_SIGNATURE and "2 events" in res.stderr
+
+
+def _check_markets_file(path: Path, db_url: str) -> None:
+    """markets.parquet equals the kalshi_market rows, and those are what the simulator
+    listed: strikes, times, status, result and settlement of every market."""
+    markets = pl.read_parquet(path)
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(kalshi_market).where(kalshi_market.c.series_ticker == SERIES)
+        ).all()
+    engine.dispose()
+    assert markets["market_ticker"].to_list() == sorted(r.market_ticker for r in stored)
+    assert len(stored) == len(WORLD.event_tickers()) * CONFIG.markets_per_event
+    by_ticker = {r.market_ticker: r._mapping for r in stored}
+    for row in markets.to_dicts():
+        db_row = by_ticker[row["market_ticker"]]
+        for col, value in row.items():
+            if col != "event_date":
+                assert value == db_row[col], (row["market_ticker"], col)
+        sim = WORLD.market(row["market_ticker"])
+        assert sim is not None
+        assert row["event_ticker"] == sim["event_ticker"]
+        assert row["event_date"] == event_date_from_ticker(sim["event_ticker"])
+        assert row["strike_type"] == sim["strike_type"]
+        for side in ("floor_strike", "cap_strike"):
+            want = sim.get(side)
+            assert row[side] == (None if want is None else Decimal(str(want))), side
+        for col, key in (
+            ("open_time_utc", "open_time"),
+            ("close_time_utc", "close_time"),
+            ("expiration_time_utc", "expiration_time"),
+        ):
+            assert row[col] == datetime.fromisoformat(sim[key]), col
+        assert (row["status"], row["result"]) == (sim["status"], sim["result"])
+        settled = sim.get("settlement_ts")
+        assert row["settlement_ts_utc"] == (settled and datetime.fromisoformat(settled))

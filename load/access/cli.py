@@ -185,17 +185,21 @@ def export_cmd(
     period: int,
     db_url: str,
 ) -> None:
-    """Parquet files partitioned by series and event date, one day at a time."""
+    """Parquet files partitioned by series and event date, one day at a time, and each
+    series' markets.parquet (strikes, times, results)."""
     from load.access.export import export_series
     from load.access.output import read_only_engine
 
     lo, hi = parse_date(date_from, "--from"), parse_date(date_to, "--to")
     assert lo is not None and hi is not None
     with read_only_engine(db_url) as engine:
-        parts = export_series(engine, series, lo, hi, out_dir, period)
-    for p in parts:
+        done = export_series(engine, series, lo, hi, out_dir, period)
+    for p in done.parts:
         click.echo(f"{p.path}\t{p.rows} rows\t{','.join(p.events)}")
-    click.echo(f"{len(parts)} files, {sum(p.rows for p in parts)} rows", err=True)
+    for path, rows in done.markets:
+        click.echo(f"{path}\t{rows} markets")
+    rows = sum(p.rows for p in done.parts)
+    click.echo(f"{len(done.parts)} files, {rows} rows", err=True)
 
 
 ACCESS_COMMANDS: tuple[click.Command, ...] = (query_cmd, asof_cmd, export_cmd)

@@ -4,6 +4,7 @@ Layout (Hive-style, so ``pl.scan_parquet(out, hive_partitioning=True)`` and Duck
 read the partition columns from the path)::
 
     OUT/series=KXHIGHNY/date=2025-11-20/part-0.parquet
+    OUT/series=KXHIGHNY/markets.parquet      (every market of the series: load.access.markets)
 
 ``date`` is the EVENT date (``kalshi_event.event_date``, else the date in the event
 ticker), not the UTC date of each candle: a weather event's candles span two or three UTC
@@ -11,7 +12,8 @@ days, and a researcher wants one event in one place. The file holds every
 ``kalshi_candle`` column; the series and date are in the path only.
 
 The export streams one event date at a time (one query per event, through the market-key
-range), so memory stays at one day's candles whatever the range. Each file is written to a
+range, read as text and cast by Polars: :mod:`load.access.stream`), so memory stays at
+one day's candles whatever the range. Each file is written to a
 temporary name in its folder, fsynced and renamed: a reader sees the old file or the new
 one, never half of one, and a killed export leaves no partial ``part-0.parquet``.
 """
@@ -19,6 +21,7 @@ one, never half of one, and a killed export leaves no partial ``part-0.parquet``
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -27,13 +30,15 @@ import polars as pl
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from load.access.markets import write_markets
+from load.access.output import check_out_dir, write_parquet_atomic
 from load.access.query import event_candles_stmt, read_candles
+from load.access.selection import series_tuple
 from load.normalize.pages import CANDLE_SCHEMA
-from schemas.archive import atomic_path
 from schemas.db import translate_db_error
-from schemas.errors import ConfigError, InputError
+from schemas.errors import InputError
 from schemas.tables import kalshi_event
-from schemas.tickers import event_date_from_ticker, validate_series_ticker
+from schemas.tickers import event_date_from_ticker
 
 PART_NAME = "part-0.parquet"
 
@@ -74,43 +79,50 @@ def events_by_date(
     return {d: sorted(out[d]) for d in sorted(out)}
 
 
-def write_parquet_atomic(frame: pl.DataFrame, dest: Path) -> None:
-    """Write ``frame`` to ``dest`` atomically (see :func:`schemas.archive.atomic_path`)."""
-    try:
-        with atomic_path(dest) as tmp:
-            frame.write_parquet(tmp, compression="zstd", statistics=True)
-    except OSError as e:
-        raise ConfigError(f"cannot write {dest}: {e.strerror or e}") from e
+@dataclass(frozen=True)
+class ExportResult:
+    """What one export wrote: the partitions, then each series' markets file."""
+
+    parts: list[ExportedPart]
+    markets: list[tuple[Path, int]]
 
 
 def export_series(
     engine: Engine,
-    series_ticker: str,
+    series: str | Sequence[str],
     date_from: date,
     date_to: date,
     out_dir: str | Path,
     period: int = 1,
-) -> list[ExportedPart]:
-    """Export the series' candles of events dated in [from, to]; returns the files written.
+) -> ExportResult:
+    """Export the candles of the series' events dated in [from, to], and each series'
+    ``markets.parquet`` (:mod:`load.access.markets`).
 
     Dates whose events hold no candles get no file (an existing file from an earlier export
-    is left alone).
+    is left alone). InputError for a bad series, a range whose start is after its end, or
+    an ``out_dir`` that is a file.
     """
-    validate_series_ticker(series_ticker)
+    chosen = series_tuple(series)
+    assert chosen is not None
     if date_from > date_to:
         raise InputError(f"--from {date_from} is after --to {date_to}")
-    out = Path(out_dir)
+    out = check_out_dir(out_dir)
     parts: list[ExportedPart] = []
-    for day, events in events_by_date(engine, series_ticker, date_from, date_to).items():
-        frames = [
-            read_candles(engine, event_candles_stmt(ev, None, None, period), "export read")
-            for ev in events
-        ]
-        frame = pl.concat(frames) if frames else pl.DataFrame(schema=CANDLE_SCHEMA)
-        if frame.is_empty():
-            continue
-        frame = frame.sort("market_ticker", "end_period_ts_utc")
-        dest = partition_path(out, series_ticker, day)
-        write_parquet_atomic(frame, dest)
-        parts.append(ExportedPart(series_ticker, day, dest, frame.height, tuple(events)))
-    return parts
+    markets: list[tuple[Path, int]] = []
+    for series_ticker in chosen:
+        for day, events in events_by_date(engine, series_ticker, date_from, date_to).items():
+            frames = [
+                read_candles(engine, event_candles_stmt(ev, None, None, period), "export read")
+                for ev in events
+            ]
+            frame = pl.concat(frames) if frames else pl.DataFrame(schema=CANDLE_SCHEMA)
+            if frame.is_empty():
+                continue
+            frame = frame.sort("market_ticker", "end_period_ts_utc")
+            dest = partition_path(out, series_ticker, day)
+            write_parquet_atomic(frame, dest)
+            parts.append(ExportedPart(series_ticker, day, dest, frame.height, tuple(events)))
+        written = write_markets(engine, series_ticker, out)
+        if written is not None:
+            markets.append(written)
+    return ExportResult(parts, markets)

@@ -15,10 +15,10 @@ import click
 import polars as pl
 from sqlalchemy import Engine
 
-from load.access.export import write_parquet_atomic
+from schemas.archive import atomic_path
 from schemas.cli import to_json
 from schemas.db import make_engine
-from schemas.errors import InputError
+from schemas.errors import ConfigError, InputError
 
 
 def frame_to_json(frame: pl.DataFrame) -> str:
@@ -43,6 +43,26 @@ def frame_text(frame: pl.DataFrame, fmt: str) -> str:
         tbl_hide_column_data_types=True,
     ):
         return f"{frame}\n({frame.height} rows)\n"
+
+
+def write_parquet_atomic(frame: pl.DataFrame, dest: Path) -> None:
+    """Write ``frame`` to ``dest`` atomically (see :func:`schemas.archive.atomic_path`)."""
+    try:
+        with atomic_path(dest) as tmp:
+            frame.write_parquet(tmp, compression="zstd", statistics=True)
+    except OSError as e:
+        raise ConfigError(f"cannot write {dest}: {e.strerror or e}") from e
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a Path, InputError when it names an existing file (not a folder).
+
+    Checked before any database work, so a mistyped ``--out`` writes nothing.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is an existing file: give a folder")
+    return out
 
 
 def write_parquet(frame: pl.DataFrame, out: str | None) -> None:
