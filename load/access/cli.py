@@ -1,4 +1,4 @@
-"""Backtest-access commands ``query``, ``asof`` and ``export``, and the options and output
+"""Backtest-access commands ``query``, ``asof``, ``export`` and ``grid``, and the options and output
 helpers every read-only command shares.
 
 Standalone click commands (``load/cli.py`` adds them to the ``load`` group) built on the
@@ -13,7 +13,7 @@ commands that look at how the backfill went.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -202,5 +202,106 @@ def export_cmd(
     click.echo(f"{len(done.parts)} files, {rows} rows", err=True)
 
 
-ACCESS_COMMANDS: tuple[click.Command, ...] = (query_cmd, asof_cmd, export_cmd)
+def split_series(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--series A,B --series C`` as ``(A, B, C)`` (blanks dropped)."""
+    return tuple(s.strip() for v in values for s in v.split(",") if s.strip())
+
+
+GRID_FORMATS = (*FRAME_FORMATS, "partitioned")
+
+
+@click.command("grid", cls=KalshiCommand)
+@click.option("--market", default=None, help="One market ticker.")
+@click.option("--event", default=None, help="One event ticker: every market of it.")
+@click.option(
+    "--series",
+    multiple=True,
+    help="Series ticker(s): repeatable or comma-separated (A,B); with --from/--to dates.",
+)
+@click.option(
+    "--from",
+    "date_from",
+    default=None,
+    help="--series: first event date (YYYY-MM-DD); --market/--event: ISO start time.",
+)
+@click.option(
+    "--to",
+    "date_to",
+    default=None,
+    help="--series: last event date; --market/--event: ISO end time (a date: that whole day).",
+)
+@period_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(GRID_FORMATS),
+    default=None,
+    help="Output format [default: partitioned with --series (--out DIR), else table].",
+)
+@click.option("--out", default=None, help="File to write (partitioned: a folder).")
+@db_option
+@command_body
+def grid_cmd(
+    market: str | None,
+    event: str | None,
+    series: tuple[str, ...],
+    date_from: str | None,
+    date_to: str | None,
+    period: int,
+    fmt: str | None,
+    out: str | None,
+    db_url: str,
+) -> None:
+    """The book at every period of each market's life: yes bid/ask from the last candle
+    ending at or before it (no look-ahead), its age, volume, open interest, trade close."""
+    from load.access.book import book_grid, write_grid
+    from load.access.output import check_out_dir, read_only_engine
+    from load.access.query import parse_time
+
+    chosen = split_series(series)
+    days: tuple[date | None, date | None] = (None, None)
+    times: tuple[datetime | None, datetime | None] = (None, None)
+    if sum(bool(x) for x in (market, event, chosen)) != 1:
+        raise InputError("give exactly one of --market, --event or --series")
+    fmt = fmt or ("partitioned" if chosen else "table")
+    if chosen:
+        days = parse_date(date_from, "--from"), parse_date(date_to, "--to")
+        if days[0] and days[1] and days[0] > days[1]:
+            raise InputError(f"--from {days[0]} is after --to {days[1]}")
+    else:
+        times = (
+            parse_time(date_from, "--from") if date_from else None,
+            parse_time(date_to, "--to", whole_day=True) if date_to else None,
+        )
+    if fmt == "partitioned":
+        if not out:
+            raise InputError("--format partitioned needs --out DIR")
+        check_out_dir(out)
+    with read_only_engine(db_url) as engine:
+        if fmt == "partitioned":
+            if not chosen:
+                raise InputError("--format partitioned goes with --series (use parquet)")
+            done = write_grid(engine, chosen, days[0], days[1], str(out), period)
+            for p in done.parts:
+                click.echo(f"{p.path}\t{p.rows} rows\t{','.join(p.events)}")
+            for path, rows in done.markets:
+                click.echo(f"{path}\t{rows} markets")
+            rows = sum(p.rows for p in done.parts)
+            click.echo(f"{len(done.parts)} files, {rows} rows", err=True)
+            return
+        frame = book_grid(
+            engine,
+            market=market,
+            event=event,
+            series=chosen or None,
+            date_from=days[0],
+            date_to=days[1],
+            start=times[0],
+            end=times[1],
+            period=period,
+        )
+    emit_frame(frame, fmt, out)
+
+
+ACCESS_COMMANDS: tuple[click.Command, ...] = (query_cmd, asof_cmd, export_cmd, grid_cmd)
 """Every command of this module (``load/cli.py`` registers each on the ``load`` group)."""
