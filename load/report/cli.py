@@ -224,6 +224,13 @@ def verify_cmd(
 @series_option
 @event_dates_options(required=False)
 @click.option("--out", required=True, help="PNG file to write.")
+@click.option(
+    "--density/--presence",
+    "density",
+    default=None,
+    help="Shade each cell by the share of market-minutes with a candle, or colour "
+    "presence (all, some, none) [default: density once candles are sparse].",
+)
 @period_option
 @db_option
 @command_body
@@ -232,19 +239,30 @@ def coverage_cmd(
     date_from: str | None,
     date_to: str | None,
     out: str,
+    density: bool | None,
     period: int,
     db_url: str,
 ) -> None:
-    """A PNG of completeness: one row an event, holes and maintenance pauses coloured."""
+    """A PNG of completeness: one row an event (a day or a week over long ranges),
+    holes, sparse candles, never-backfilled windows and maintenance pauses coloured."""
     from load.access.output import read_only_engine
-    from load.report.coverage import build_coverage, render_coverage, require_plot_extra
+    from load.report.coverage import View, build_coverage
+    from load.report.coverage_png import render_coverage
+    from load.report.figure import require_plot_extra
 
     lo, hi = parse_date(date_from, "--from"), parse_date(date_to, "--to")
-    require_plot_extra()
+    require_plot_extra("coverage")
+    view: View | None = None if density is None else ("density" if density else "presence")
     with read_only_engine(db_url) as engine:
-        matrix = build_coverage(engine, series, lo, hi, period)
+        matrix = build_coverage(engine, series, lo, hi, period, view)
     path = render_coverage(matrix, out)
-    click.echo(f"wrote {path} ({len(matrix.events)} events)", err=True)
+    k = matrix.kinds
+    click.echo(
+        f"wrote {path} ({k.events} events: {k.not_backfilled} not backfilled, "
+        f"{k.empty} with no candle, {k.sparse} sparse; {len(matrix.rows)} rows, "
+        f"{matrix.view} view)",
+        err=True,
+    )
 
 
 REPORT_COMMANDS: tuple[click.Command, ...] = (status_cmd, inspect_cmd, verify_cmd, coverage_cmd)
