@@ -1,4 +1,4 @@
-"""Report commands: ``status``, ``inspect``, ``verify``, ``coverage``, and their tables.
+"""Report commands: ``status``, ``inspect``, ``verify``, ``coverage``, ``plot``, and their tables.
 
 Standalone click commands (``load/cli.py`` adds them to the ``load`` group), one per
 report module (:mod:`load.report.status`, :mod:`load.report.inspect`,
@@ -265,5 +265,47 @@ def coverage_cmd(
     )
 
 
-REPORT_COMMANDS: tuple[click.Command, ...] = (status_cmd, inspect_cmd, verify_cmd, coverage_cmd)
+# --- plot ---------------------------------------------------------------------------------
+
+
+@click.command("plot", cls=KalshiCommand)
+@click.option("--market", required=True, help="Market ticker, e.g. KXHIGHNY-25NOV20-B50.5.")
+@click.option("--from", "start", default=None, help="ISO-8601 start (default: the market's open).")
+@click.option(
+    "--to",
+    "end",
+    default=None,
+    help="ISO-8601 end; a date includes that whole day (default: close).",
+)
+@click.option("--out", required=True, help="PNG file to write.")
+@period_option
+@db_option
+@command_body
+def plot_cmd(
+    market: str, start: str | None, end: str | None, out: str, period: int, db_url: str
+) -> None:
+    """A PNG of one market's book: yes bid/ask steps, trades, volume, periods without a
+    candle, the maintenance pause, open, close and result."""
+    from load.access.output import read_only_engine
+    from load.access.query import parse_time
+    from load.report.figure import require_plot_extra
+    from load.report.plot import read_market_book, render_plot
+
+    require_plot_extra("plot")
+    lo = parse_time(start, "--from") if start else None
+    hi = parse_time(end, "--to", whole_day=True) if end else None
+    with read_only_engine(db_url) as engine:
+        book = read_market_book(engine, market, lo, hi, period)
+    path = render_plot(book, out)
+    with_candle = int(book.grid["has_candle"].sum()) if book.grid.height else 0
+    click.echo(f"wrote {path} ({book.grid.height} periods, {with_candle} with a candle)", err=True)
+
+
+REPORT_COMMANDS: tuple[click.Command, ...] = (
+    status_cmd,
+    inspect_cmd,
+    verify_cmd,
+    coverage_cmd,
+    plot_cmd,
+)
 """Every command of this module (``load/cli.py`` registers each on the ``load`` group)."""
