@@ -50,14 +50,19 @@ def test_quick_bench_on_tiny_sizes_writes_every_metric(tmp_path: Path) -> None:
                 "2",
                 "--requests-days",
                 "1",
+                "--reads-days",
+                "1",
+                "2",
+                "--drop-reads-db",
             ],
             cwd=REPO,
             capture_output=True,
             text=True,
-            timeout=480,  # the requests step runs two more small backfills
+            timeout=600,  # the requests step runs two more small backfills
         )
         assert done.returncode == 0, done.stderr[-3000:]
         assert not database_exists(name), "the bench must drop the database it created"
+        assert not list(out.glob("reads-*.json")), "--drop-reads-db forgets the reads database"
     finally:
         drop_database(name)
 

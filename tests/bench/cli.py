@@ -31,6 +31,7 @@ from tests.bench.extractbench import bench_extract_rate
 from tests.bench.follow import bench_follow
 from tests.bench.loadbench import bench_load
 from tests.bench.memory import bench_memory
+from tests.bench.reads import bench_reads
 from tests.bench.report import Results, machine_info, to_json, versions, write
 from tests.bench.requests import bench_requests
 from tests.bench.startup import bench_startup
@@ -47,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="results and cached archives")
     p.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
+    p.add_argument(
+        "--drop-reads-db",
+        action="store_true",
+        help="drop the reads database at the end instead of keeping it for the next run",
+    )
     sizes = p.add_argument_group("size overrides (default: the preset's)")
     sizes.add_argument(
         "--load-events", type=int, help="events in the load archive (~13k rows each)"
@@ -56,12 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--mem-days", type=int, nargs=2, metavar=("SHORT", "LONG"))
     sizes.add_argument("--mem-markets", type=int, help="markets per event of the memory runs")
     sizes.add_argument("--requests-days", type=int, help="events of the requests-vs-floor run")
+    sizes.add_argument(
+        "--reads-days", type=int, nargs=2, metavar=("SHORT", "LONG"), help="read ranges (days)"
+    )
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     mode = "quick" if args.quick else "full"
     short, long = args.mem_days if args.mem_days else (None, None)
+    reads_short, reads_long = args.reads_days if args.reads_days else (None, None)
     sizes = with_overrides(
         PRESETS[mode],
         load_events=args.load_events,
@@ -71,10 +81,18 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         mem_long_days=long,
         mem_markets=args.mem_markets,
         requests_days=args.requests_days,
+        reads_short_days=reads_short,
+        reads_days=reads_long,
     )
     if sizes != PRESETS[mode]:
         mode += " (custom sizes)"
-    return BenchConfig(mode=mode, sizes=sizes, db_url=args.db, out_dir=args.out.resolve())
+    return BenchConfig(
+        mode=mode,
+        sizes=sizes,
+        db_url=args.db,
+        out_dir=args.out.resolve(),
+        keep_reads_db=not args.drop_reads_db,
+    )
 
 
 def say(message: str) -> None:
@@ -104,6 +122,7 @@ def run(config: BenchConfig, *, keep_db: bool = False) -> str:
             bench_memory(config, config.db_url, results, say)
             bench_requests(config.sizes.requests_days, results, say)
             bench_startup(archive, config.db_url, results, say)
+            bench_reads(config, results, say)
         except (BenchError, KalshiBackfillError) as e:
             # Keep what was measured (a shared MariaDB may be restarted under us), but
             # never over the last complete results.

@@ -67,12 +67,18 @@ class Sizes:
     """Markets per event in the memory world (fewer than 6 keeps a year within budget)."""
     requests_days: int = 365
     """Events of the requests-vs-floor backfill (12 months; the last ~60 days live)."""
+    reads_short_days: int = 30
+    """Days of the short read range (export speed, grid and coverage memory)."""
+    reads_days: int = 365
+    """Days of the reads database (two series, 6-market events: ~10M candles a year)."""
 
     def __post_init__(self) -> None:
         if min(self.load_events, self.rate_days, self.mem_short_days, self.mem_markets) < 1:
             raise BenchError("sizes must be positive")
         if self.mem_long_days < self.mem_short_days:
             raise BenchError("the long memory range must be at least the short one")
+        if not 1 <= self.reads_short_days <= self.reads_days:
+            raise BenchError("the short read range must be within the reads database's days")
         if self.mem_markets < 2:
             raise BenchError("the simulator needs at least 2 markets per event")
 
@@ -81,7 +87,7 @@ PRESETS: dict[str, Sizes] = {
     # ~1.04M candles; ~1,260 requests (≥ 60 s at 20/s); a month against a year.
     "full": Sizes(80, 90, 5.0, 30, 365, 2),
     # ~210k candles; ~280 requests; a week against a month.
-    "quick": Sizes(16, 20, 3.0, 7, 30, 2, requests_days=120),
+    "quick": Sizes(16, 20, 3.0, 7, 30, 2, requests_days=120, reads_short_days=7, reads_days=30),
 }
 
 
@@ -93,6 +99,8 @@ class BenchConfig:
     sizes: Sizes
     db_url: str = field(default=DEFAULT_DB_URL, metadata=URL)
     out_dir: Path = DEFAULT_OUT_DIR
+    keep_reads_db: bool = True
+    """Keep the reads database for the next run (the smoke test drops it)."""
 
     __repr__ = safe_repr  # the database password is masked
 

@@ -98,6 +98,14 @@ def reads_db(config: BenchConfig, days: int, say: Callable[[str], None]) -> Read
     return ReadsDb(url, days, series, events, rows, reused=False)
 
 
+def drop_reads_db(config: BenchConfig, db: ReadsDb) -> None:
+    """Drop a reads database and forget its record (``--drop-reads-db``)."""
+    name = make_url(db.url).database
+    _admin(config, f"DROP DATABASE IF EXISTS `{name}`")
+    for record in config.out_dir.glob(f"reads-{str(name).rsplit('_', 1)[-1]}.json"):
+        record.unlink()
+
+
 def _admin(config: BenchConfig, *statements: str) -> None:
     engine = create_engine(config.server_url)
     try:

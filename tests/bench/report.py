@@ -75,6 +75,23 @@ REQUIRED_METRICS: tuple[str, ...] = (
     "startup.small_load_s",
     "startup.version_share_of_small_load",
     "startup.empty_run_share_of_small_load",
+    "reads.rows",
+    "reads.status_small_s",
+    "reads.status_large_s",
+    "reads.status_large_vs_small",
+    "reads.export_rows",
+    "reads.export_rows_per_s",
+    "reads.raw_dump_rows_per_s",
+    "reads.export_vs_raw_dump",
+    "reads.export_long_s",
+    "reads.grid_long_s",
+    "reads.grid_vs_export",
+    "reads.coverage_long_s",
+    *(
+        f"reads.{w}_{x}"
+        for w in ("grid", "coverage")
+        for x in ("short_mb", "long_mb", "long_vs_short")
+    ),
 )
 
 
@@ -135,6 +152,18 @@ TARGETS: tuple[Target, ...] = (
     Target("requests.yes.vs_floor", "<=", 1.05, "requests at the floor (batch: historical yes)"),
     Target("startup.extract_version_s", "<=", 0.25, "a command starts at once"),
     Target("startup.load_version_s", "<=", 0.25, "a command starts at once"),
+    Target("reads.status_large_vs_small", "<=", 1.5, "status does not grow with the candles"),
+    Target("reads.export_vs_raw_dump", ">=", 0.5, "export streams near the client's speed"),
+    Target("reads.grid_vs_export", "<=", 2.0, "the grid of every minute costs about an export"),
+    *(
+        Target(f"reads.{w}_{x}", op, v, why)
+        for w in ("grid", "coverage")
+        for x, op, v, why in (
+            ("short_mb", "<", 300, "fits a small box"),
+            ("long_mb", "<", 300, "fits a small box"),
+            ("long_vs_short", "<=", 1.2, "memory does not grow with the range"),
+        )
+    ),
 )
 
 
