@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SERIES ?= KXHIGHNY
-# Optional: FROM=YYYY-MM-DD TO=YYYY-MM-DD narrow the events; ARGS= passes anything else.
+# CATEGORY="Climate and Weather" instead: every series of the category (SERIES=A,B for
+# several). Optional: FROM=YYYY-MM-DD TO=YYYY-MM-DD narrow the events; ARGS= passes anything
+# else to extract candles. Zones of series outside the shipped table: KALSHI_SERIES_TZ.
+SELECT = $(if $(CATEGORY),--category "$(CATEGORY)",--series $(SERIES))
 RANGE := $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
 .DEFAULT_GOAL := help
@@ -30,9 +33,9 @@ lock: install ## Rewrite requirements.lock (users) and requirements-dev.lock fro
 LOCK_FLAGS = --universal --python-version 3.11 --annotation-style line -q \
 	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
 
-extract: install ## Sync SERIES' events, then archive its candles (FROM= TO= ARGS=)
-	$(PY) -m extract events --series $(SERIES)
-	$(PY) -m extract candles --series $(SERIES) $(RANGE) $(ARGS)
+extract: install ## Sync the events of SERIES (or CATEGORY), then archive their candles (FROM= TO= ARGS=)
+	$(PY) -m extract events $(SELECT)
+	$(PY) -m extract candles $(SELECT) $(RANGE) $(ARGS)
 
 load: install ## Load the archive into the database (ARGS=)
 	$(PY) -m load run $(ARGS)
@@ -41,10 +44,10 @@ load: install ## Load the archive into the database (ARGS=)
 # archive is complete, so the backfill takes about extract's own time. The loader stops
 # by itself when extract has ended; either one failing fails the target. Both log their
 # progress as lines (--no-bar): two bars on one terminal would overwrite each other.
-backfill: install ## Sync SERIES' events, then extract and load side by side (FROM= TO= ARGS=)
-	$(PY) -m extract events --series $(SERIES)
-	$(PY) -m load --no-bar run --follow --series $(SERIES) & loader=$$!; \
-	$(PY) -m extract --no-bar candles --series $(SERIES) $(RANGE) $(ARGS); extracted=$$?; \
+backfill: install ## Sync SERIES or CATEGORY, then extract and load side by side (FROM= TO= ARGS=)
+	$(PY) -m extract events $(SELECT)
+	$(PY) -m load --no-bar run --follow $(SELECT) & loader=$$!; \
+	$(PY) -m extract --no-bar candles $(SELECT) $(RANGE) $(ARGS); extracted=$$?; \
 	wait $$loader; loaded=$$?; \
 	[ $$extracted -eq 0 ] && [ $$loaded -eq 0 ]
 

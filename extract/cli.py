@@ -1,11 +1,14 @@
 """``kalshi-extract`` / ``python -m extract``: click builds an ExtractConfig, the library runs.
 
-Commands: ``init-db``, ``events`` (sync kalshi_event/kalshi_market), ``candles`` (archive
-candlestick pages), ``check-api``. Each command imports its library in its body, so
-``--version``, ``-h`` and every command's ``-h`` start without aiohttp, SQLAlchemy or
-Polars (:mod:`schemas.cli`, "Start fast"). Every library error becomes one line on stderr via
-:func:`schemas.cli.run_command` (exit 2 for bad input, 1 otherwise); a run in which some
-windows FAILED prints its summary and exits 1.
+Commands: ``init-db``, ``series`` (list a category's series into kalshi_series),
+``events`` (sync kalshi_event/kalshi_market), ``candles`` (archive candlestick pages),
+``check-api``. ``events`` and ``candles`` take their series the one way every command
+does (:func:`schemas.cli.series_options`: ``--series A,B`` or ``--category``). Each
+command imports its library in its body, so ``--version``, ``-h`` and every command's
+``-h`` start without aiohttp, SQLAlchemy or Polars (:mod:`schemas.cli`, "Start fast").
+Every library error becomes one line on stderr via :func:`schemas.cli.run_command`
+(exit 2 for bad input, 1 otherwise); a run in which some windows FAILED prints its
+summary and exits 1.
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ from extract.config import (
 )
 from schemas.cli import (
     F,
+    SeriesOptions,
     archive_option,
     command_body,
     db_option,
     lease_options,
     period_option,
     series_option,
+    series_options,
     summary_format_option,
     summary_json,
     tool_group,
@@ -145,14 +150,37 @@ def api_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def as_of_options(f: F) -> F:
-    """``--trade-start``, ``--trade-end``, ``--series-tz``."""
+def zone_options(f: F) -> F:
+    """``--series-tz SERIES=ZONE`` (repeatable) and ``--series-tz-file``: zones over the
+    shipped table, given to the command as ``series_tz`` and ``series_tz_file``; read by
+    :func:`zones` in the command's body. Shared variables, so that ``events`` and
+    ``candles`` (and ``make backfill``) see the same zones."""
     f = click.option(
-        "--series-tz",
+        "--series-tz-file",
+        envvar="KALSHI_SERIES_TZ_FILE",
         default=None,
-        help="IANA time zone of the series' event dates (default: the built-in table; "
-        "required for a series not in it).",
+        help='A file of SERIES = "Zone/Name" lines (TOML, the format of the shipped '
+        "table extract/series_zones.toml); --series-tz wins over it.",
     )(f)
+    return click.option(
+        "--series-tz",
+        envvar="KALSHI_SERIES_TZ",
+        multiple=True,
+        help="SERIES=ZONE: the IANA time zone of a series outside the shipped table, e.g. "
+        "KXHIGHTHNL=Pacific/Honolulu (repeatable, or comma-separated). Needed only for "
+        "TRADE_WINDOW_ONLY and the event dates of tickers without a date.",
+    )(f)
+
+
+def zones(pairs: tuple[str, ...], path: str | None) -> dict[str, str]:
+    """The user's zones: the file's, then ``--series-tz`` over them (InputError if bad)."""
+    from extract.config import parse_zone_pairs, zones_file
+
+    return {**(zones_file(path) if path else {}), **parse_zone_pairs(pairs)}
+
+
+def as_of_options(f: F) -> F:
+    """``--trade-start``, ``--trade-end``."""
     f = click.option(
         "--trade-end",
         default="0d16:00",
@@ -175,39 +203,92 @@ def main() -> None:
 main.add_command(init_db)
 
 
-@main.command()
-@series_option
+@main.command("series")
+@click.option(
+    "--category",
+    default=None,
+    help='The Kalshi category to list, e.g. "Climate and Weather" (default: every series).',
+)
+@click.option(
+    "--tags",
+    multiple=True,
+    help="Only series with one of these tags (comma-separated or repeated).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table, or one JSON object a series in a list.",
+)
 @db_option
+@archive_option
+@api_options
+@command_body
+def series_cmd(
+    category: str | None, tags: tuple[str, ...], fmt: str, db_url: str, archive_dir: str,
+    api: ApiOptions,
+) -> None:  # fmt: skip
+    """List a category's series (GET /series) and store them in kalshi_series.
+
+    The answer is archived under _series/ in the archive. Then --category works in every
+    command: extract events/candles ask the API again, the load commands read
+    kalshi_series.
+    """
+    from extract.events.series import format_series, list_and_store
+
+    listing = asyncio.run(list_and_store(api.config(), db_url, archive_dir, category, tags))
+    click.echo(format_series(listing, fmt), nl=False)
+
+
+@main.command()
+@series_options(required=True)
+@db_option
+@archive_option
 @api_options
 @as_of_options
+@zone_options
 @command_body
 def events(
-    series: str,
+    series: SeriesOptions,
     db_url: str,
+    archive_dir: str,
     api: ApiOptions,
     trade_start: str,
     trade_end: str,
-    series_tz: str | None,
-) -> None:
-    """Sync a series' events and markets into kalshi_event and kalshi_market."""
+    series_tz: tuple[str, ...],
+    series_tz_file: str | None,
+) -> int:
+    """Sync the series' events and markets into kalshi_event and kalshi_market.
+
+    Series by series; one that fails (unknown to the server, no events) is named and the
+    others go on (exit 1 once all are done).
+    """
     from extract.events.sync import sync_events
 
     config = ExtractConfig(
-        series=series,
+        series=series.series,
+        category=series.category,
+        tags=series.tags,
         db_url=db_url,
+        archive_dir=archive_dir,
         api=api.config(),
         as_of=AsOfPolicy(DayOffset.parse(trade_start), DayOffset.parse(trade_end)),
-        series_tz=series_tz,
+        series_tz=zones(series_tz, series_tz_file),
     )
     summary = asyncio.run(sync_events(config))
-    click.echo(
-        f"{summary.series}: {summary.events} events, {summary.markets} markets synced "
-        f"({summary.historical_markets} historical; cutoff {summary.cutoff})"
-    )
+    for line in summary.lines():
+        click.echo(line)
+    if not summary.ok:
+        failed = ", ".join(s for s, _ in summary.failed)
+        click.echo(f"error: {len(summary.failed)} series not synced: {failed}", err=True)
+        return 1
+    return 0
 
 
 @main.command()
-@series_option
+@series_options(required=True)
 @click.option("--event", default=None, help="Only this event ticker.")
 @click.option(
     "--from", "date_from", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First event date."
@@ -220,7 +301,7 @@ def events(
     type=click.Choice([p.value for p in WindowPolicy], case_sensitive=False),
     default=WindowPolicy.FULL_MARKET_WINDOW.value,
     show_default=True,
-    help="Market open..close, or the as-of trade window only.",
+    help="Market open..close, or the as-of trade window only (needs the series' time zone).",
 )
 @click.option(
     "--route",
@@ -236,7 +317,9 @@ def events(
     "--concurrency", type=int, default=4, show_default=True, help="Event windows at once."
 )
 @click.option(
-    "--dry-run", is_flag=True, help="Print the plan and expected requests; fetch nothing."
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan and expected requests; fetch nothing (--category asks GET /series).",
 )
 @click.option(
     "--final-grace",
@@ -250,6 +333,7 @@ def events(
 @db_option
 @archive_option
 @api_options
+@zone_options
 @lease_options
 @click.option(
     "--no-shared-budget",
@@ -260,7 +344,7 @@ def events(
 @summary_format_option
 @command_body
 def candles(
-    series: str,
+    series: SeriesOptions,
     event: str | None,
     date_from: datetime | None,
     date_to: datetime | None,
@@ -273,21 +357,27 @@ def candles(
     db_url: str,
     archive_dir: str,
     api: ApiOptions,
+    series_tz: tuple[str, ...],
+    series_tz_file: str | None,
     worker_id: str | None,
     lease_seconds: float,
     no_shared_budget: bool,
     fmt: str,
 ) -> int:
-    """Archive the candlestick pages of a series' event windows.
+    """Archive the candlestick pages of the series' event windows.
 
-    Several processes (on one host or several sharing the database and the archive) can
-    run this at once: each window is leased to one of them, and --rps/--tier is the API
-    key's budget, split evenly among the live extractors.
+    One run for every series asked: one plan, one rate budget, one progress bar, one
+    summary with a line per series. Several processes (on one host or several sharing
+    the database and the archive) can run this at once: each window is leased to one of
+    them, and --rps/--tier is the API key's budget, split evenly among the live
+    extractors.
     """
     from extract.run.candles import run_candles
 
     config = ExtractConfig(
-        series=series,
+        series=series.series,
+        category=series.category,
+        tags=series.tags,
         event=event,
         date_from=date_from.date() if date_from else None,
         date_to=date_to.date() if date_to else None,
@@ -300,6 +390,7 @@ def candles(
         db_url=db_url,
         archive_dir=archive_dir,
         api=api.config(),
+        series_tz=zones(series_tz, series_tz_file),
         worker_id=worker_id or default_worker_id(),
         lease_seconds=lease_seconds,
         shared_budget=not no_shared_budget,

@@ -7,11 +7,16 @@ ticker, date range, URL or rate fails before any request or file is touched.
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass, field
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,6 +31,7 @@ from schemas.core import (
 from schemas.errors import ConfigError, InputError
 from schemas.processes import default_worker_id, validate_worker
 from schemas.secrets import SECRET, URL, safe_repr
+from schemas.series import SeriesSelection
 from schemas.tickers import validate_event_ticker, validate_series_ticker
 
 DEFAULT_API_BASE = "https://api.elections.kalshi.com/trade-api/v2"
@@ -84,29 +90,95 @@ def choose_rate(rps: float | None, tier: str | None, signed: bool) -> RateLimit:
     return TIERS["basic"] if signed else UNSIGNED_RATE
 
 
-# --- the as-of trade window ----------------------------------------------------------
+# --- time zones of the series --------------------------------------------------------------
 
-#: IANA zone of each weather series' city (the event date is a local calendar date).
-SERIES_TIMEZONES: dict[str, str] = {
-    "KXHIGHNY": "America/New_York",
-    "KXHIGHCHI": "America/Chicago",
-    "KXHIGHMIA": "America/New_York",
-    "KXHIGHAUS": "America/Chicago",
-    "KXHIGHDEN": "America/Denver",
-    "KXHIGHLAX": "America/Los_Angeles",
-    "KXHIGHPHIL": "America/New_York",
-    "KXRAINNYC": "America/New_York",
-    "KXRAINCHI": "America/Chicago",
-    "KXRAINMIA": "America/New_York",
-    "KXRAINAUS": "America/Chicago",
-    "KXRAINDEN": "America/Denver",
-    "KXRAINLAX": "America/Los_Angeles",
-    "KXRAINSEA": "America/Los_Angeles",
-    "KXSNOWNYC": "America/New_York",
-    "KXSNOWCHI": "America/Chicago",
-    "KXSNOWDEN": "America/Denver",
-    "KXSNOWBOS": "America/New_York",
-}
+#: The zone table shipped with the package: ``SERIES = "Zone/Name"`` lines (TOML), each
+#: weather series' city. Users extend it with ``--series-tz`` or ``--series-tz-file``.
+ZONES_FILE = "series_zones.toml"
+
+
+def check_zone(name: str, series: str) -> str:
+    """``name`` if IANA knows it (the tz database zoneinfo reads), else one InputError line."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(
+            f"unknown time zone {name!r} for {series}: expected an IANA name "
+            "such as America/Chicago"
+        ) from None
+    return name
+
+
+def read_zone_file(text: str, where: str) -> dict[str, str]:
+    """SERIES → zone from a zone file (``KXHIGHNY = "America/New_York"``, TOML): every
+    ticker and zone checked, so a typo is refused here rather than met mid-run."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f'{where}: not a zone file (SERIES = "Zone/Name" lines): {e}') from None
+    out: dict[str, str] = {}
+    for series, zone in doc.items():
+        validate_series_ticker(series)
+        if not isinstance(zone, str):
+            raise InputError(f"{where}: {series} = {zone!r}: expected a zone name in quotes")
+        out[series] = check_zone(zone, series)
+    return out
+
+
+@functools.cache
+def builtin_zones() -> Mapping[str, str]:
+    """The shipped table (:data:`ZONES_FILE`), read once."""
+    text = resources.files("extract").joinpath(ZONES_FILE).read_text(encoding="utf-8")
+    return MappingProxyType(read_zone_file(text, f"extract/{ZONES_FILE}"))
+
+
+def zones_file(path: str | Path) -> dict[str, str]:
+    """A user's zone file (``--series-tz-file``), in the shipped table's format."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read --series-tz-file {path}: {e.strerror}") from None
+    return read_zone_file(text, str(path))
+
+
+def parse_zone_pairs(pairs: Iterable[str]) -> dict[str, str]:
+    """``--series-tz SERIES=ZONE`` values (each may hold several, comma-separated) as a
+    mapping; a malformed pair, an unknown zone or a series given twice is an InputError."""
+    out: dict[str, str] = {}
+    for value in pairs:
+        for pair in (p.strip() for p in value.split(",")):
+            if not pair:
+                continue
+            series, sep, zone = (part.strip() for part in pair.partition("="))
+            if not sep or not series or not zone or "=" in zone:
+                raise InputError(
+                    f"invalid --series-tz {pair!r}: expected SERIES=ZONE, "
+                    "like KXHIGHTHNL=Pacific/Honolulu"
+                )
+            validate_series_ticker(series)
+            if series in out:
+                raise InputError(f"series {series} is given twice in --series-tz")
+            out[series] = check_zone(zone, series)
+    return out
+
+
+def series_timezone(series: str, zones: Mapping[str, str] | None = None) -> ZoneInfo | None:
+    """The series' zone: ``zones`` (the user's), else the shipped table; None if neither.
+
+    No zone is guessed: a wrong one would fill as-of trade windows wrongly, and a stored
+    window is never overwritten. A series without one is still backfilled with
+    FULL_MARKET_WINDOW; TRADE_WINDOW_ONLY skips it, saying so.
+    """
+    name = (zones or {}).get(series) or builtin_zones().get(series)
+    return None if name is None else ZoneInfo(name)
+
+
+def no_zone_hint(series: str) -> str:
+    """The one line that names a series without a zone and what to do."""
+    return f"{series}: no time zone: give --series-tz {series}=ZONE"
+
+
+# --- the as-of trade window ----------------------------------------------------------
 
 _OFFSET_RE = re.compile(r"^([+-]?\d{1,3})d(\d{1,2}):(\d{2})$")
 
@@ -154,24 +226,6 @@ class AsOfPolicy:
         if end <= start:
             raise InputError(f"trade window {self.trade_start}..{self.trade_end} is empty")
         return start, end
-
-
-def series_timezone(series: str, override: str | None = None) -> ZoneInfo:
-    """The series' zone: ``override``, else the built-in table.
-
-    A series the table does not know needs ``--series-tz``: guessing a zone would fill
-    its as-of trade windows wrongly, and a stored window is never overwritten.
-    """
-    name = override or SERIES_TIMEZONES.get(series)
-    if name is None:
-        raise InputError(
-            f"series {series} has no built-in time zone: give --series-tz "
-            "(the IANA zone of its event dates, e.g. America/Chicago)"
-        )
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"unknown time zone {name!r} (expected an IANA name)") from None
 
 
 # --- the API connection ---------------------------------------------------------------
@@ -259,8 +313,14 @@ DEFAULT_FINAL_GRACE_MINUTES = 60
 class ExtractConfig:
     """One extract run (``events`` or ``candles``): built by the CLI or by a test."""
 
-    series: str
-    """Series ticker whose events are synced or extracted (``KXHIGHNY``)."""
+    series: tuple[str, ...] = ()
+    """Series tickers whose events are synced or extracted, in order (``("KXHIGHNY",)``;
+    a single ticker may be given as a plain string: it becomes a one-ticker tuple)."""
+    category: str | None = None
+    """Instead of ``series``: every series of this category (``GET /series``), resolved
+    when the run starts (:func:`extract.events.series.resolve_config`)."""
+    tags: tuple[str, ...] = ()
+    """With or instead of ``category``: only series with one of these tags."""
     db_url: str = field(default=DEFAULT_DATABASE_URL, metadata=URL)
     """SQLAlchemy URL of the database holding events, markets and checkpoints."""
     archive_dir: str | Path = DEFAULT_ARCHIVE_DIR
@@ -268,7 +328,7 @@ class ExtractConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     """Connection, rate and retry settings."""
     event: str | None = None
-    """Only this event (must already be in kalshi_event)."""
+    """Only this event (of one of the series; must already be in kalshi_event)."""
     date_from: date | None = None
     """Only events whose local event date is on or after this day."""
     date_to: date | None = None
@@ -283,8 +343,9 @@ class ExtractConfig:
     """Print the plan and the expected request count; call no candle endpoint."""
     as_of: AsOfPolicy = field(default_factory=AsOfPolicy)
     """How ``events`` fills an empty trade window."""
-    series_tz: str | None = None
-    """IANA zone overriding :data:`SERIES_TIMEZONES` for this series."""
+    series_tz: Mapping[str, str] = field(default_factory=dict)
+    """SERIES → IANA zone, over the shipped table (:func:`builtin_zones`): what
+    ``--series-tz`` and ``--series-tz-file`` gave."""
     now: datetime | None = None
     """The present, for tests against a simulated clock; None = the wall clock."""
     worker_id: str = field(default_factory=default_worker_id)
@@ -307,12 +368,19 @@ class ExtractConfig:
     __repr__ = safe_repr  # the database password is masked
 
     def __post_init__(self) -> None:
-        validate_series_ticker(self.series)
+        series = (self.series,) if isinstance(self.series, str) else tuple(self.series)
+        tags = (self.tags,) if isinstance(self.tags, str) else tuple(self.tags)
+        selection = SeriesSelection.parse(series, self.category, tags)
+        if selection.empty:
+            raise InputError("give --series (e.g. --series KXHIGHNY,KXHIGHCHI) or --category")
+        object.__setattr__(self, "series", selection.tickers)
+        object.__setattr__(self, "category", selection.category)
+        object.__setattr__(self, "tags", selection.tags)
         validate_worker(self.worker_id, self.lease_seconds)
         if self.event is not None:
             validate_event_ticker(self.event)
-            if not self.event.startswith(self.series + "-"):
-                raise InputError(f"event {self.event} is not of series {self.series}")
+            if series and not any(self.event.startswith(t + "-") for t in series):
+                raise InputError(f"event {self.event} is not of series {', '.join(series)}")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise InputError(f"--from {self.date_from} is after --to {self.date_to}")
         if self.period not in PERIODS:
@@ -325,13 +393,23 @@ class ExtractConfig:
             raise InputError("now must be timezone-aware")
         object.__setattr__(self, "window_policy", WindowPolicy(self.window_policy))
         object.__setattr__(self, "route", RouteChoice(self.route))
-        if self.series_tz is not None:
-            series_timezone(self.series, self.series_tz)  # fail early on a bad zone name
+        for ticker, zone in self.series_tz.items():  # fail early on a bad zone name
+            validate_series_ticker(ticker)
+            check_zone(zone, ticker)
+        object.__setattr__(self, "series_tz", MappingProxyType(dict(self.series_tz)))
+
+    def zone(self, series: str) -> ZoneInfo | None:
+        """The series' local zone, or None (see :func:`series_timezone`)."""
+        return series_timezone(series, self.series_tz)
 
     @property
-    def tz(self) -> ZoneInfo:
-        """The series' local zone (InputError for a series without one: see --series-tz)."""
-        return series_timezone(self.series, self.series_tz)
+    def selection(self) -> SeriesSelection:
+        """The series asked for: tickers, or a category (and tags) still to resolve."""
+        return SeriesSelection(self.series, self.category, self.tags)
+
+    def with_series(self, series: Sequence[str]) -> ExtractConfig:
+        """This run's settings for ``series`` (a category resolved, or one series of a run)."""
+        return replace(self, series=tuple(series), category=None, tags=())
 
     @property
     def final_grace_s(self) -> int:
@@ -342,6 +420,11 @@ class ExtractConfig:
         """``now`` if set, else the wall clock (UTC)."""
         return self.now if self.now is not None else datetime.now(UTC)
 
-    def window_key(self, event_ticker: str) -> WindowKey:
-        """The archive/checkpoint key of one event window of this run."""
-        return WindowKey(self.series, event_ticker, self.period, self.window_policy)
+    def window_key(self, event_ticker: str, series: str | None = None) -> WindowKey:
+        """The archive/checkpoint key of one event window of this run; ``series`` defaults
+        to the run's series whose ticker starts the event's (``KXHIGHNY-25NOV20``)."""
+        if series is None:
+            series = next((s for s in self.series if event_ticker.startswith(s + "-")), None)
+            if series is None:
+                raise InputError(f"event {event_ticker} is not of series {', '.join(self.series)}")
+        return WindowKey(series, event_ticker, self.period, self.window_policy)

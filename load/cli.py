@@ -15,17 +15,18 @@ from load.config import LoadConfig, StagingMethod
 from load.errors import LoadFailedError
 from load.report.cli import REPORT_COMMANDS
 from schemas.cli import (
+    SeriesOptions,
     archive_option,
     command_body,
     db_option,
     lease_options,
+    series_options,
     summary_format_option,
     summary_json,
     tool_group,
 )
 from schemas.db_commands import db_group, init_db
 from schemas.processes import default_worker_id
-from schemas.tickers import validate_series_ticker
 
 
 @tool_group("kalshi-load", "KALSHI_LOAD")
@@ -34,7 +35,7 @@ def cli() -> None:
 
 
 @cli.command("run")
-@click.option("--series", default=None, help="Only this series (default: every series).")
+@series_options(required=False)
 @db_option
 @archive_option
 @click.option(
@@ -76,7 +77,7 @@ def cli() -> None:
 @summary_format_option
 @command_body
 def run(
-    series: str | None,
+    series: SeriesOptions,
     db_url: str,
     archive_dir: str,
     batch_windows: int,
@@ -95,11 +96,21 @@ def run(
     """
     from load.run.loader import load_windows
     from load.run.progress import LoadProgress
+    from schemas.db import make_engine
+    from schemas.series import resolve_stored
 
+    selection = series.selection()
+    tickers: tuple[str, ...] = selection.tickers
+    if selection.by_catalog:  # from kalshi_series: never the API
+        engine = make_engine(db_url)
+        try:
+            tickers = resolve_stored(engine, selection, required=False)
+        finally:
+            engine.dispose()
     config = LoadConfig(
         db_url=db_url,
         archive_dir=archive_dir,
-        series=validate_series_ticker(series) if series else None,
+        series=tickers,
         batch_windows=batch_windows,
         writers=writers,
         staging_method=staging,

@@ -10,6 +10,7 @@ from schemas.core import DEFAULT_ARCHIVE_DIR, DEFAULT_DATABASE_URL, DEFAULT_LEAS
 from schemas.errors import InputError
 from schemas.processes import default_worker_id, validate_worker
 from schemas.secrets import URL, safe_repr
+from schemas.tickers import validate_series_ticker
 
 StagingMethod = Literal["load_data", "insert"]
 
@@ -22,8 +23,9 @@ class LoadConfig:
     """SQLAlchemy URL of the target database (SQLite or MySQL/MariaDB/TiDB)."""
     archive_dir: str | Path = DEFAULT_ARCHIVE_DIR
     """Root of the raw archive that extract wrote (a folder, or an fsspec URL)."""
-    series: str | None = None
-    """Only this series' windows (None: every series in the archive)."""
+    series: tuple[str, ...] = ()
+    """Only these series' windows (empty: every series in the archive; a single ticker
+    may be given as a plain string)."""
     batch_windows: int = 1
     """Windows per staged upsert and transaction (more is faster; memory grows with it)."""
     db_attempts: int = 4
@@ -51,6 +53,10 @@ class LoadConfig:
     __repr__ = safe_repr  # the database password is masked
 
     def __post_init__(self) -> None:
+        series = (self.series,) if isinstance(self.series, str) else tuple(self.series or ())
+        for ticker in series:
+            validate_series_ticker(ticker)
+        object.__setattr__(self, "series", series)
         if self.batch_windows < 1:
             raise InputError(f"batch_windows must be at least 1, not {self.batch_windows}")
         if self.writers < 1:

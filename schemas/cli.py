@@ -35,6 +35,7 @@ from schemas import __version__
 from schemas.core import DEFAULT_ARCHIVE_DIR, DEFAULT_DATABASE_URL, DEFAULT_LEASE_SECONDS, PERIODS
 from schemas.errors import InputError, KalshiBackfillError
 from schemas.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, LogSettings, setup_logging
+from schemas.series import SeriesSelection
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,13 +81,14 @@ def logging_options(f: Callable[..., Any]) -> Callable[..., Any]:
         log_level: str | None,
         log_format: str,
         no_bar: bool,
+        log_file: str | None,
         **kw: Any,
     ) -> Any:
         fmt: LogFormat = "json" if log_format == "json" else "text"
-        settings = LogSettings(verbose, quiet, log_level, fmt, bar=not no_bar)
+        settings = LogSettings(verbose, quiet, log_level, fmt, bar=not no_bar, log_file=log_file)
         ctx = click.get_current_context()
         ctx.meta[_LOG_SETTINGS] = settings
-        ctx.call_on_close(setup_logging(settings))
+        ctx.call_on_close(_setup(settings))
         return f(*args, **kw)
 
     options = [
@@ -122,10 +124,31 @@ def logging_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Progress as periodic log lines even on a terminal (when several tools "
             "share one, as in make backfill).",
         ),
+        _log_file_option(),
     ]
     for option in reversed(options):
         group = option(group)
     return group
+
+
+def _log_file_option() -> Callable[[F], F]:
+    return click.option(
+        "--log-file",
+        envvar="KALSHI_LOG_FILE",
+        default=None,
+        help="Also append every log line there, the per-window ones included (candles per "
+        "market, missing minutes), which the terminal leaves out without -v: JSON lines "
+        "for a *.jsonl or *.json name, text otherwise.",
+    )
+
+
+def _setup(settings: LogSettings) -> Callable[[], None]:
+    """:func:`setup_logging`, or one ``error:`` line (exit 2) for a log file it cannot open."""
+    try:
+        return setup_logging(settings)
+    except OSError as e:
+        click.echo(f"error: cannot write --log-file {settings.log_file}: {e.strerror}", err=True)
+        sys.exit(2)
 
 
 def command_body(f: Callable[..., int | None]) -> Callable[..., None]:
@@ -137,15 +160,16 @@ def command_body(f: Callable[..., int | None]) -> Callable[..., None]:
     """
 
     @functools.wraps(f)
-    def command(*args: Any, verbose: int, quiet: bool, **kwargs: Any) -> None:
+    def command(*args: Any, verbose: int, quiet: bool, log_file: str | None, **kwargs: Any) -> None:
         ctx = click.get_current_context()
         group = ctx.meta.get(_LOG_SETTINGS)
         if group is None:  # run on its own, not under a tool's group
-            ctx.call_on_close(setup_logging(LogSettings(verbose, quiet)))
-        elif verbose or quiet:  # the group's restore puts back what was before both
-            setup_logging(group.plus(verbose, quiet))
+            ctx.call_on_close(_setup(LogSettings(verbose, quiet, log_file=log_file)))
+        elif verbose or quiet or log_file:  # the group's restore puts back what was before
+            _setup(group.plus(verbose, quiet, log_file))
         run_command(lambda: f(*args, **kwargs))
 
+    command = _log_file_option()(command)
     command = click.option("-q", "--quiet", is_flag=True, help="Same as the group's -q.")(command)
     return click.option(
         "-v", "--verbose", count=True, help="Same as the group's -v (kalshi-... -v COMMAND)."
@@ -276,8 +300,63 @@ def summary_format_option(f: F) -> F:
 
 
 def series_option(f: F) -> F:
-    """``--series`` (required)."""
+    """``--series`` (required): one series (``check-api``)."""
     return click.option("--series", required=True, help="Series ticker, e.g. KXHIGHNY.")(f)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesOptions:
+    """What :func:`series_options` read; :meth:`selection` checks it (in the command's
+    body, so that bad input is one ``error:`` line like every other)."""
+
+    series: tuple[str, ...]
+    category: str | None
+    tags: tuple[str, ...]
+
+    def selection(self) -> SeriesSelection:
+        return SeriesSelection.parse(self.series, self.category, self.tags)
+
+
+def series_options(*, required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--series A,B`` (repeatable), ``--category``, ``--tags``: the one way every command
+    takes its series, given to the command as one ``series: SeriesOptions``. ``required``:
+    the command needs series (extract); else none means every series (load)."""
+    every = "" if required else " (default: every series)"
+
+    def deco(f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            options = SeriesOptions(
+                tuple(kwargs.pop("series")), kwargs.pop("category"), tuple(kwargs.pop("tags"))
+            )
+            return f(*args, series=options, **kwargs)
+
+        options = [
+            click.option(
+                "--series",
+                multiple=True,
+                help="Series tickers, comma-separated or repeated: --series KXHIGHNY,KXHIGHCHI"
+                + every
+                + ".",
+            ),
+            click.option(
+                "--category",
+                default=None,
+                help='Every series of this Kalshi category, e.g. "Climate and Weather" (not '
+                "with --series).",
+            ),
+            click.option(
+                "--tags",
+                multiple=True,
+                help="Only series with one of these tags (comma-separated or repeated; "
+                "with --category or alone).",
+            ),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return deco
 
 
 def event_option(f: F) -> F:

@@ -9,6 +9,12 @@ and compare without guessing their zone.
 Levels (see :func:`resolve_levels`): our loggers (``extract``, ``load``, ``schemas``) at
 INFO by default, DEBUG with ``-v``, WARNING with ``-q``; third-party loggers (aiohttp,
 SQLAlchemy, asyncio...) stay at WARNING unless ``-vv``.
+
+**Details.** A run over thousands of windows logs one line per window (candles per market,
+markets present, missing minutes): :func:`log_detail`. Those lines go to the log file
+(``--log-file``) and, with ``-v``, to stderr; stderr otherwise keeps the bar, a line per
+finished series and the warnings, so a terminal stays readable. In the JSON format a
+detail line also carries its values as ``fields``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import orjson
 from rich.console import Console
@@ -46,10 +53,18 @@ class LogSettings:
     fmt: LogFormat = "text"
     bar: bool = True
     """Progress as a bar on a terminal; False (``--no-bar``): as log lines everywhere."""
+    log_file: str | None = None
+    """``--log-file``: every line of our loggers (details included) is appended there, as
+    JSON lines when its name ends in ``.jsonl`` or ``.json``, else as text."""
 
-    def plus(self, verbose: int, quiet: bool) -> LogSettings:
-        """These settings with a subcommand's own ``-v``/``-q`` added."""
-        return replace(self, verbose=self.verbose + verbose, quiet=self.quiet or quiet)
+    def plus(self, verbose: int, quiet: bool, log_file: str | None = None) -> LogSettings:
+        """These settings with a subcommand's own ``-v``/``-q`` (and ``--log-file``) added."""
+        return replace(
+            self,
+            verbose=self.verbose + verbose,
+            quiet=self.quiet or quiet,
+            log_file=log_file or self.log_file,
+        )
 
 
 def resolve_levels(settings: LogSettings) -> tuple[int, int]:
@@ -81,19 +96,43 @@ class TextFormatter(logging.Formatter):
         return utc_timestamp(record.created)
 
 
+#: The ``extra`` key of a detail record (:func:`log_detail`): its values, for JSON lines.
+DETAIL_FIELDS = "kalshi_detail"
+
+
+def log_detail(logger: logging.Logger, message: str, *args: object, **fields: Any) -> None:
+    """A per-window line (INFO): to the log file and, with ``-v``, to stderr; ``fields``
+    travel with it into JSON lines (``"fields": {...}``)."""
+    logger.info(message, *args, extra={DETAIL_FIELDS: fields})
+
+
+def is_detail(record: logging.LogRecord) -> bool:
+    """Whether ``record`` was logged by :func:`log_detail`."""
+    return hasattr(record, DETAIL_FIELDS)
+
+
+def _hide_details(record: logging.LogRecord) -> bool:
+    """The stderr handler's filter without ``-v``: details stay in the log file."""
+    return not is_detail(record)
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: ``ts``, ``level``, ``logger``, ``message`` (and ``exc``)."""
+    """One JSON object a line: ``ts``, ``level``, ``logger``, ``message`` (and ``exc``,
+    and a detail line's ``fields``)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
+        doc: dict[str, Any] = {
             "ts": utc_timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        fields = getattr(record, DETAIL_FIELDS, None)
+        if fields:
+            doc["fields"] = fields
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(doc).decode()
+        return orjson.dumps(doc, default=str).decode()
 
 
 class ConsoleLineHandler(logging.Handler):
@@ -131,6 +170,16 @@ def make_handler(fmt: LogFormat, terminal: bool) -> logging.Handler:
     return handler
 
 
+def file_handler(path: str) -> logging.Handler:
+    """The ``--log-file`` handler: appended to (a rerun adds to the same file), JSON lines
+    for ``*.jsonl``/``*.json``, text otherwise; OSError when it cannot be opened."""
+    target = Path(path)
+    handler = logging.FileHandler(target, mode="a", encoding="utf-8")
+    json_lines = target.suffix.lower() in (".jsonl", ".json")
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    return handler
+
+
 _OURS = "_kalshi_handler"
 _BARS = [True]
 """Whether progress may draw a bar (``--no-bar`` clears it); see :func:`bars_allowed`."""
@@ -155,12 +204,18 @@ def setup_logging(settings: LogSettings | None = None) -> Callable[[], None]:
     root = logging.getLogger()
     loggers = [root, *(logging.getLogger(name) for name in OUR_LOGGERS)]
     saved = [(logger, logger.level) for logger in loggers]
+    handler = make_handler(settings.fmt, CONSOLE.is_terminal)
+    if settings.verbose < 1:
+        handler.addFilter(_hide_details)
+    handlers = [handler]
+    if settings.log_file:  # first: an OSError leaves the logging as it was
+        handlers.append(file_handler(settings.log_file))
     previous = [h for h in root.handlers if getattr(h, _OURS, False)]
     for old in previous:
         root.removeHandler(old)
-    handler = make_handler(settings.fmt, CONSOLE.is_terminal)
-    setattr(handler, _OURS, True)
-    root.addHandler(handler)
+    for h in handlers:
+        setattr(h, _OURS, True)
+        root.addHandler(h)
     root.setLevel(others)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(ours)
@@ -170,6 +225,8 @@ def setup_logging(settings: LogSettings | None = None) -> Callable[[], None]:
     def restore() -> None:
         for h in [h for h in root.handlers if getattr(h, _OURS, False)]:
             root.removeHandler(h)
+            if h not in previous:
+                h.close()
         for h in previous:
             root.addHandler(h)
         for logger, level in saved:

@@ -111,6 +111,19 @@ def Count() -> ExactDecimal:
     return ExactDecimal(COUNT_PRECISION, COUNT_SCALE)
 
 
+kalshi_series = Table(
+    "kalshi_series",
+    metadata,
+    Column("series_ticker", String(32), primary_key=True),
+    Column("title", String(255)),
+    Column("category", String(64), index=True),
+    Column("tags", Text, comment="JSON array of the series' tags"),
+    Column("frequency", String(32), comment="as Kalshi words it: daily, hourly, monthly..."),
+    Column("settlement_sources", Text, comment="JSON array of {name, url}"),
+    Column("last_updated_ts_utc", UtcDateTime(), comment="the series' last_updated_ts"),
+    Column("retrieved_at_utc", UtcDateTime(6), nullable=False),
+)
+
 kalshi_event = Table(
     "kalshi_event",
     metadata,

@@ -1,8 +1,10 @@
 """``make demo``: the whole job, offline, against the simulator, into SQLite.
 
 It starts the Kalshi simulator on 127.0.0.1, then runs exactly the commands a user runs
-against the real API (``extract events``, ``extract candles``, ``load run``, ``load
-query``), only pointed at the simulator, and prints what was stored. Everything lands in
+against the real API (``extract series``, ``extract events``, ``extract candles``, ``load
+run``, ``load status``, ``load query``) for every weather series of the category, only
+pointed at the simulator, and prints what was stored. The days backfilled end on the
+last day of the previous month, so the monthly series' event is among them. Everything lands in
 ``data/demo/`` (or ``--out``), deleted and rebuilt each time, so the demo never touches
 real data. It only ever deletes a folder it made itself: each run leaves a marker file
 there, and ``--out`` naming any other non-empty folder is refused (exit 2) untouched.
@@ -15,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from sqlalchemy import func, select
 
 from schemas.db import make_engine
 from schemas.tables import kalshi_backfill_checkpoint, kalshi_candle, kalshi_window_stats
-from tests.kalshi_sim import SimConfig, run_sim_in_thread
+from tests.kalshi_sim import CATEGORY_SERIES, WEATHER, SimConfig, run_sim_in_thread
 
 
 def _run(args: list[str], env: dict[str, str]) -> None:
@@ -61,8 +64,8 @@ def prepare_out(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--series", default="KXHIGHNY")
-    parser.add_argument("--days", type=int, default=3, help="events (days) to backfill")
+    parser.add_argument("--category", default=WEATHER)
+    parser.add_argument("--days", type=int, default=3, help="event days to backfill")
     parser.add_argument(
         "--out",
         default="data/demo",
@@ -78,10 +81,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     db_url = f"sqlite:///{out / 'kalshi.db'}"
     today = datetime.now(UTC).date()
-    first, last = today - timedelta(days=opts.days + 2), today - timedelta(days=3)
-    config = SimConfig(
-        seed=7, first_date=first - timedelta(days=2), last_date=today, rate_limit_rps=20
+    last = today.replace(day=1) - timedelta(days=1)  # the previous month's last day
+    first = last - timedelta(days=opts.days - 1)
+    series = tuple(
+        replace(s, hours=(9, 12, 15, 18)) if s.cadence == "hourly" else s for s in CATEGORY_SERIES
     )
+    config = SimConfig(
+        seed=7,
+        series=series,
+        first_date=first - timedelta(days=2),
+        last_date=today,
+        rate_limit_rps=20,
+        schedule="weather",
+    )
+    selection = ["--category", opts.category]
     with run_sim_in_thread(config) as sim:
         env = {
             **os.environ,
@@ -90,13 +103,15 @@ def main(argv: list[str] | None = None) -> int:
             "KALSHI_ARCHIVE_DIR": str(out / "raw"),
         }
         print(f"Kalshi simulator serving at {sim.base_url} (20 requests/s, like a Basic key)")
-        _run(["extract", "events", "--series", opts.series], env)
+        _run(["extract", "series", *selection], env)
+        _run(["extract", "events", *selection], env)
         _run(
             [
                 "extract",
+                "--log-file",
+                str(out / "extract.jsonl"),
                 "candles",
-                "--series",
-                opts.series,
+                *selection,
                 "--from",
                 first.isoformat(),
                 "--to",
@@ -106,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             ],
             env,
         )
-        _run(["load", "run"], env)
+        _run(["load", "--log-file", str(out / "load.log"), "run", *selection], env)
         requests = sim.counters.total
+    _run(["load", "status", *selection], env)
 
     engine = make_engine(db_url)
     with engine.connect() as conn:
@@ -153,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         + f"; missing minutes {missing or 0:,} of {expected or 0:,} expected "
         f"({maint or 0:,} inside the Thursday maintenance pause).\n"
         f"{market} spans {first_ts} .. {last_ts} UTC.\n"
-        f"Database: {db_url}   Archive: {out / 'raw'}"
+        f"Database: {db_url}   Archive: {out / 'raw'}   Per-window logs: {out}/*.log*"
     )
     return 0
 

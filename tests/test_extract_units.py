@@ -213,11 +213,11 @@ def test_as_of_window_across_fall_back_is_an_hour_longer() -> None:
 def test_as_of_uses_the_series_zone() -> None:
     start, _ = AsOfPolicy().window(date(2025, 7, 4), series_timezone("KXHIGHLAX"))
     assert start == datetime(2025, 7, 3, 17, 0, tzinfo=UTC)  # 10:00 PDT
-    with pytest.raises(InputError, match="--series-tz"):  # no silent New York (issue 15 #8)
-        series_timezone("KXUNKNOWN")
-    assert series_timezone("KXUNKNOWN", "America/Denver").key == "America/Denver"
-    with pytest.raises(InputError):
-        series_timezone("KXHIGHNY", "Mars/Olympus")
+    assert series_timezone("KXUNKNOWN") is None  # no silent New York (issue 15 #8)
+    denver = series_timezone("KXUNKNOWN", {"KXUNKNOWN": "America/Denver"})
+    assert denver is not None and denver.key == "America/Denver"
+    with pytest.raises(InputError, match="unknown time zone 'Mars/Olympus'"):
+        ExtractConfig(series="KXHIGHNY", series_tz={"KXHIGHNY": "Mars/Olympus"})
 
 
 def test_as_of_refuses_an_empty_window() -> None:

@@ -330,8 +330,9 @@ def test_on_a_terminal_extract_log_lines_never_share_the_bar_line(
     assert (
         extract("events", "--series", SERIES, "--db", db, "--api-base", sim.base_url).exit_code == 0
     )
+    # -v: the per-window lines (otherwise only in --log-file) come to the terminal too.
     code, received, out = run_in_pty(
-        [sys.executable, "-m", "extract", "--log-format", log_format, "candles",
+        [sys.executable, "-m", "extract", "-v", "--log-format", log_format, "candles",
          "--series", SERIES, "--db", db, "--archive", archive, "--api-base", sim.base_url,
          "--rps", "60"]
     )  # fmt: skip

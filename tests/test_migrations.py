@@ -32,13 +32,13 @@ from tests.databases import mariadb_database
 T0 = datetime(2025, 11, 20, 12, 0, tzinfo=UTC)
 
 SECOND_REVISION = '''
-"""A test-only second revision: what add_missing_columns could never do."""
+"""A test-only next revision: what add_missing_columns could never do."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_test"
-down_revision = "0001_baseline"
+revision = "0003_test"
+down_revision = "0002_series"
 branch_labels = None
 depends_on = None
 
@@ -94,9 +94,9 @@ def second_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     """This version's migrations plus a second revision, as if a newer release shipped."""
     folder = tmp_path / "migrations"
     shutil.copytree(mig.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0002_test.py").write_text(SECOND_REVISION)
+    (folder / "versions" / "0003_test.py").write_text(SECOND_REVISION)
     monkeypatch.setattr(mig, "MIGRATIONS_DIR", folder)
-    monkeypatch.setattr(mig, "HEAD", "0002_test")
+    monkeypatch.setattr(mig, "HEAD", "0003_test")
     mig._script.cache_clear()
     mig._known_revisions.cache_clear()
     yield
@@ -222,20 +222,24 @@ def test_concurrent_first_runs_create_the_schema_once(db_url: str) -> None:
 
 
 def test_a_pre_alembic_database_is_the_baseline(db_url: str) -> None:
+    """Recognised as 0001_baseline; the head is beyond it, so every command refuses it,
+    touching nothing, until ``db upgrade`` records the baseline and migrates."""
     _legacy_database(db_url)
-    reader = make_engine(db_url, schema="read")  # readable as it is, nothing written
-    try:
-        assert _revision(reader) is None
-    finally:
-        reader.dispose()
-    writer = make_engine(db_url)  # a writer records the baseline: no ALTER
-    try:
-        assert _revision(writer) == mig.BASELINE == mig.HEAD
-        with writer.connect() as conn:
-            count = conn.execute(text("SELECT COUNT(*) FROM kalshi_backfill_checkpoint"))
-            assert count.scalar_one() == 1
-    finally:
-        writer.dispose()
+    before = make_engine(db_url, schema="none")
+    schema_before = _schema(before)
+    for access in ("read", "write"):
+        with pytest.raises(SchemaError, match="before schema versions") as err:
+            make_engine(db_url, schema=access)
+        assert mig.BASELINE in str(err.value) and "db upgrade" in str(err.value)
+    assert _schema(before) == schema_before and _revision(before) is None
+    res = _invoke("db", "upgrade", "--db", db_url)
+    assert res.exit_code == 0, res.output
+    assert _revision(before) == mig.HEAD
+    with before.connect() as conn:
+        count = conn.execute(text("SELECT COUNT(*) FROM kalshi_backfill_checkpoint"))
+        assert count.scalar_one() == 1  # kept
+    assert "kalshi_series" in inspect(before).get_table_names()
+    before.dispose()
 
 
 def test_an_older_pre_alembic_database_is_completed_by_db_upgrade(db_url: str) -> None:
@@ -263,7 +267,7 @@ def test_upgrade_from_the_baseline_through_a_second_revision(
     db_url: str, start: str, request: pytest.FixtureRequest
 ) -> None:
     if start == "recorded":
-        engine = make_engine(db_url)  # at the shipped head, 0001_baseline
+        engine = make_engine(db_url)  # at the shipped head
         with engine.begin() as conn:
             conn.execute(
                 metadata.tables["kalshi_backfill_checkpoint"].insert(), [_checkpoint_row()]
@@ -271,26 +275,26 @@ def test_upgrade_from_the_baseline_through_a_second_revision(
         engine.dispose()
     else:
         _legacy_database(db_url)
-    request.getfixturevalue("second_head")  # a newer release, head 0002_test
+    request.getfixturevalue("second_head")  # a newer release, head 0003_test
     before = make_engine(db_url, schema="none")
     schema_before = _schema(before)
 
     for access in ("write", "read"):
         with pytest.raises(SchemaError, match="run `kalshi-load db upgrade --db") as err:
             make_engine(db_url, schema=access)
-        assert "0002_test" in str(err.value) or "before schema versions" in str(err.value)
+        assert "0003_test" in str(err.value) or "before schema versions" in str(err.value)
     assert _schema(before) == schema_before  # refused without touching anything
     res = _invoke("status", "--db", db_url)
     assert res.exit_code == 2 and "db upgrade" in res.output
 
     current = _invoke("db", "current", "--db", db_url)
     assert current.exit_code == 0
-    assert "head is 0002_test" in current.output
+    assert "head is 0003_test" in current.output
 
     res = _invoke("db", "upgrade", "--db", db_url)
     assert res.exit_code == 0, res.output
-    assert "0002_test (head)" in res.output
-    assert _revision(before) == "0002_test"
+    assert "0003_test (head)" in res.output
+    assert _revision(before) == "0003_test"
     cols = {c["name"]: c for c in inspect(before).get_columns("kalshi_backfill_checkpoint")}
     assert cols["attempts"]["nullable"] is False
     assert cols["lease_owner"]["nullable"] is False
@@ -304,18 +308,18 @@ def test_upgrade_from_the_baseline_through_a_second_revision(
     before.dispose()
     make_engine(db_url, schema="read").dispose()  # usable again
     again = _invoke("db", "upgrade", "--db", db_url)
-    assert again.exit_code == 0 and "already at 0002_test (head)" in again.output
+    assert again.exit_code == 0 and "already at 0003_test (head)" in again.output
 
 
 def test_init_db_upgrades_too(sqlite_url: str, request: pytest.FixtureRequest) -> None:
-    make_engine(sqlite_url).dispose()  # at the shipped head, 0001_baseline
+    make_engine(sqlite_url).dispose()  # at the shipped head
     request.getfixturevalue("second_head")
     res = _invoke("init-db", "--db", sqlite_url)
     assert res.exit_code == 0, res.output
-    assert "0001_baseline -> 0002_test (head)" in res.output
+    assert "0002_series -> 0003_test (head)" in res.output
     engine = make_engine(sqlite_url)
     try:
-        assert _revision(engine) == "0002_test"
+        assert _revision(engine) == "0003_test"
     finally:
         engine.dispose()
 

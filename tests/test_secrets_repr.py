@@ -39,7 +39,7 @@ def test_extract_config_repr_masks_the_database_password() -> None:
     shown = repr(config)
     assert "hunter2-db-pw" not in shown and KEY_ID not in shown and "kalshi-key" not in shown
     assert "mysql+pymysql://backfill:***@db.example:3306/kalshi" in shown
-    assert "series='KXHIGHNY'" in shown
+    assert "series=('KXHIGHNY',)" in shown
     assert config.db_url == DB  # the value itself is untouched: only its display is masked
     assert str(config) == shown
 

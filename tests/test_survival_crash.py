@@ -27,6 +27,10 @@ from schemas.crashpoints import ARCHIVE_BEFORE_RENAME, EXTRACT_POINTS, LOAD_POIN
 from tests.kalshi_sim import SimServer, run_sim_in_thread
 from tests.test_survival_support import (
     EVENTS,
+    MULTI_EVENTS,
+    MULTI_SERIES,
+    MULTI_SIM,
+    SERIES,
     SIM,
     Reference,
     Zygote,
@@ -41,6 +45,7 @@ from tests.test_survival_support import (
 
 SEED = int(os.environ.get("KALSHI_CRASH_SEED") or secrets.randbelow(2**31))
 FAST_KILLS = 20
+MULTI_KILLS = 6
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +68,29 @@ def test_reference_reaches_every_crash_point(reference: Reference) -> None:
     assert sorted(reference.checkpoints) == list(EVENTS)
 
 
+@pytest.fixture(scope="module")
+def multi_sim() -> Iterator[SimServer]:
+    with run_sim_in_thread(MULTI_SIM) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def multi_reference(
+    multi_sim: SimServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Reference]:
+    work = tmp_path_factory.mktemp("multi-reference")
+    with checked_reference(multi_sim, work, MULTI_SERIES, MULTI_EVENTS) as ref:
+        yield ref
+
+
 def run_crash_suite(
-    sim: SimServer, reference: Reference, tmp_path: Path, *, target: int, kills_per_stage: int
+    sim: SimServer,
+    reference: Reference,
+    tmp_path: Path,
+    *,
+    target: int,
+    kills_per_stage: int,
+    series: tuple[str, ...] = (SERIES,),
 ) -> None:
     """Scenarios two at a time (one per core) until ``target`` kills have landed.
 
@@ -81,7 +107,7 @@ def run_crash_suite(
         try:
             rng = random.Random(f"{SEED}:{i}")
             return crash_scenario(
-                sim, reference, rng, work, kills_per_stage, log, runner=zygote.run
+                sim, reference, rng, work, kills_per_stage, log, runner=zygote.run, series=series
             )
         except AssertionError as e:
             plan = "\n".join(log)
@@ -105,6 +131,18 @@ def test_killed_anywhere_then_rerun_equals_an_uninterrupted_run(
     sim: SimServer, reference: Reference, tmp_path: Path
 ) -> None:
     run_crash_suite(sim, reference, tmp_path, target=FAST_KILLS, kills_per_stage=4)
+
+
+def test_a_run_of_several_series_killed_anywhere_then_rerun_equals_an_uninterrupted_one(
+    multi_sim: SimServer, multi_reference: Reference, tmp_path: Path
+) -> None:
+    """Issue 20: one extract run over three series (daily, hourly, zone-less), killed at
+    seeded crash points and times, then rerun: the same table, no duplicate."""
+    assert sorted(multi_reference.checkpoints) == list(MULTI_EVENTS)
+    run_crash_suite(
+        multi_sim, multi_reference, tmp_path, target=MULTI_KILLS, kills_per_stage=3,
+        series=MULTI_SERIES,
+    )  # fmt: skip
 
 
 def test_killed_while_creating_the_archive_root_leaves_no_temporary_file(

@@ -26,6 +26,9 @@ from schemas.crashpoints import LOAD_AFTER_COMMIT
 from tests.databases import mariadb_database
 from tests.kalshi_sim import SimServer, run_sim_in_thread
 from tests.test_survival_support import (
+    MULTI_EVENTS,
+    MULTI_SERIES,
+    MULTI_SIM,
     REPO,
     SIM,
     Reference,
@@ -41,6 +44,7 @@ from tests.test_survival_support import (
 
 pytestmark = pytest.mark.slow
 SOAK_KILLS = 200
+MULTI_SOAK_KILLS = 60
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +61,24 @@ def reference(sim: SimServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def test_soak_200_kills(sim: SimServer, reference: Reference, tmp_path: Path) -> None:
     crash.run_crash_suite(sim, reference, tmp_path, target=SOAK_KILLS, kills_per_stage=6)
+
+
+@pytest.fixture(scope="module")
+def multi_sim() -> Iterator[SimServer]:
+    with run_sim_in_thread(MULTI_SIM) as server:
+        yield server
+
+
+def test_soak_kills_of_a_run_of_several_series(
+    multi_sim: SimServer, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Issue 20: 60 kills of one extract run over three series, and of its load."""
+    work = tmp_path_factory.mktemp("multi-reference")
+    with checked_reference(multi_sim, work, MULTI_SERIES, MULTI_EVENTS) as ref:
+        crash.run_crash_suite(
+            multi_sim, ref, tmp_path, target=MULTI_SOAK_KILLS, kills_per_stage=5,
+            series=MULTI_SERIES,
+        )  # fmt: skip
 
 
 def test_connection_killed_before_every_statement_of_a_load(sim: SimServer, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -49,7 +49,7 @@ from schemas.tables import (
     kalshi_window_stats,
 )
 from tests.databases import mariadb_database
-from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer
+from tests.kalshi_sim import CATEGORY_SERIES, DEFAULT_SERIES, SimConfig, SimServer, World
 
 REPO = Path(__file__).resolve().parents[1]
 SERIES = "KXHIGHNY"
@@ -68,26 +68,46 @@ SIM = SimConfig(
 )
 EVENTS = ("KXHIGHNY-25NOV15", "KXHIGHNY-25NOV16", "KXHIGHNY-25NOV17")
 
+_BY_TICKER = {s.ticker: s for s in CATEGORY_SERIES}
+#: Several series in ONE run (issue 20): a daily series, an hourly one (two short events a
+#: day) and one outside the zone table; two markets each, the same small pages.
+MULTI_SIM = replace(
+    SIM,
+    seed=29,
+    series=(
+        _BY_TICKER["KXHIGHNY"],
+        replace(_BY_TICKER["KXTEMPNYCH"], hours=(10, 14)),
+        _BY_TICKER["KXHIGHTHNL"],
+    ),
+    first_date=date(2025, 11, 16),
+    last_date=date(2025, 11, 17),
+)
+MULTI_SERIES = ("KXHIGHNY", "KXTEMPNYCH", "KXHIGHTHNL")
+MULTI_EVENTS = tuple(sorted(t for s in MULTI_SERIES for t in World(MULTI_SIM).event_tickers(s)))
+
 CandleRow = tuple[Any, ...]
 
 
 # --- databases --------------------------------------------------------------------------
 
 
-def sync_events(sim: SimServer, db_url: str) -> None:
+def sync_events(sim: SimServer, db_url: str, series: Sequence[str] = (SERIES,)) -> None:
     """``extract events`` in-process (cheap, thread-safe); the stages under test run as
     subprocesses."""
     api = ApiConfig(base_url=sim.base_url, rate=RateLimit(1000, 1.0))
-    asyncio.run(events_sync(ExtractConfig(series=SERIES, db_url=db_url, api=api)))
+    asyncio.run(events_sync(ExtractConfig(series=tuple(series), db_url=db_url, api=api)))
 
 
 # --- running a stage --------------------------------------------------------------------
 
 
-def extract_cmd(sim: SimServer, db_url: str, archive: Path, *extra: str) -> list[str]:
+def extract_cmd(
+    sim: SimServer, db_url: str, archive: Path, *extra: str, series: Sequence[str] = (SERIES,)
+) -> list[str]:
     return [
-        sys.executable, "-m", "extract", "candles", "--series", SERIES, "--db", db_url,
-        "--archive", str(archive), "--api-base", sim.base_url, "--rps", "1000", "-q", *extra,
+        sys.executable, "-m", "extract", "candles", "--series", ",".join(series),
+        "--db", db_url, "--archive", str(archive), "--api-base", sim.base_url,
+        "--rps", "1000", "-q", *extra,
     ]  # fmt: skip
 
 
@@ -312,13 +332,19 @@ def _hits(trace: Path) -> dict[str, int]:
 Runner = Callable[..., StageRun]
 
 
-def reference_run(sim: SimServer, db_url: str, work: Path, runner: Runner = run_stage) -> Reference:
+def reference_run(
+    sim: SimServer,
+    db_url: str,
+    work: Path,
+    runner: Runner = run_stage,
+    series: Sequence[str] = (SERIES,),
+) -> Reference:
     """Extract then load with no crash plan, tracing every crash point reached."""
     archive, tmp = work / "raw", work / "tmp"
     tmp.mkdir(parents=True)
-    sync_events(sim, db_url)
+    sync_events(sim, db_url, series)
     trace = work / "trace"
-    ex = runner(extract_cmd(sim, db_url, archive), stage_env(tmp, trace=trace))
+    ex = runner(extract_cmd(sim, db_url, archive, series=series), stage_env(tmp, trace=trace))
     assert ex.returncode == 0, ex.stderr
     ld = runner(load_cmd(db_url, archive), stage_env(tmp, trace=trace))
     assert ld.returncode == 0, ld.stderr
@@ -334,15 +360,20 @@ def reference_run(sim: SimServer, db_url: str, work: Path, runner: Runner = run_
 
 
 @contextmanager
-def checked_reference(sim: SimServer, work: Path) -> Iterator[Reference]:
+def checked_reference(
+    sim: SimServer,
+    work: Path,
+    series: Sequence[str] = (SERIES,),
+    events: Sequence[str] = EVENTS,
+) -> Iterator[Reference]:
     """The reference of a crash suite (a module fixture): an uninterrupted run through
     the fork server on its own database, checked against the simulator's ground truth."""
     zygote = Zygote(work)
     try:
         with mariadb_database() as db_url:
-            ref = reference_run(sim, db_url, work, zygote.run)
+            ref = reference_run(sim, db_url, work, zygote.run, series)
             # The reference itself is right: the simulator's ground truth, value for value.
-            assert stored_values(db_url) == truth_values(sim, EVENTS)
+            assert stored_values(db_url) == truth_values(sim, events)
     finally:
         zygote.close()
     yield ref
@@ -427,6 +458,7 @@ def crash_scenario(
     kills_per_stage: int,
     log: list[str],
     runner: Runner = run_stage,
+    series: Sequence[str] = (SERIES,),
 ) -> int:
     """One fresh database and archive: both stages killed again and again, then finished.
 
@@ -438,11 +470,11 @@ def crash_scenario(
     landed = 0
     loaded_between = False
     with mariadb_database() as db_url:
-        sync_events(sim, db_url)
+        sync_events(sim, db_url, series)
         for stage in ("extract", "load"):
             if stage == "extract":
                 opts: tuple[str, ...] = ("--concurrency", str(rng.choice((1, 2, 4))))
-                cmd = extract_cmd(sim, db_url, archive, *opts)
+                cmd = extract_cmd(sim, db_url, archive, *opts, series=series)
                 batch = 1
             else:
                 batch = rng.choice((1, 1, 2, 3))

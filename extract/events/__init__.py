@@ -1,4 +1,5 @@
-"""Events and markets into the database: ``extract events`` and the historical-tier listings.
+"""Series, events and markets into the database: ``extract series`` / ``--category``
+(``series``), ``extract events`` and the historical-tier listings.
 
 May import ``schemas``, ``extract.api`` and ``extract.plan`` (tiers); never ``run``.
 """

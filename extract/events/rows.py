@@ -47,30 +47,37 @@ def _text(value: Any, limit: int) -> str | None:
     return None if value is None else str(value)[:limit]
 
 
-def event_date_of(event_ticker: str, strike_date: datetime | None, tz: ZoneInfo) -> date | None:
-    """The local date an event is about: from its ticker, else its strike date's local date."""
+def event_date_of(
+    event_ticker: str, strike_date: datetime | None, tz: ZoneInfo | None
+) -> date | None:
+    """The local date an event is about: the day its ticker names (``KXHIGHNY-25NOV20``),
+    else its strike date's date in the series' zone (an hourly or monthly event: the
+    day it closes on), or in UTC for a series without a zone."""
     from_ticker = event_date_from_ticker(event_ticker)
     if from_ticker is not None:
         return from_ticker
-    return strike_date.astimezone(tz).date() if strike_date is not None else None
+    if strike_date is None:
+        return None
+    return strike_date.astimezone(tz or UTC).date()
 
 
 def event_row(
     ev: Mapping[str, Any],
     series: str,
-    tz: ZoneInfo,
+    tz: ZoneInfo | None,
     as_of: AsOfPolicy,
     existing_window: tuple[datetime | None, datetime | None] | None,
     now: datetime,
 ) -> dict[str, Any]:
-    """A kalshi_event row; the trade window is kept if stored, else filled by ``as_of``."""
+    """A kalshi_event row; the trade window is kept if stored, else filled by ``as_of``
+    in ``tz`` (left empty for a series without a zone: TRADE_WINDOW_ONLY skips it)."""
     ticker = validate_event_ticker(str(ev.get("event_ticker", "")))
     if ev.get("series_ticker") not in (None, series):
         raise BadPageError(f"event {ticker} belongs to series {ev.get('series_ticker')}")
     strike_date = parse_time(ev.get("strike_date"))
     day = event_date_of(ticker, strike_date, tz)
     start, end = existing_window if existing_window is not None else (None, None)
-    if (start is None or end is None) and day is not None:
+    if (start is None or end is None) and day is not None and tz is not None:
         start, end = as_of.window(day, tz)
     return {
         "event_ticker": ticker,
@@ -124,20 +131,19 @@ def build_rows(
     now: datetime,
     historical: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(event rows, market rows) from the API's events; pure.
+    """(event rows, market rows) from the API's events of ``config``'s one series; pure.
 
     ``historical`` maps an event ticker to its markets from ``GET /historical/markets``:
     they become rows with ``is_historical`` true, and win over a live listing of the same
     market (one that moved to the historical tier between the two requests). Their event
     must be in ``events`` or already stored (a key of ``stored``).
     """
-    tz = config.tz
+    (series,) = config.series
+    tz = config.zone(series)
     event_rows: dict[str, dict[str, Any]] = {}
     market_rows: dict[str, dict[str, Any]] = {}
     for ev in events:
-        row = event_row(
-            ev, config.series, tz, config.as_of, stored.get(str(ev.get("event_ticker"))), now
-        )
+        row = event_row(ev, series, tz, config.as_of, stored.get(str(ev.get("event_ticker"))), now)
         event_rows[row["event_ticker"]] = row
         markets = ev.get("markets") or []
         if not isinstance(markets, list):
@@ -145,12 +151,12 @@ def build_rows(
         for m in markets:
             if not isinstance(m, dict):
                 raise BadPageError(f"event {row['event_ticker']}: a market is not an object")
-            mrow = market_row(m, config.series, row["event_ticker"], now)
+            mrow = market_row(m, series, row["event_ticker"], now)
             market_rows[mrow["market_ticker"]] = mrow
     for event_ticker, markets in (historical or {}).items():
         if event_ticker not in event_rows and event_ticker not in stored:
             raise BadPageError(f"historical markets of {event_ticker}, an event not listed")
         for m in markets:
-            mrow = market_row(m, config.series, event_ticker, now, is_historical=True)
+            mrow = market_row(m, series, event_ticker, now, is_historical=True)
             market_rows[mrow["market_ticker"]] = mrow
     return list(event_rows.values()), list(market_rows.values())

@@ -1,4 +1,9 @@
-"""``extract events``: sync a series' events and markets into kalshi_event/kalshi_market.
+"""``extract events``: sync the series' events and markets into kalshi_event/kalshi_market.
+
+Series by series, through one client (one rate budget): a series that fails (unknown to
+the server, no events, an API failure) is named in the summary and the others go on. A
+``--category`` is resolved first (:func:`extract.events.series.resolve_config`); each
+series' own ``GET /series/{ticker}`` answer is stored in ``kalshi_series`` too.
 
 Parsing is pure (:mod:`extract.events.rows`); :func:`sync_events` does the I/O.
 Markets settled before the historical cutoff are not nested in ``/events`` any more: they
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +27,7 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from extract.api.client import KalshiClient
-from extract.config import ExtractConfig, series_timezone
+from extract.config import ExtractConfig
 from extract.errors import BadPageError, HttpStatusError
 from extract.events.historical import (
     fetch_historical_markets,
@@ -30,16 +35,19 @@ from extract.events.historical import (
     read_cutoff,
 )
 from extract.events.rows import build_rows, event_row, market_row, parse_time
+from extract.events.series import resolve_config, series_row
 from extract.plan.tiers import Cutoff, needs_historical_lookup
+from schemas.archive import open_archive
 from schemas.db import make_engine, translate_db_error, upsert
-from schemas.errors import InputError
-from schemas.tables import kalshi_event, kalshi_market
+from schemas.errors import ApiError, InputError, KalshiBackfillError
+from schemas.tables import kalshi_event, kalshi_market, kalshi_series
 from schemas.tickers import validate_event_ticker
 
 #: ``event_row``/``market_row``/``build_rows``/``parse_time`` live in extract.events.rows;
 #: re-exported because callers know them as part of this stage.
 __all__ = [
     "EventsSummary",
+    "SeriesSynced",
     "build_rows",
     "event_row",
     "events_to_look_up",
@@ -55,8 +63,8 @@ EVENTS_PAGE_LIMIT = 200
 
 
 @dataclass(frozen=True)
-class EventsSummary:
-    """What a sync stored."""
+class SeriesSynced:
+    """What the sync stored for one series."""
 
     series: str
     events: int
@@ -66,6 +74,50 @@ class EventsSummary:
     """Of ``markets``, those listed by ``GET /historical/markets`` (settled before the cutoff)."""
     cutoff: str = ""
     """The historical cutoff (``market_settled_ts``) the sync read."""
+    zone: str | None = None
+    """The series' time zone, or None: no as-of trade windows (TRADE_WINDOW_ONLY skips it)."""
+
+    def line(self) -> str:
+        zone = "" if self.zone else "; no time zone: no as-of trade windows"
+        return (
+            f"{self.series}: {self.events} events, {self.markets} markets synced "
+            f"({self.historical_markets} historical; cutoff {self.cutoff}{zone})"
+        )
+
+
+@dataclass
+class EventsSummary:
+    """What a sync stored, series by series, and which series failed (and why)."""
+
+    synced: list[SeriesSynced] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    requests: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def events(self) -> int:
+        return sum(s.events for s in self.synced)
+
+    @property
+    def markets(self) -> int:
+        return sum(s.markets for s in self.synced)
+
+    @property
+    def historical_markets(self) -> int:
+        return sum(s.historical_markets for s in self.synced)
+
+    def lines(self) -> list[str]:
+        out = [s.line() for s in self.synced]
+        out += [f"{series}: FAILED: {why}" for series, why in self.failed]
+        if len(self.synced) + len(self.failed) > 1:
+            out.append(
+                f"{len(self.synced)} series synced, {len(self.failed)} failed: "
+                f"{self.events} events, {self.markets} markets, {self.requests} requests"
+            )
+        return out
 
 
 def _check_events_page(body: Any) -> tuple[list[Mapping[str, Any]], str]:
@@ -80,14 +132,22 @@ def _check_events_page(body: Any) -> tuple[list[Mapping[str, Any]], str]:
     return events, cursor
 
 
-async def fetch_series_events(client: KalshiClient, series: str) -> list[Mapping[str, Any]]:
-    """Every event of ``series`` with its nested (live) markets, following the cursor."""
+async def fetch_series(client: KalshiClient, series: str) -> dict[str, Any] | None:
+    """``GET /series/{series}``: its ``kalshi_series`` row (None when the answer holds no
+    series object); InputError when the server does not know the series."""
     try:
-        await client.get_json(f"/series/{series}")
+        response = await client.get_json(f"/series/{series}", exact=True)
     except HttpStatusError as e:
         if e.status == 404:
             raise InputError(f"unknown series {series}") from None
         raise
+    body = response.body
+    doc = body.get("series") if isinstance(body, dict) else None
+    return series_row(doc, response.retrieved_at) if isinstance(doc, dict) else None
+
+
+async def fetch_series_events(client: KalshiClient, series: str) -> list[Mapping[str, Any]]:
+    """Every event of ``series`` with its nested (live) markets, following the cursor."""
     events: list[Mapping[str, Any]] = []
     cursor = ""
     seen: set[str] = set()
@@ -204,12 +264,11 @@ async def _fetch(
     The order matters when the cutoff moves during the sync: a market listed live first
     and moved afterwards is found by the historical lookup too, never by neither.
     """
-    events = await fetch_series_events(client, config.series)
-    # After the series lookup (an unknown series says so first), before anything is stored.
-    series_timezone(config.series, config.series_tz)
+    (series,) = config.series
+    events = await fetch_series_events(client, series)
     # Read after the listing: a cutoff that moves in between only adds lookups.
     cutoff = await read_cutoff(client)
-    historical = await fetch_series_historical_markets(client, config.series)
+    historical = await fetch_series_historical_markets(client, series)
     if historical is None:
         historical = await _historical_by_event(client, engine, config, events, cutoff)
     events = [*events, *await _unlisted_events(client, engine, config, events, historical)]
@@ -234,7 +293,7 @@ async def _historical_by_event(
             "%s: /historical/markets refuses series_ticker and /events lists no event wholly "
             "past the historical cutoff (%s): events older than it, if any, cannot be "
             "discovered and are not synced",
-            config.series,
+            config.series[0],
             cutoff,
         )
     try:
@@ -293,55 +352,96 @@ async def _unlisted_events(
 async def sync_events(
     config: ExtractConfig, *, engine: Engine | None = None, client: KalshiClient | None = None
 ) -> EventsSummary:
-    """Fetch the series' events and markets and upsert them; raises InputError if none."""
+    """Fetch each series' events and markets and upsert them, series by series.
+
+    A series that fails is named in the summary and the others go on; InputError (or
+    ApiError) only when every series failed, so one series asked for fails as before.
+    """
     own_engine = engine is None
     engine = engine or make_engine(config.db_url)
     try:
         if client is None:
             async with KalshiClient(config.api, concurrency=1) as own:
-                events, historical, cutoff = await _fetch(own, engine, config)
-                requests = own.stats.requests
-        else:
-            events, historical, cutoff = await _fetch(client, engine, config)
-            requests = client.stats.requests
-        if not events and not historical:
-            raise InputError(f"no events for series {config.series}")
-        now = datetime.now(UTC)
-        tickers = [str(e.get("event_ticker")) for e in events] + list(historical)
-        try:
-            stored = _stored_windows(engine, tickers)
-            event_rows, market_rows = build_rows(events, config, stored, now, historical)
-            live_rows = [r for r in market_rows if not r["is_historical"]]
-            with engine.begin() as conn:
-                # Before the upsert, so it sees the flags the previous sync stored.
-                moved = _mark_historical(conn, event_rows, live_rows, now)
-                for i in range(0, len(event_rows), 500):
-                    upsert(conn, kalshi_event, event_rows[i : i + 500])
-                for i in range(0, len(market_rows), 500):
-                    upsert(conn, kalshi_market, market_rows[i : i + 500])
-        except SQLAlchemyError as e:
-            raise translate_db_error(e, config.db_url, "storing events") from None
-        if moved:
-            log.warning(
-                "%s: %d stored markets are no longer nested in their live events (historical "
-                "tier): marked is_historical, their candles come from the historical route",
-                config.series,
-                moved,
-            )
-        n_hist = len(market_rows) - len(live_rows)
-        log.info(
-            "%s: synced %d events and %d markets (%d live, %d historical; cutoff %s; %d requests)",
-            config.series,
-            len(event_rows),
-            len(market_rows),
-            len(live_rows),
-            n_hist,
-            cutoff,
-            requests,
-        )
-        return EventsSummary(
-            config.series, len(event_rows), len(market_rows), requests, n_hist, str(cutoff)
-        )
+                return await _sync_all(config, engine, own)
+        return await _sync_all(config, engine, client)
     finally:
         if own_engine:
             engine.dispose()
+
+
+async def _sync_all(config: ExtractConfig, engine: Engine, client: KalshiClient) -> EventsSummary:
+    start = client.stats.requests
+    config = await resolve_config(config, client, open_archive(config.archive_dir), engine)
+    summary = EventsSummary()
+    errors: list[KalshiBackfillError] = []
+    for series in config.series:
+        try:
+            summary.synced.append(await _sync_series(config.with_series([series]), engine, client))
+        except (InputError, ApiError) as e:
+            if len(config.series) == 1:
+                raise
+            errors.append(e)
+            summary.failed.append((series, str(e)))
+            log.warning("%s: not synced: %s", series, e)
+    summary.requests = client.stats.requests - start
+    if not summary.synced:
+        text = "no series could be synced: " + "; ".join(f"{s}: {w}" for s, w in summary.failed)
+        raise InputError(text) if all(isinstance(e, InputError) for e in errors) else ApiError(text)
+    return summary
+
+
+async def _sync_series(config: ExtractConfig, engine: Engine, client: KalshiClient) -> SeriesSynced:
+    """Fetch one series' events and markets and upsert them; InputError if none."""
+    (series,) = config.series
+    before = client.stats.requests
+    series_doc = await fetch_series(client, series)
+    events, historical, cutoff = await _fetch(client, engine, config)
+    requests = client.stats.requests - before
+    if not events and not historical:
+        raise InputError(f"no events for series {series}")
+    now = datetime.now(UTC)
+    tickers = [str(e.get("event_ticker")) for e in events] + list(historical)
+    try:
+        stored = _stored_windows(engine, tickers)
+        event_rows, market_rows = build_rows(events, config, stored, now, historical)
+        live_rows = [r for r in market_rows if not r["is_historical"]]
+        with engine.begin() as conn:
+            if series_doc is not None:
+                upsert(conn, kalshi_series, [series_doc])
+            # Before the upsert, so it sees the flags the previous sync stored.
+            moved = _mark_historical(conn, event_rows, live_rows, now)
+            for i in range(0, len(event_rows), 500):
+                upsert(conn, kalshi_event, event_rows[i : i + 500])
+            for i in range(0, len(market_rows), 500):
+                upsert(conn, kalshi_market, market_rows[i : i + 500])
+    except SQLAlchemyError as e:
+        raise translate_db_error(e, config.db_url, "storing events") from None
+    if moved:
+        log.warning(
+            "%s: %d stored markets are no longer nested in their live events (historical "
+            "tier): marked is_historical, their candles come from the historical route",
+            series,
+            moved,
+        )
+    zone = config.zone(series)
+    n_hist = len(market_rows) - len(live_rows)
+    log.info(
+        "%s: synced %d events and %d markets (%d live, %d historical; cutoff %s; %d requests)%s",
+        series,
+        len(event_rows),
+        len(market_rows),
+        len(live_rows),
+        n_hist,
+        cutoff,
+        requests,
+        "" if zone else "; no time zone: event dates from the tickers, no as-of trade windows",
+    )
+    return SeriesSynced(
+        series,
+        len(event_rows),
+        len(market_rows),
+        requests,
+        n_hist,
+        str(cutoff),
+        None if zone is None else zone.key,
+    )

@@ -1,21 +1,24 @@
 """Which windows a run extracts, and the dry run's plan: from the database, no request.
 
-:func:`select_events` reads the selected events and their markets (with their stored
-tier), :func:`plan_run` gives each its window as of now (:mod:`extract.plan.windows`), and
-:func:`dry_run_lines` prints what the run would ask of each route
-(:mod:`extract.plan.auto` chooses and counts).
+One run covers every selected series: :func:`select_events` reads their events and
+markets (with their stored tier), series by series in the order asked, and names each
+series that has nothing to run and why (no events stored, none in the date range, no
+time zone for TRADE_WINDOW_ONLY); :func:`plan_run` gives each event its window as of now
+(:mod:`extract.plan.windows`), and :func:`dry_run_lines` prints what the run would ask
+of each route (:mod:`extract.plan.auto` chooses and counts), per event for one series,
+per series for several, and in total.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from extract.config import ExtractConfig, RouteChoice
+from extract.config import ExtractConfig, RouteChoice, no_zone_hint
 from extract.plan.auto import (
     Evidence,
     RequestTally,
@@ -39,6 +42,7 @@ from schemas.archive import (
     WindowKey,
 )
 from schemas.checkpoints import dt_to_ts
+from schemas.core import WindowPolicy
 from schemas.db import translate_db_error
 from schemas.errors import (
     InputError,
@@ -58,11 +62,23 @@ class PlannedWindow:
     """The event's markets as stored (with settlement and tier): what routing reads."""
 
 
-def load_event_times(engine: Engine, config: ExtractConfig) -> list[EventTimes]:
-    """The selected events of the series, with their markets, from the database."""
+@dataclass(frozen=True)
+class Selection:
+    """The run's events, series by series, and the series left out with the reason."""
+
+    events: tuple[tuple[str, EventTimes], ...]
+    """(series, event), in the order the series were asked, then by event ticker."""
+    left_out: tuple[tuple[str, str], ...] = field(default=())
+    """(series, why): named once in the plan and the summary, never silently dropped."""
+
+
+def load_event_times(
+    engine: Engine, config: ExtractConfig, series: Sequence[str]
+) -> list[tuple[str, EventTimes]]:
+    """The selected events of ``series``, with their markets, from the database."""
     e, m = kalshi_event.c, kalshi_market.c
-    stmt = select(e.event_ticker, e.trade_start_utc, e.trade_end_utc).where(
-        e.series_ticker == config.series
+    stmt = select(e.series_ticker, e.event_ticker, e.trade_start_utc, e.trade_end_utc).where(
+        e.series_ticker.in_(series)
     )
     if config.event is not None:
         stmt = stmt.where(e.event_ticker == config.event)
@@ -82,7 +98,7 @@ def load_event_times(engine: Engine, config: ExtractConfig) -> list[EventTimes]:
                     m.settlement_ts_utc,
                     m.is_historical,
                 )
-                .where(m.series_ticker == config.series)
+                .where(m.series_ticker.in_(series))
                 .order_by(m.market_ticker)
             )
             if config.event is not None:
@@ -100,49 +116,77 @@ def load_event_times(engine: Engine, config: ExtractConfig) -> list[EventTimes]:
                 )
     except SQLAlchemyError as err:
         raise translate_db_error(err, config.db_url, "reading events") from None
+    order = {s: i for i, s in enumerate(series)}
+    rows = sorted(events, key=lambda r: (order[r.series_ticker], r.event_ticker))
     return [
-        EventTimes(
-            r.event_ticker,
-            None if r.trade_start_utc is None else dt_to_ts(r.trade_start_utc),
-            None if r.trade_end_utc is None else dt_to_ts(r.trade_end_utc),
-            tuple(markets.get(r.event_ticker, ())),
+        (
+            r.series_ticker,
+            EventTimes(
+                r.event_ticker,
+                None if r.trade_start_utc is None else dt_to_ts(r.trade_start_utc),
+                None if r.trade_end_utc is None else dt_to_ts(r.trade_end_utc),
+                tuple(markets.get(r.event_ticker, ())),
+            ),
         )
-        for r in events
+        for r in rows
     ]
 
 
-def plan_run(events: Sequence[EventTimes], config: ExtractConfig) -> list[PlannedWindow]:
+def plan_run(
+    events: Sequence[tuple[str, EventTimes]], config: ExtractConfig
+) -> list[PlannedWindow]:
     """Every selected event's window as of ``config.current_time()``; pure."""
     now_ts = int(config.current_time().timestamp())
     return [
         PlannedWindow(
-            config.window_key(ev.event_ticker),
+            config.window_key(ev.event_ticker, series),
             plan_window(ev, config.window_policy, config.period, now_ts, config.final_grace_s),
             ev.markets,
         )
-        for ev in events
+        for series, ev in events
     ]
 
 
-def select_events(engine: Engine, config: ExtractConfig) -> list[EventTimes]:
-    """The events to plan, or an InputError that says what to do."""
-    events = load_event_times(engine, config)
-    if events:
-        return events
+def _why_none(config: ExtractConfig, series: str) -> str:
+    """Why ``series`` has no event to plan (what to do about it)."""
     if config.event is not None:
-        raise InputError(
+        return (
             f"event {config.event} is not in kalshi_event: "
-            f"run `extract events --series {config.series}` first"
+            f"run `extract events --series {series}` first"
         )
     if config.date_from is not None or config.date_to is not None:
-        raise InputError(
-            f"no events of {config.series} between {config.date_from or '…'} "
+        return (
+            f"no events of {series} between {config.date_from or '…'} "
             f"and {config.date_to or '…'} in kalshi_event"
         )
-    raise InputError(
-        f"no events for series {config.series} in the database: "
-        f"run `extract events --series {config.series}` first"
+    return (
+        f"no events for series {series} in the database: "
+        f"run `extract events --series {series}` first"
     )
+
+
+def select_events(engine: Engine, config: ExtractConfig) -> Selection:
+    """The events to plan, by series; InputError when no series has any (saying what to do).
+
+    Under TRADE_WINDOW_ONLY a series without a time zone (``--series-tz``, the shipped
+    table) is left out and named: its trade windows cannot be known. A series with no
+    event stored (or none in the range) is named too; the others run.
+    """
+    series = list(config.series)
+    if config.event is not None:
+        series = [s for s in series if config.event.startswith(s + "-")]
+    left_out: list[tuple[str, str]] = []
+    if config.window_policy is WindowPolicy.TRADE_WINDOW_ONLY:
+        left_out = [(s, no_zone_hint(s)) for s in series if config.zone(s) is None]
+        series = [s for s in series if config.zone(s) is not None]
+    events = load_event_times(engine, config, series) if series else []
+    found = {s for s, _ in events}
+    left_out += [(s, _why_none(config, s)) for s in series if s not in found]
+    if events:
+        return Selection(tuple(events), tuple(left_out))
+    if len(left_out) == 1:
+        raise InputError(left_out[0][1])
+    raise InputError("no series has events to extract: " + "; ".join(w for _, w in left_out))
 
 
 def planned_requests(p: PlannedWindow, period: int, cutoff_ts: int | None) -> tuple[int, int]:
@@ -165,26 +209,59 @@ def planned_requests(p: PlannedWindow, period: int, cutoff_ts: int | None) -> tu
     return n_live, historical_requests([(w.start_ts, w.end_ts)] * len(hist), period)
 
 
-def dry_run_lines(
+@dataclass
+class _SeriesPlan:
+    """One series' part of the dry run."""
+
+    events: int = 0
+    skipped: int = 0
+    live: int = 0
+    historical: int = 0
+    routes: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """The dry run's lines: per event, per series, and the totals."""
+
+    events: tuple[str, ...]
+    series: tuple[str, ...]
+    totals: tuple[str, ...]
+    several: bool
+    """More than one series: the command prints per-series lines, not per-event ones."""
+
+    def lines(self) -> list[str]:
+        """What the command prints: per-event lines for one series, per-series lines for
+        several (the per-event ones then go to the log file), then the totals."""
+        return [*(self.series if self.several else self.events), *self.totals]
+
+
+def dry_run(
     plan: Sequence[PlannedWindow],
     config: ExtractConfig,
     cutoff_ts: int | None = None,
     *,
     evidence: Evidence | None = None,
-) -> list[str]:
-    """The plan as text: one line per event and the expected requests and time.
+    left_out: Sequence[tuple[str, str]] = (),
+) -> DryRun:
+    """The plan as text: a line per event, a line per series and the expected requests and
+    time in total.
 
     Markets are routed by their stored tier (what ``extract events`` saw) and, when given,
     by ``cutoff_ts``; routes are priced by ``evidence`` (a ``check-api`` report's), the
     worst case where it is silent. The dry run itself makes no request.
     """
-    lines: list[str] = []
+    per_event: list[str] = []
+    by_series: dict[str, _SeriesPlan] = {s: _SeriesPlan() for s in config.series}
     total_live = total_hist = 0
     tally, evidence = RequestTally(), evidence or Evidence()
     for p in plan:
         w = p.window
+        part = by_series.setdefault(p.key.series_ticker, _SeriesPlan())
+        part.events += 1
         if isinstance(w, SkipReason):
-            lines.append(f"{p.key.event_ticker}: skip ({w.value})")
+            part.skipped += 1
+            per_event.append(f"{p.key.event_ticker}: skip ({w.value})")
             continue
         shape = window_shape(p, cutoff_ts)
         chosen = choose_routes(shape, config.route, evidence, may_probe=False)
@@ -194,22 +271,51 @@ def dry_run_lines(
         n_live = chosen.total - n_hist
         total_live += n_live
         total_hist += n_hist
+        part.live += n_live
+        part.historical += n_hist
+        for route, n in per_route.items():
+            part.routes[route] = part.routes.get(route, 0) + n
         tiers = f" ({n_live} live, {n_hist} historical)" if n_hist else ""
         via = "" if config.route is RouteChoice.EVENT else f" [{routes_text(per_route)}]"
-        lines.append(
+        per_event.append(
             f"{p.key.event_ticker}: {_iso(w.start_ts)} .. {_iso(w.end_ts)}"
             f"{'' if w.is_final else ' (open, not final)'}  {len(w.markets)} markets"
             f"  ~{n_live + n_hist} requests{tiers}{via}"
         )
-    lines.extend(tally.lines(evidence))
+    why = dict(left_out)
+    series_lines = []
+    for series, part in by_series.items():
+        if series in why:
+            series_lines.append(f"{series}: left out: {why[series].removeprefix(series + ': ')}")
+            continue
+        via = "" if config.route is RouteChoice.EVENT else f" [{routes_text(part.routes)}]"
+        skipped = f" ({part.skipped} without a window)" if part.skipped else ""
+        series_lines.append(
+            f"{series}: {part.events} events{skipped}, ~{part.live + part.historical} "
+            f"requests ({part.live} live, {part.historical} historical){via}"
+        )
     total = total_live + total_hist
     rps = config.api.rate.rps
-    lines.append(
-        f"plan: {len(plan)} events, ~{total} candle requests at {rps:g} req/s "
+    many = f" of {len(by_series)} series" if len(config.series) > 1 else ""
+    totals = [
+        *tally.lines(evidence),
+        f"plan: {len(plan)} events{many}, ~{total} candle requests at {rps:g} req/s "
         f"≈ {total / rps:.1f}s ({config.window_policy.value}, period {config.period}; "
-        f"{total_live} live, {total_hist} historical)"
-    )
-    return lines
+        f"{total_live} live, {total_hist} historical)",
+    ]
+    several = len(config.series) > 1
+    return DryRun(tuple(per_event), tuple(series_lines), tuple(totals), several)
+
+
+def dry_run_lines(
+    plan: Sequence[PlannedWindow],
+    config: ExtractConfig,
+    cutoff_ts: int | None = None,
+    *,
+    evidence: Evidence | None = None,
+) -> list[str]:
+    """The dry run as the command prints it (:meth:`DryRun.lines`)."""
+    return dry_run(plan, config, cutoff_ts, evidence=evidence).lines()
 
 
 def window_shape(p: PlannedWindow, cutoff_ts: int | None) -> WindowShape:

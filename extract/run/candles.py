@@ -1,5 +1,11 @@
 """``extract candles``: archive every raw candlestick page of the selected event windows.
 
+One run covers every selected series (``--series A,B`` or a ``--category``): one plan,
+one client and so one rate budget, one progress bar, one summary with a line per series,
+one exit code. A series with nothing to run (no events, no time zone for
+TRADE_WINDOW_ONLY) is named once and the others run; a line is logged as each series
+finishes, the per-window lines go to the log file (:func:`schemas.logs.log_detail`).
+
 Per window: plan it (pure, :mod:`extract.plan.windows`), skip it if the archive already holds
 it, else mark the checkpoint RUNNING, reuse the pages already on disk, fetch the missing
 ones through the window's routes (:mod:`extract.routes`: each page checked against the
@@ -49,8 +55,9 @@ from extract.errors import (
     LeaseLostError,
 )
 from extract.events.historical import CutoffTracker
+from extract.events.series import resolve_config
 from extract.plan.auto import Evidence
-from extract.plan.selection import PlannedWindow, dry_run_lines, plan_run, select_events
+from extract.plan.selection import PlannedWindow, dry_run, plan_run, select_events
 from extract.plan.windows import (
     MarketTimes,
     SkipReason,
@@ -73,6 +80,7 @@ from schemas.errors import (
     ArchiveError,
     KalshiBackfillError,
 )
+from schemas.logs import log_detail
 
 log = logging.getLogger(__name__)
 
@@ -85,34 +93,42 @@ async def extract_window(
 ) -> None:
     """Extract one window; failures become a FAILED checkpoint, never an exception."""
     stats = RequestStats()
+    tally = run.summary.tally(key.series_ticker)
     if not await run.claim(key, window):
-        run.finished += 1
-        run.tick()
+        tally.held += 1
+        run.window_finished(key)
         return
     try:
         if await run.already_archived(key, window):
             run.summary.skipped += 1
+            tally.skipped += 1
             log.debug("%s: already archived, skipped", key)
             return
-        await WindowJob(run, key, window, markets, stats).run()
+        job = WindowJob(run, key, window, markets, stats)
+        await job.run()
         run.summary.done += 1
+        tally.done += 1
+        tally.candles += len(job.candle_keys)
     except (ApiError, ArchiveError) as e:
         try:  # FAILED only while the window is ours: a new holder's state stays
             await run.save(key, window, CheckpointStatus.FAILED, last_error=str(e))
         except LeaseLostError as lost:
             run.summary.lost += 1
+            tally.held += 1
             log.warning("%s (our attempt failed: %s); it finishes the window", lost, e)
         else:
             run.summary.failed += 1
+            tally.failed += 1
             run.summary.failures.append((str(key), str(e)))
             log.error("%s: FAILED: %s", key, e)  # noqa: TRY400 (the reason is the message)
     except LeaseLostError as e:
         run.summary.lost += 1
+        tally.held += 1
         log.warning("%s; it finishes the window", e)
     finally:
+        tally.requests += stats.requests
         await run.leases().release(key)
-        run.finished += 1
-        run.tick()
+        run.window_finished(key)
 
 
 # --- the stage --------------------------------------------------------------------------
@@ -139,16 +155,51 @@ async def run_candles(
             archive.check_version()
         else:
             archive.ensure_writable()
-        plan = plan_run(select_events(engine, config), config)
-        evidence = checked_evidence(archive, config.series, config.api.base_url)
-        if config.dry_run:
-            return CandlesSummary(plan=dry_run_lines(plan, config, evidence=evidence))
-        summary = await _execute(config, engine, archive, plan, evidence, client, progress)
-        summary.elapsed_s = time.monotonic() - started
-        return summary  # the caller shows it (the CLI prints it once, as text or JSON)
+        if client is not None:
+            return await _run(config, engine, archive, client, progress, started)
+        async with KalshiClient(config.api, concurrency=config.concurrency) as own:
+            return await _run(config, engine, archive, own, progress, started)
     finally:
         if own_engine:
             engine.dispose()
+
+
+async def _run(
+    config: ExtractConfig,
+    engine: Engine,
+    archive: ArchiveStore,
+    client: KalshiClient,
+    progress: Progress | None,
+    started: float,
+) -> CandlesSummary:
+    """Resolve the series, plan, then run (or print) the plan."""
+    config = await resolve_config(config, client, archive, engine)
+    selection = select_events(engine, config)
+    for series, why in selection.left_out:
+        log.warning("%s", why if why.startswith(series) else f"{series}: {why}")
+    plan = plan_run(selection.events, config)
+    evidence = _evidence(archive, config)
+    if config.dry_run:
+        shown = dry_run(plan, config, evidence=evidence, left_out=selection.left_out)
+        if shown.several:
+            for line in shown.events:
+                log_detail(log, "plan: %s", line)
+        return CandlesSummary(plan=shown.lines(), left_out=list(selection.left_out))
+    summary = await _execute(config, engine, archive, plan, evidence, client, progress)
+    summary.left_out = list(selection.left_out)
+    summary.elapsed_s = time.monotonic() - started
+    return summary  # the caller shows it (the CLI prints it once, as text or JSON)
+
+
+def _evidence(archive: ArchiveStore, config: ExtractConfig) -> Evidence:
+    """The route evidence of the newest ``check-api`` report of the first series that has
+    one: what it tells (the event cap's counting, whether batch serves historical
+    markets) is about the server, not the series."""
+    for series in config.series:
+        evidence = checked_evidence(archive, series, config.api.base_url)
+        if evidence != Evidence():
+            return evidence
+    return Evidence()
 
 
 async def _execute(
@@ -157,15 +208,22 @@ async def _execute(
     archive: ArchiveStore,
     plan: Sequence[PlannedWindow],
     evidence: Evidence,
-    client: KalshiClient | None,
+    client: KalshiClient,
     progress: Progress | None,
 ) -> CandlesSummary:
     todo = [(p.key, p.window, p.markets) for p in plan if isinstance(p.window, Window)]
     skipped = [(p.key, p.window) for p in plan if isinstance(p.window, SkipReason)]
     counts = {reason: 0 for reason in SkipReason}
+    tallies = CandlesSummary()
+    for key, _, _ in todo:
+        tallies.tally(key.series_ticker).windows += 1
     for key, reason in skipped:
         counts[reason] += 1
-        log.warning("%s: skipped: %s", key, reason.value)
+        tallies.tally(key.series_ticker).without_window += 1
+        if reason is SkipReason.NOT_STARTED:  # an event yet to open: expected, no warning
+            log_detail(log, "%s: skipped: %s", key, reason.value)
+        else:
+            log.warning("%s: skipped: %s", key, reason.value)
 
     async def work(run: RunContext) -> CandlesSummary:
         queue: asyncio.Queue[tuple[WindowKey, Window, tuple[MarketTimes, ...]]] = asyncio.Queue()
@@ -198,15 +256,19 @@ async def _execute(
         s.cutoff_reads = run.cutoff.reads
         return s
 
-    def new_run(c: KalshiClient) -> RunContext:
-        return RunContext(config, engine, archive, c, len(todo), shown, CutoffTracker(c), evidence)
-
-    shown = progress or Progress()
-    if client is not None:
-        summary = await _coordinated(config, engine, new_run(client), work)
-    else:
-        async with KalshiClient(config.api, concurrency=config.concurrency) as own:
-            summary = await _coordinated(config, engine, new_run(own), work)
+    run = RunContext(
+        config,
+        engine,
+        archive,
+        client,
+        len(todo),
+        progress or Progress(),
+        CutoffTracker(client),
+        evidence,
+    )
+    run.summary.series = {s: tallies.tally(s) for s in config.series if s in tallies.series}
+    run.start_series({s: t.windows for s, t in run.summary.series.items()})
+    summary = await _coordinated(config, engine, run, work)
     summary.no_trade_window = counts[SkipReason.NO_TRADE_WINDOW]
     summary.no_markets = counts[SkipReason.NO_MARKETS]
     summary.not_started = counts[SkipReason.NOT_STARTED]

@@ -27,6 +27,7 @@ from schemas.archive import ArchiveStore, WindowKey
 from schemas.checkpoints import Checkpoint
 from schemas.core import CheckpointStatus
 from schemas.errors import ApiError, CorruptArchiveError
+from schemas.logs import log_detail
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,23 @@ class RunContext:
         self.started = time.monotonic()
         self.coord: Coordinator | None = None
         """Leases and the budget share; set by ``_execute`` for the run's duration."""
+        self.left: dict[str, int] = {}
+        """Windows not finished yet, by series (:meth:`start_series`)."""
+
+    def start_series(self, windows: dict[str, int]) -> None:
+        """The windows each series has to run: a line is logged as each one finishes."""
+        self.left = dict(windows)
+
+    def window_finished(self, key: WindowKey) -> None:
+        """Count a finished window (whatever its outcome); the series' line when it was its
+        last one (a run of several series: with one, the summary says it all)."""
+        self.finished += 1
+        series = key.series_ticker
+        left = self.left.get(series, 0) - 1
+        self.left[series] = left
+        if left == 0 and len(self.left) > 1:
+            log.info("%s", self.summary.tally(series).line(series))
+        self.tick()
 
     async def ask_batch(self, probe: BatchProbe) -> int | None:
         """Send the route chooser's one-market question to batch: the candles it returned
@@ -96,6 +114,8 @@ class RunContext:
                 self.client.stats.requests,
                 self.client.stats.throttled,
                 time.monotonic() - self.started,
+                sum(1 for n in self.left.values() if n <= 0),
+                len(self.left),
             ),
             force=force,
         )
@@ -172,7 +192,7 @@ class RunContext:
         if not claim.ok:
             self.summary.held += 1
             until = claim.until.isoformat() if claim.until else "?"
-            log.info("%s: held by %s until %s, skipped", key, claim.held_by, until)
+            log_detail(log, "%s: held by %s until %s, skipped", key, claim.held_by, until)
         elif claim.taken_over_from is not None:
             self.summary.taken_over += 1
             log.warning("%s: taken over from %s (its lease expired)", key, claim.taken_over_from)

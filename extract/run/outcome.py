@@ -14,8 +14,41 @@ from extract.plan.selection import routes_text
 
 
 @dataclass
+class SeriesTally:
+    """One series' part of a run: its windows by outcome, candles and requests."""
+
+    windows: int = 0
+    """Windows planned with a range to fetch."""
+    done: int = 0
+    skipped: int = 0
+    """Already archived (nothing fetched)."""
+    failed: int = 0
+    held: int = 0
+    """Held (or taken from us) by another live worker: it finishes them."""
+    without_window: int = 0
+    """Events with no range to fetch (no trade window, no markets, not started)."""
+    candles: int = 0
+    requests: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.skipped + self.failed + self.held
+
+    def line(self, series: str) -> str:
+        """``KXHIGHNY: 30 windows: 29 done, 1 already archived, 0 failed; ...``."""
+        held = f", {self.held} held by other workers" if self.held else ""
+        without = f"; {self.without_window} events without a window" if self.without_window else ""
+        return (
+            f"{series}: {self.windows} windows: {self.done} done, {self.skipped} already "
+            f"archived, {self.failed} failed{held}; {self.candles:,} candles, "
+            f"{self.requests:,} requests{without}"
+        )
+
+
+@dataclass
 class CandlesSummary:
-    """What a run did; ``failures`` names each FAILED window and why."""
+    """What a run did; ``failures`` names each FAILED window and why, ``series`` each
+    series' part and ``left_out`` each series the run could not take (and why)."""
 
     done: int = 0
     skipped: int = 0
@@ -49,7 +82,12 @@ class CandlesSummary:
     """Answered requests by route (``event``, ``batch``, ``historical``, ``lookup``)."""
     failures: list[tuple[str, str]] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
-    """With ``dry_run``: the plan, one line per event and a total (nothing was fetched)."""
+    """With ``dry_run``: the plan, a line per event (one series) or per series (several)
+    and a total (nothing was fetched)."""
+    series: dict[str, SeriesTally] = field(default_factory=dict)
+    """Each series of the run, in the order asked."""
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+    """(series, why) of each series the run could not take: no events, no time zone."""
 
     @property
     def ok(self) -> bool:
@@ -80,5 +118,15 @@ class CandlesSummary:
                 f"leases: {self.held} held by other workers, {self.taken_over} taken over "
                 f"from expired leases, {self.lost} lost to other workers"
             )
+        if len(self.series) + len(self.left_out) > 1:
+            out.extend(tally.line(series) for series, tally in self.series.items())
+        out.extend(
+            f"{series}: left out: {why.removeprefix(series + ': ')}"
+            for series, why in self.left_out
+        )
         out.extend(f"FAILED {key}: {reason}" for key, reason in self.failures)
         return out
+
+    def tally(self, series: str) -> SeriesTally:
+        """The series' tally (made on first use)."""
+        return self.series.setdefault(series, SeriesTally())

@@ -29,6 +29,8 @@ class Snapshot:
     requests: int
     throttled: int
     elapsed_s: float
+    series_done: int = 0
+    series_total: int = 1
 
     @property
     def rate(self) -> float:
@@ -40,11 +42,13 @@ class Snapshot:
 
 
 def describe(s: Snapshot) -> str:
-    """``12/40 events  310 pages  9.8 req/s  3 429s  ETA 1m05s``: the text after the bar."""
+    """``12/40 events  310 pages  9.8 req/s  3 429s  ETA 1m05s``: the text after the bar
+    (``12/40 events  1/5 series  ...`` in a run of several series)."""
     left = "?" if s.eta_s is None else duration(s.eta_s)
+    series = f"  {s.series_done}/{s.series_total} series" if s.series_total > 1 else ""
     return (
-        f"{s.windows_done}/{s.windows_total} events  {s.pages} pages  {s.rate:.1f} req/s"
-        f"  {s.throttled} 429s  ETA {left}"
+        f"{s.windows_done}/{s.windows_total} events{series}  {s.pages} pages"
+        f"  {s.rate:.1f} req/s  {s.throttled} 429s  ETA {left}"
     )
 
 

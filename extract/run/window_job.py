@@ -48,6 +48,7 @@ from schemas.crashpoints import (
     crashpoint,
 )
 from schemas.errors import FatalApiError
+from schemas.logs import log_detail
 
 log = logging.getLogger(__name__)
 
@@ -242,24 +243,30 @@ class WindowJob:
         crashpoint(EXTRACT_AFTER_EXTRACTED)
         run.summary.candles += len(self.candle_keys)
         n_hist = sum(r is Route.HISTORICAL for r in self.routes.values())
-        per_market = ", ".join(f"{t}={n}" for t, n in sorted(self.per_market.items()))
-        log.info(
-            "%s: %d markets (%d live, %d historical) with candles (%s); %d pages (%d event "
-            "route, %d per market or batch; %d resumed), %d requests (%d market lookups), "
-            "%d retries%s",
+        counts = sorted(self.per_market.values())
+        spread = f" ({counts[0]:,}-{counts[-1]:,} a market)" if counts else ""
+        log_detail(
+            log,
+            "%s: %d/%d markets with candles, %s candles%s, %d pages (%d resumed), %d requests%s",
             key,
             len(self.per_market),
-            len(self.routes) - n_hist,
-            n_hist,
-            per_market or "no candles",
+            len(self.routes),
+            f"{len(self.candle_keys):,}",
+            spread,
             self._pages(),
-            len(self.event_pager.paginator.chain),
-            len(self.market_pages),
             resumed,
             self.stats.requests,
-            self.lookups,
-            self.stats.retries,
             "" if window.is_final else " (open: not final)",
+            candles_per_market=dict(sorted(self.per_market.items())),
+            markets=len(self.routes),
+            historical_markets=n_hist,
+            pages=self._pages(),
+            event_route_pages=len(self.event_pager.paginator.chain),
+            resumed_pages=resumed,
+            requests=self.stats.requests,
+            market_lookups=self.lookups,
+            retries=self.stats.retries,
+            final=window.is_final,
         )
 
     async def _batch(self, plan: WindowRoutes) -> None:

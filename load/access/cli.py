@@ -22,11 +22,12 @@ import click
 from schemas.cli import (
     F,
     KalshiCommand,
+    SeriesOptions,
     command_body,
     db_option,
     event_option,
     period_option,
-    series_option,
+    series_options,
 )
 from schemas.errors import InputError
 
@@ -171,14 +172,14 @@ def asof_cmd(
 
 
 @click.command("export", cls=KalshiCommand)
-@series_option
+@series_options(required=True)
 @event_dates_options(required=True)
 @click.option("--out", "out_dir", required=True, help="Folder for series=/date= partitions.")
 @period_option
 @db_option
 @command_body
 def export_cmd(
-    series: str,
+    series: SeriesOptions,
     date_from: str,
     date_to: str,
     out_dir: str,
@@ -189,11 +190,14 @@ def export_cmd(
     series' markets.parquet (strikes, times, results)."""
     from load.access.export import export_series
     from load.access.output import read_only_engine
+    from schemas.series import resolve_stored
 
+    selection = series.selection()
     lo, hi = parse_date(date_from, "--from"), parse_date(date_to, "--to")
     assert lo is not None and hi is not None
     with read_only_engine(db_url) as engine:
-        done = export_series(engine, series, lo, hi, out_dir, period)
+        tickers = resolve_stored(engine, selection, required=True)
+        done = export_series(engine, tickers, lo, hi, out_dir, period)
     for p in done.parts:
         click.echo(f"{p.path}\t{p.rows} rows\t{','.join(p.events)}")
     for path, rows in done.markets:
@@ -202,22 +206,13 @@ def export_cmd(
     click.echo(f"{len(done.parts)} files, {rows} rows", err=True)
 
 
-def split_series(values: tuple[str, ...]) -> tuple[str, ...]:
-    """``--series A,B --series C`` as ``(A, B, C)`` (blanks dropped)."""
-    return tuple(s.strip() for v in values for s in v.split(",") if s.strip())
-
-
 GRID_FORMATS = (*FRAME_FORMATS, "partitioned")
 
 
 @click.command("grid", cls=KalshiCommand)
 @click.option("--market", default=None, help="One market ticker.")
 @click.option("--event", default=None, help="One event ticker: every market of it.")
-@click.option(
-    "--series",
-    multiple=True,
-    help="Series ticker(s): repeatable or comma-separated (A,B); with --from/--to dates.",
-)
+@series_options(required=False)
 @click.option(
     "--from",
     "date_from",
@@ -244,7 +239,7 @@ GRID_FORMATS = (*FRAME_FORMATS, "partitioned")
 def grid_cmd(
     market: str | None,
     event: str | None,
-    series: tuple[str, ...],
+    series: SeriesOptions,
     date_from: str | None,
     date_to: str | None,
     period: int,
@@ -257,14 +252,16 @@ def grid_cmd(
     from load.access.book import book_grid, write_grid
     from load.access.output import check_out_dir, read_only_engine
     from load.access.query import parse_time
+    from schemas.series import resolve_stored
 
-    chosen = split_series(series)
+    selection = series.selection()
+    by_series = not selection.empty
     days: tuple[date | None, date | None] = (None, None)
     times: tuple[datetime | None, datetime | None] = (None, None)
-    if sum(bool(x) for x in (market, event, chosen)) != 1:
-        raise InputError("give exactly one of --market, --event or --series")
-    fmt = fmt or ("partitioned" if chosen else "table")
-    if chosen:
+    if sum(bool(x) for x in (market, event, by_series)) != 1:
+        raise InputError("give exactly one of --market, --event or --series (or --category)")
+    fmt = fmt or ("partitioned" if by_series else "table")
+    if by_series:
         days = parse_date(date_from, "--from"), parse_date(date_to, "--to")
         if days[0] and days[1] and days[0] > days[1]:
             raise InputError(f"--from {days[0]} is after --to {days[1]}")
@@ -278,6 +275,7 @@ def grid_cmd(
             raise InputError("--format partitioned needs --out DIR")
         check_out_dir(out)
     with read_only_engine(db_url) as engine:
+        chosen = resolve_stored(engine, selection, required=False)
         if fmt == "partitioned":
             if not chosen:
                 raise InputError("--format partitioned goes with --series (use parquet)")

@@ -23,12 +23,13 @@ from load.access.cli import (
 )
 from schemas.cli import (
     KalshiCommand,
+    SeriesOptions,
     archive_option,
     command_body,
     db_option,
     event_option,
     period_option,
-    series_option,
+    series_options,
     to_json,
 )
 
@@ -93,17 +94,20 @@ def format_workers(rows: list[WorkerRow], now: datetime) -> str:
 
 
 @click.command("status", cls=KalshiCommand)
-@click.option("--series", default=None, help="Only this series.")
+@series_options(required=False)
 @format_options(("table", "json"))
 @db_option
 @command_body
-def status_cmd(series: str | None, fmt: str, out: str | None, db_url: str) -> None:
+def status_cmd(series: SeriesOptions, fmt: str, out: str | None, db_url: str) -> None:
     """Per series: windows by status, rows stored, missing minutes, failures, leases."""
     from load.access.output import read_only_engine
     from load.report.status import series_status, workers
+    from schemas.series import resolve_stored
 
+    selection = series.selection()
     with read_only_engine(db_url) as engine:
-        statuses = series_status(engine, series)
+        tickers = resolve_stored(engine, selection, required=False)
+        statuses = series_status(engine, tickers or None)
         procs = workers(engine)
     text = (
         to_json([s.to_json() for s in statuses]) + "\n"
@@ -114,7 +118,9 @@ def status_cmd(series: str | None, fmt: str, out: str | None, db_url: str) -> No
 
 
 def format_inspect(windows: list[WindowPages]) -> str:
-    """One block per window, one line per page (and its body when asked)."""
+    """One line per window, one line per page (and its body when asked): the page's file,
+    request, status, time and candles per market (named by what follows the event's
+    ticker, ``B50.5=2280``)."""
     lines: list[str] = []
     for w in windows:
         m = w.manifest
@@ -124,18 +130,19 @@ def format_inspect(windows: list[WindowPages]) -> str:
             else "INCOMPLETE (no manifest)"
         )
         lines.append(f"== {w.dir}  [{state}]  {len(w.pages)} pages")
+        event = w.dir.split("/")[1] + "-" if w.dir.count("/") >= 1 else ""
         for p in w.pages:
             if p.error is not None:
                 lines.append(f"  {p.file}: ERROR {p.error}")
                 continue
             params = "&".join(f"{k}={v}" for k, v in p.params.items())
-            counts = " ".join(f"{k}={v}" for k, v in p.candles.items())
-            flag = "" if p.in_manifest else "  (not in manifest)"
+            counts = " ".join(f"{k.removeprefix(event)}={v}" for k, v in p.candles.items())
+            flag = " (not in manifest)" if not p.in_manifest else ""
             retrieved = p.retrieved_at_utc.isoformat() if p.retrieved_at_utc else "?"
             lines.append(
-                f"  {p.file}{flag}\n    GET {p.path}?{params} -> {p.status} at {retrieved}"
-                f"  adjusted_end_ts={p.adjusted_end_ts}\n"
-                f"    candles: {sum(p.candles.values())} ({counts})"
+                f"  {p.file}{flag}: GET {p.path}?{params} -> {p.status} at {retrieved}, "
+                f"adjusted_end_ts={p.adjusted_end_ts}, {sum(p.candles.values())} candles "
+                f"({counts})"
             )
             if p.body is not None:
                 lines.append(to_json(p.body))
@@ -221,7 +228,7 @@ def verify_cmd(
 
 
 @click.command("coverage", cls=KalshiCommand)
-@series_option
+@series_options(required=True)
 @event_dates_options(required=False)
 @click.option("--out", required=True, help="PNG file to write.")
 @click.option(
@@ -235,7 +242,7 @@ def verify_cmd(
 @db_option
 @command_body
 def coverage_cmd(
-    series: str,
+    series: SeriesOptions,
     date_from: str | None,
     date_to: str | None,
     out: str,
@@ -249,12 +256,15 @@ def coverage_cmd(
     from load.report.coverage import View, build_coverage
     from load.report.coverage_png import render_coverage
     from load.report.figure import require_plot_extra
+    from schemas.series import resolve_stored
 
+    selection = series.selection()
     lo, hi = parse_date(date_from, "--from"), parse_date(date_to, "--to")
     require_plot_extra("coverage")
     view: View | None = None if density is None else ("density" if density else "presence")
     with read_only_engine(db_url) as engine:
-        matrix = build_coverage(engine, series, lo, hi, period, view)
+        tickers = resolve_stored(engine, selection, required=True)
+        matrix = build_coverage(engine, tickers, lo, hi, period, view)
     path = render_coverage(matrix, out)
     k = matrix.kinds
     click.echo(

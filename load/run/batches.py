@@ -37,6 +37,7 @@ from schemas.crashpoints import (
 )
 from schemas.db import translate_db_error, upsert
 from schemas.errors import DatabaseError
+from schemas.logs import log_detail
 from schemas.tables import kalshi_window_stats
 
 log = logging.getLogger("load.run.loader")  # the stage's one logger name, as before the split
@@ -274,23 +275,26 @@ def _names(windows: Sequence[PreparedWindow]) -> str:
 
 
 def _log_window(w: PreparedWindow) -> None:
-    """Per event: candles per market, markets in the response, missing (maintenance)."""
+    """Per event, one line to the log file: candles per market, markets in the response,
+    missing minutes (inside maintenance)."""
     per_market = w.candles.group_by("market_ticker").len().sort("market_ticker")
-    counts = ", ".join(f"{t.rsplit('-', 1)[-1]}={n:,}" for t, n in per_market.iter_rows())
+    counts = dict(per_market.iter_rows())
     expected = {m.market_ticker for m in w.manifest.markets}
-    extra = set(per_market["market_ticker"].to_list()) - expected
+    extra = set(counts) - expected
     missing = int(w.stats["missing_candles"].sum() or 0)
     maint = int(w.stats["missing_in_maintenance"].sum() or 0)
-    log.info(
-        "loaded %s: %s candles, %d of %d market(s) in the response (%s); "
-        "missing %s candle(s), %s inside maintenance",
+    log_detail(
+        log,
+        "loaded %s: %s candles, %d/%d markets in the response, %s missing (%s in maintenance)",
         w.manifest.key,
         f"{w.candles.height:,}",
-        per_market.height,
+        len(counts),
         len(expected),
-        counts or "none",
         f"{missing:,}",
         f"{maint:,}",
+        candles_per_market=counts,
+        missing_candles=missing,
+        missing_in_maintenance=maint,
     )
     if extra:
         log.warning("%s: candles of markets not in its manifest: %s", w.manifest.key, sorted(extra))

@@ -245,15 +245,16 @@ def _discover(
     quiet_when_idle: bool = False,
 ) -> list[tuple[str, Manifest]]:
     """Manifests (small, read once) of the windows to load, in archive order."""
+    series: tuple[str | None, ...] = config.series or (None,)
     try:
         with engine.connect() as conn:
-            checkpoints = {cp.key: cp for cp in list_checkpoints(conn, config.series)}
+            checkpoints = {cp.key: cp for s in series for cp in list_checkpoints(conn, s)}
             extractors = count_live(conn, KIND_EXTRACT)
     except SQLAlchemyError as e:
         raise translate_db_error(e, config.db_url, "reading checkpoints") from e
     pending: list[tuple[str, Manifest]] = []
     found = 0
-    for rel in archive.iter_manifests(config.series):
+    for rel in (rel for s in series for rel in archive.iter_manifests(s)):
         found += 1
         try:
             manifest = archive.read_manifest(rel)
@@ -288,15 +289,16 @@ def _discover(
     return pending
 
 
-def _nothing_found(archive: ArchiveStore, series: str | None) -> str:
+def _nothing_found(archive: ArchiveStore, series: tuple[str, ...]) -> str:
     """What the archive holds, for a run that found no complete window of ``series``."""
-    asked = f"of series {series} " if series else ""
+    asked = f"of series {', '.join(series)} " if series else ""
     complete = Counter(rel.split("/", 1)[0] for rel in archive.iter_manifests())
     started = {
         "/".join(rel.split("/")[:4])
-        for rel in archive.glob(f"{series or '*'}/*/p*/*/*")
+        for s in series or ("*",)
+        for rel in archive.glob(f"{s}/*/p*/*/*")
         if not rel.startswith(QUARANTINE_DIR)
-    } - {rel.rsplit("/", 1)[0] for rel in archive.iter_manifests(series)}
+    } - {rel.rsplit("/", 1)[0] for s in series or (None,) for rel in archive.iter_manifests(s)}
     held = (
         "complete windows of " + ", ".join(f"{s} ({n})" for s, n in sorted(complete.items()))
         if complete

@@ -13,6 +13,7 @@ Layout under the archive root (version 1)::
     _rejected/...                                  pages extract refused (values or paging
                                                    outside the contract), kept to inspect
     _check/{series}/{time}/NN-{probe}.json.gz      check-api's evidence (never loaded)
+    _series/{time}.json.gz                         GET /series answers (never loaded)
 
 The formats of the files (window keys, page envelopes, manifests) are in
 :mod:`schemas.archive.pages`; the store both stages hold in :mod:`schemas.archive.store`,
@@ -46,6 +47,7 @@ from schemas.archive.pages import (
     ManifestMarket,
     PageEnvelope,
     WindowKey,
+    answer_bytes,
     body_fields,
     decode_gzip_json,
     exact_body,
@@ -59,6 +61,7 @@ from schemas.archive.store import (
     QUARANTINE_DIR,
     REJECTED_DIR,
     ROOT_FILE,
+    SERIES_DIR,
     TEMP_MARKER,
     ArchiveStore,
     atomic_path,
@@ -80,6 +83,7 @@ __all__ = [
     "QUARANTINE_DIR",
     "REJECTED_DIR",
     "ROOT_FILE",
+    "SERIES_DIR",
     "TEMP_MARKER",
     "Archive",
     "ArchiveStore",
@@ -88,6 +92,7 @@ __all__ = [
     "ManifestMarket",
     "PageEnvelope",
     "WindowKey",
+    "answer_bytes",
     "atomic_path",
     "body_fields",
     "decode_gzip_json",

@@ -210,6 +210,21 @@ def exact_body(text: bytes, length: Any) -> bytes | None:
     return text[start:end]
 
 
+def answer_bytes(
+    path: str, params: dict[str, Any], status: int, retrieved_at: datetime, raw: bytes
+) -> bytes:
+    """A listing answer (``GET /series``), not a candle page, as archived: the request,
+    the status, when it came and the body exactly as received, gzipped."""
+    doc = {
+        "archive_version": ARCHIVE_VERSION,
+        "request": {"method": "GET", "path": path, "params": params},
+        "status": status,
+        "retrieved_at_utc": utc_iso(retrieved_at),
+        **body_fields(None, raw),
+    }
+    return gzip.compress(orjson.dumps(doc), mtime=0)
+
+
 @dataclass(frozen=True)
 class ManifestMarket:
     """A market of the window, with the bounds its missing-minute grid is computed on."""

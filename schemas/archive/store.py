@@ -32,6 +32,9 @@ ARCHIVE_FORMAT = "kalshi-candles-raw-archive"
 ROOT_FILE = "archive.json"
 QUARANTINE_DIR = "_quarantine"
 REJECTED_DIR = "_rejected"
+#: ``GET /series`` answers (``extract series``, ``--category``): ``_series/{time}.json.gz``,
+#: two levels deep, so no window glob (``{series}/{event}/p*/{policy}/...``) ever meets them.
+SERIES_DIR = "_series"
 TEMP_MARKER = ".tmp-"
 
 

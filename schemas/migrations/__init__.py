@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 #: The newest revision in ``versions/`` (a test checks it against Alembic's own head):
 #: a constant so the check on every start needs no Alembic import (~0.2-0.4 s).
-HEAD = "0001_baseline"
+HEAD = "0002_series"
 BASELINE = "0001_baseline"
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 #: Alembic's version table under our own name: a database shared with another
