@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from tests.kalshi_sim import CATEGORY_SERIES, WEATHER, SimConfig, run_sim_in_thr
 
 
 def _run(args: list[str], env: dict[str, str]) -> None:
-    print(f"\n$ {' '.join(args)}", flush=True)
+    print(f"\n$ {shlex.join(args)}", flush=True)
     subprocess.run([sys.executable, "-m", *args], env=env, check=True)
 
 
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         series=series,
         first_date=first - timedelta(days=2),
         last_date=today,
+        markets_per_event=3,  # the category's six series, a month-long one among them: quick
         rate_limit_rps=20,
         schedule="weather",
     )

@@ -72,7 +72,9 @@ def test_inspect_cli(archive_dir: Path) -> None:
     assert f"== {key.dir}  [complete" in res.stdout
     assert "ERROR" in res.stdout and "not a valid gzip" in res.stdout
     assert res.stdout.count("-> 200 at") == len(names) - 1
-    assert "adjusted_end_ts=" in res.stdout and "candles:" in res.stdout
+    assert "adjusted_end_ts=" in res.stdout and " candles (" in res.stdout
+    page_lines = [ln for ln in res.stdout.splitlines() if "-> 200 at" in ln]
+    assert all("candles (" in ln for ln in page_lines)  # one line a page
 
     start = names[1].split(".")[0]
     args = ["--event", EVENT, "--start-ts", start, "--body", "--format", "json"]
