@@ -3,8 +3,10 @@
 Extract checks a page before archiving it: a body that breaks the shape is retried, never
 archived (:func:`check_event_candles_page`); a value outside the contract is refused
 (:func:`contract_problem`: the window fails, since the same server would send it again).
-Load checks pages again when reading (an archive edited by hand or by another version is
-refused loudly). Values stay the strings the API sent until load normalizes them.
+These per-value checks are the reference and word every refusal; extract runs them only
+on pages its column check (:mod:`schemas.candle_pages`) cannot vouch for. Load checks
+pages again when reading (an archive edited by hand or by another version is refused
+loudly). Values stay the strings the API sent until load normalizes them.
 """
 
 from __future__ import annotations
@@ -102,6 +104,31 @@ def check_historical_candles_page(body: Any) -> HistoricalCandlesPage:
     return body  # type: ignore[return-value]
 
 
+def check_batch_candles_page(body: Any) -> list[tuple[str, list[Any]]]:
+    """The (ticker, candles) entries of a batch answer, or FatalApiError for its shape.
+
+    Each entry must name its market and hold a candle list; each candle an integer
+    ``end_period_ts``. Which markets the request asked for is the route's to check.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("markets"), list):
+        raise FatalApiError("batch page: no 'markets' list")
+    out: list[tuple[str, list[Any]]] = []
+    for entry in body["markets"]:
+        if not isinstance(entry, dict):
+            raise FatalApiError("batch page: a markets entry is not an object")
+        ticker, candles = entry.get("market_ticker"), entry.get("candlesticks")
+        if not isinstance(ticker, str) or not isinstance(candles, list):
+            raise FatalApiError("batch page: an entry lacks market_ticker or candlesticks")
+        for c in candles:
+            end = c.get("end_period_ts") if isinstance(c, dict) else None
+            if not isinstance(end, int) or isinstance(end, bool):
+                raise FatalApiError(
+                    f"batch page: a candle of {ticker} has no integer end_period_ts"
+                )
+        out.append((ticker, candles))
+    return out
+
+
 # --- values against the contract ------------------------------------------------------
 
 CandleShape = Literal["live", "historical"]
@@ -129,10 +156,12 @@ _CACHE_MAX = 50_000
 
 
 def _price_problem(v: Any, where: str) -> str | None:
-    if v is None or v in _GOOD_PRICES:
+    if v is None:
         return None
-    if not isinstance(v, str):
+    if not isinstance(v, str):  # before the cache: a list or an object is unhashable
         return f"{where} is a JSON {type(v).__name__} ({v!r}) where the contract has a string"
+    if v in _GOOD_PRICES:
+        return None
     if _DOLLARS.fullmatch(v) is None or Decimal(v) > _ONE:
         return f"{where} is {v!r}, not a price in [0, 1] dollars"
     if len(_GOOD_PRICES) >= _CACHE_MAX:
@@ -143,10 +172,12 @@ def _price_problem(v: Any, where: str) -> str | None:
 
 
 def _count_problem(v: Any, where: str) -> str | None:
-    if v is None or v in _GOOD_COUNTS:
+    if v is None:
         return None
-    if not isinstance(v, str):
+    if not isinstance(v, str):  # before the cache: a list or an object is unhashable
         return f"{where} is a JSON {type(v).__name__} ({v!r}) where the contract has a string"
+    if v in _GOOD_COUNTS:
+        return None
     if _COUNT.fullmatch(v) is None:
         return f"{where} is {v!r}, not a non-negative count"
     if len(_GOOD_COUNTS) >= _CACHE_MAX:

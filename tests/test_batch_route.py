@@ -181,18 +181,19 @@ def test_the_check_refuses_what_the_request_did_not_ask_for() -> None:
     assert req is not None
     body = sample_batch()
     body["markets"][0]["market_ticker"] = SIX[0]
-    page = route.check(body, req)
+    page = route.check(json.dumps(body).encode(), req)
     assert page.listed == {SIX[0]} and page.returned == 13
     other = {"markets": [{"market_ticker": "KXHIGHNY-26AUG28-B80.5", "candlesticks": []}]}
     with pytest.raises(WrongEventError):
-        route.check(other, req)
+        route.check(json.dumps(other).encode(), req)
     twice = {"markets": [{"market_ticker": SIX[0], "candlesticks": []}] * 2}
     with pytest.raises(BadPageError, match="twice"):
-        route.check(twice, req)
+        route.check(json.dumps(twice).encode(), req)
+    no_end = {"markets": [{"market_ticker": SIX[0], "candlesticks": [{}]}]}
     with pytest.raises(BadPageError, match="integer end_period_ts"):
-        route.check({"markets": [{"market_ticker": SIX[0], "candlesticks": [{}]}]}, req)
+        route.check(json.dumps(no_end).encode(), req)
     with pytest.raises(BadPageError, match="no 'markets' list"):
-        route.check({"market_tickers": []}, req)
+        route.check(b'{"market_tickers": []}', req)
 
 
 def test_inspect_shows_batch_pages(tmp_path: Path) -> None:

@@ -118,7 +118,7 @@ def test_a_historical_page_outside_its_request_is_refused() -> None:
     assert req is not None and (req.start_ts, req.end_ts) == (S, E)
     body = {"ticker": "KXHIGHNY-25NOV20-T52", "candlesticks": [{"end_period_ts": E + 60}]}
     with pytest.raises(PagingContractError):
-        pager.decide(req, route.check(body, req))
+        pager.decide(req, route.check(orjson.dumps(body), req))
 
 
 # --- the event cap: what the dry run estimates -----------------------------------------------
@@ -206,7 +206,7 @@ def test_page_lists_and_market_without_candles() -> None:
         "market_tickers": ["KXHIGHNY-25NOV20-T52", "KXHIGHNY-25NOV20-B50.5"],
         "market_candlesticks": [[{"end_period_ts": 1060}], []],
     }
-    page = route.check(body, req)  # no adjusted_end_ts key: accepted (an open point)
+    page = route.check(orjson.dumps(body), req)  # no adjusted_end_ts key: accepted
     assert page.adjusted_end_ts is None and page.returned == 1
     assert page.listed == {"KXHIGHNY-25NOV20-T52", "KXHIGHNY-25NOV20-B50.5"}
     assert page.lists_a_market_without_candles

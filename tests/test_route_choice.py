@@ -259,7 +259,7 @@ def test_the_chooser_learns_the_cap_and_the_density_from_pages() -> None:
     cut = START + 832 * 60
     params: dict[str, int | str] = {"start_ts": START, "end_ts": END, "period_interval": 1}
     req = RouteRequest("/series/S/events/E/candlesticks", params, START, END)
-    sparse = Page(tuple((t, [{"end_period_ts": cut}] * 200) for t in SIX), cut)
+    sparse = Page.of(((t, [cut] * 200) for t in SIX), cut)
     chooser.saw("event", req, SIX, sparse)
     assert chooser.evidence.event_cap_counts is CapCounts.REQUESTED
     assert (chooser.evidence.candles_returned, chooser.evidence.candles_requested) == (

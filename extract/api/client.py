@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -55,7 +55,8 @@ class ApiResponse:
 
     ``raw`` is the body exactly as received: the archive stores these bytes, not our
     re-serialization of ``body``, so an odd value can be traced to what the server sent.
-    ``body`` is None for an accepted non-200 answer whose body is not JSON.
+    ``body`` is None for an accepted non-200 answer whose body is not JSON, and for a
+    request made with ``parse=False`` (candle pages: their check reads ``raw`` itself).
     """
 
     path: str
@@ -167,6 +168,7 @@ class KalshiClient:
         exact: bool,
         scope: RequestStats | None,
         accept: frozenset[int] = frozenset(),
+        parse: bool = True,
     ) -> ApiResponse:
         assert self._session is not None, "use KalshiClient as an async context manager"
         await self.throttle.acquire()
@@ -199,6 +201,8 @@ class KalshiClient:
             raise HttpStatusError(status, full, error_line(raw))
         if status == 200:
             self.throttle.on_success()
+        if not parse:
+            return ApiResponse(full, dict(params), status, None, datetime.now(UTC), raw)
         try:
             body = parse_json(raw, exact=exact)
         except (ValueError, orjson.JSONDecodeError) as e:
@@ -213,25 +217,31 @@ class KalshiClient:
         path: str,
         params: Params | None = None,
         *,
-        check: Callable[[ApiResponse], None] | None = None,
+        check: Callable[[ApiResponse], Awaitable[None] | None] | None = None,
         exact: bool = False,
         scope: RequestStats | None = None,
         accept: frozenset[int] = frozenset(),
+        parse: bool = True,
     ) -> ApiResponse:
         """GET ``path`` (relative to the base) with retries; ``check`` may reject a body.
 
         ``check`` raising a retriable error (a page for another event, no progress) makes
         the loop fetch the same page again; a body that keeps failing ends in
-        RetriesExhaustedError. ``scope`` also receives this call's counts. A status in
-        ``accept`` (say 400 or 404, for ``check-api`` which reports them) is returned as a
-        response instead of raised; it is never retried.
+        RetriesExhaustedError. ``check`` may be a coroutine function (a candle page is
+        checked in a worker thread, off the event loop). ``parse=False`` leaves the body
+        unparsed (``raw`` only), for a check that reads the bytes itself. ``scope`` also
+        receives this call's counts. A status in ``accept`` (say 400 or 404, for
+        ``check-api`` which reports them) is returned as a response instead of raised;
+        it is never retried.
         """
         params = params or {}
 
         async def attempt() -> ApiResponse:
-            response = await self._attempt(path, params, exact, scope, accept)
+            response = await self._attempt(path, params, exact, scope, accept, parse)
             if check is not None:
-                check(response)
+                checked = check(response)
+                if checked is not None:
+                    await checked
             return response
 
         def on_retry(_e: BaseException) -> None:

@@ -5,7 +5,7 @@ Pure: no I/O here or in a route's methods. The orchestration's one loop does the
     pager = route.pager(window, tickers, period)
     while (req := pager.next_request()) is not None:
         page = archived page at route.file(req) if route.matches(envelope, req)
-               else route.check(GET req.path ? req.params)
+               else route.check(bytes of GET req.path ? req.params)
         step = pager.decide(req, page)       # before archiving: a bad page is never kept
         archive the envelope (kind = route.kind) at route.file(req)
         pager.advance(req, step)
@@ -15,17 +15,19 @@ A route never fetches, archives or writes a checkpoint: those stay in one place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
+
+import numpy as np
 
 from extract.plan.paginator import Step
 from extract.plan.windows import Window
 from schemas.archive import PageEnvelope
+from schemas.candle_pages import Ends
 
 __all__ = ["CandleRoute", "Page", "Pager", "RouteRequest", "Shape", "Step"]
 
-Candle = Mapping[str, Any]
 Shape = Literal["live", "historical"]
 """The candle shape of a route's pages: ``*_dollars``/``*_fp`` (live) or plain keys."""
 
@@ -46,34 +48,47 @@ class RouteRequest:
 
 @dataclass(frozen=True)
 class Page:
-    """A checked page as the orchestration reads it: which markets it lists, their candles.
+    """A checked page as the orchestration reads it: which markets it lists, and the
+    ``end_period_ts`` of each one's candles (one array a market, not an object a candle).
 
     ``markets`` keeps the server's order; a market listed with no candle is listed (the
     evidence that the server lists markets without candles).
     """
 
-    markets: tuple[tuple[str, Sequence[Candle]], ...]
+    markets: tuple[tuple[str, Ends], ...]
     adjusted_end_ts: int | None = None
     """What the page says it covers up to (event route; None: no usable value)."""
+    problem: str | None = None
+    """The first value outside the contract (:mod:`schemas.candle_pages`), worded; None
+    when every value holds. The caller refuses such a page."""
     listed: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "listed", frozenset(t for t, _ in self.markets))
 
+    @classmethod
+    def of(
+        cls, markets: Iterable[tuple[str, Sequence[int]]], adjusted_end_ts: int | None = None
+    ) -> Page:
+        """A page from plain lists of end times (tests and tools)."""
+        return cls(tuple((t, np.asarray(e, dtype=np.int64)) for t, e in markets), adjusted_end_ts)
+
     @property
     def returned(self) -> int:
         """Candles in the page."""
-        return sum(len(cs) for _, cs in self.markets)
+        return sum(len(ends) for _, ends in self.markets)
 
     def span(self) -> tuple[int, int] | None:
         """(first, last) ``end_period_ts`` of the page's candles, or None when it has none."""
-        ends = [c["end_period_ts"] for _, cs in self.markets for c in cs]
-        return (min(ends), max(ends)) if ends else None
+        filled = [ends for _, ends in self.markets if len(ends)]
+        if not filled:
+            return None
+        return min(int(e.min()) for e in filled), max(int(e.max()) for e in filled)
 
     @property
     def lists_a_market_without_candles(self) -> bool:
         """The server listed a market with an empty candle list (it lists every market)."""
-        return any(not cs for _, cs in self.markets)
+        return any(not len(ends) for _, ends in self.markets)
 
 
 class Pager(Protocol):
@@ -124,8 +139,10 @@ class CandleRoute(Protocol):
         """Requests the pager should take (the dry run); an upper bound, say which."""
         ...
 
-    def check(self, body: Any, req: RouteRequest) -> Page:
-        """The page, or BadPageError (retried) when the body breaks the page's shape."""
+    def check(self, raw: bytes, req: RouteRequest) -> Page:
+        """The page of the body's bytes (:func:`schemas.candle_pages.read_candle_page`), or
+        BadPageError (retried) when it breaks the page's shape. Pure, and safe to run off
+        the event loop: a full page takes milliseconds of CPU."""
         ...
 
     def file(self, req: RouteRequest) -> str:

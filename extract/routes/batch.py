@@ -17,7 +17,6 @@ out is the orchestration's business: the same fallbacks as on the event route.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from extract.errors import BadPageError, WrongEventError
 from extract.plan.caps import BatchRequest, batch_plan, ticker_groups
@@ -25,38 +24,31 @@ from extract.plan.windows import Window
 from extract.routes.base import Page, RouteRequest, Shape
 from extract.routes.historical import ChunkPager
 from schemas.archive import BATCH_DIR, KIND_BATCH_CANDLES, PAGE_SUFFIX, PageEnvelope, WindowKey
+from schemas.candle_pages import read_candle_page
+from schemas.errors import FatalApiError
 
 BATCH_PATH = "/markets/candlesticks"
 
 
-def check_batch_page(body: Any, asked: Sequence[str]) -> list[tuple[str, list[Any]]]:
-    """The (ticker, candles) entries of a batch answer, or BadPageError (retried).
+def check_batch_page(raw: bytes, asked: Sequence[str], where: str = BATCH_PATH) -> Page:
+    """The page of a batch answer, or BadPageError (retried).
 
-    Each entry must name a market the request asked for, once; each candle must carry
-    an integer ``end_period_ts``. Values are checked later, like every live page's.
+    The shape and the values are :func:`schemas.candle_pages.read_candle_page`'s; here,
+    each entry must name a market the request asked for, once.
     """
-    if not isinstance(body, dict) or not isinstance(body.get("markets"), list):
-        raise BadPageError("batch page: no 'markets' list")
+    try:
+        page = read_candle_page(raw, "batch", where)
+    except FatalApiError as e:
+        raise BadPageError(str(e)) from e
     wanted = set(asked)
     seen: set[str] = set()
-    out: list[tuple[str, list[Any]]] = []
-    for entry in body["markets"]:
-        if not isinstance(entry, dict):
-            raise BadPageError("batch page: a markets entry is not an object")
-        ticker, candles = entry.get("market_ticker"), entry.get("candlesticks")
-        if not isinstance(ticker, str) or not isinstance(candles, list):
-            raise BadPageError("batch page: an entry lacks market_ticker or candlesticks")
+    for ticker, _ in page.markets:
         if ticker not in wanted:
             raise WrongEventError(f"batch page names {ticker}, which the request did not ask for")
         if ticker in seen:
             raise BadPageError(f"batch page lists {ticker} twice")
         seen.add(ticker)
-        for c in candles:
-            end = c.get("end_period_ts") if isinstance(c, dict) else None
-            if not isinstance(end, int) or isinstance(end, bool):
-                raise BadPageError(f"batch page: a candle of {ticker} has no integer end_period_ts")
-        out.append((ticker, candles))
-    return out
+    return Page(page.markets, None, page.problem)
 
 
 class BatchRoute:
@@ -88,8 +80,8 @@ class BatchRoute:
         """Exact: the requests are planned up front."""
         return len(batch_plan(tickers, window.start_ts, window.end_ts, period)) if tickers else 0
 
-    def check(self, body: Any, req: RouteRequest) -> Page:
-        return Page(tuple(check_batch_page(body, req.tickers)))
+    def check(self, raw: bytes, req: RouteRequest) -> Page:
+        return check_batch_page(raw, req.tickers, req.path)
 
     def file(self, req: RouteRequest) -> str:
         group = self._groups.get(req.tickers, 0)

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from extract.errors import BadPageError, WrongEventError
 from extract.plan.caps import event_requests
 from extract.plan.paginator import Paginator, Step, usable_adjusted_end
 from extract.plan.windows import Window
 from extract.routes.base import Page, RouteRequest, Shape
-from schemas.api import check_event_candles_page
 from schemas.archive import KIND_EVENT_CANDLES, PAGE_SUFFIX, PageEnvelope, WindowKey
+from schemas.candle_pages import read_candle_page
 from schemas.errors import FatalApiError
 
 
@@ -76,21 +75,18 @@ class EventRoute:
     def estimate(self, window: Window, tickers: Sequence[str], period: int) -> int:
         return event_requests(len(tickers), window.start_ts, window.end_ts, period)
 
-    def check(self, body: Any, req: RouteRequest) -> Page:
+    def check(self, raw: bytes, req: RouteRequest) -> Page:
         try:
-            page = check_event_candles_page(body)
+            page = read_candle_page(raw, "event", req.path)
         except FatalApiError as e:
             raise BadPageError(str(e)) from e
         prefix = self.key.event_ticker + "-"
-        strangers = [t for t in page["market_tickers"] if not t.startswith(prefix)]
+        strangers = [t for t, _ in page.markets if not t.startswith(prefix)]
         if strangers:
             raise WrongEventError(
                 f"page for {self.key.event_ticker} names markets of another event: {strangers[:3]}"
             )
-        return Page(
-            tuple(zip(page["market_tickers"], page["market_candlesticks"], strict=True)),
-            usable_adjusted_end(page.get("adjusted_end_ts")),
-        )
+        return Page(page.markets, usable_adjusted_end(page.adjusted_end_ts), page.problem)
 
     def file(self, req: RouteRequest) -> str:
         return f"{req.start_ts}{PAGE_SUFFIX}"

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from extract.errors import BadPageError, PagingContractError, WrongEventError
 from extract.plan.paginator import PageRequest, Step
 from extract.plan.tiers import historical_chunks, historical_requests
 from extract.plan.windows import Window
 from extract.routes.base import Page, RouteRequest, Shape
-from schemas.api import check_historical_candles_page
 from schemas.archive import (
     KIND_HISTORICAL_MARKET_CANDLES,
     PAGE_SUFFIX,
     PageEnvelope,
     WindowKey,
 )
+from schemas.candle_pages import read_candle_page
 from schemas.errors import FatalApiError
 
 
@@ -88,16 +87,15 @@ class HistoricalRoute:
         """Exact: the chunks are planned up front."""
         return historical_requests([(window.start_ts, window.end_ts)] * len(tickers), period)
 
-    def check(self, body: Any, req: RouteRequest) -> Page:
+    def check(self, raw: bytes, req: RouteRequest) -> Page:
         try:
-            page = check_historical_candles_page(body)
+            page = read_candle_page(raw, "historical", req.path)
         except FatalApiError as e:
             raise BadPageError(str(e)) from e
-        if page["ticker"] != req.market_ticker:
-            raise WrongEventError(
-                f"historical page for {req.market_ticker} is for {page['ticker']}"
-            )
-        return Page(((page["ticker"], page["candlesticks"]),))
+        ticker = page.markets[0][0]
+        if ticker != req.market_ticker:
+            raise WrongEventError(f"historical page for {req.market_ticker} is for {ticker}")
+        return Page(page.markets, None, page.problem)
 
     def file(self, req: RouteRequest) -> str:
         return f"markets/{req.market_ticker}/{req.start_ts}{PAGE_SUFFIX}"

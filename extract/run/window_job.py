@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 from extract.api.client import RequestStats
 from extract.config import RouteChoice
@@ -36,6 +35,7 @@ from extract.routes.historical import HistoricalRoute
 from extract.run.context import RunContext
 from extract.run.window_pages import WindowPages
 from schemas.archive import KIND_HISTORICAL_MARKET_CANDLES, Manifest, WindowKey
+from schemas.candle_pages import Ends
 from schemas.checkpoints import Checkpoint
 from schemas.core import CheckpointStatus
 from schemas.crashpoints import (
@@ -54,16 +54,14 @@ log = logging.getLogger(__name__)
 
 
 def _count_market(
-    ticker: str,
-    candles: Sequence[Any],
-    keys: set[tuple[str, int]],
-    per_market: dict[str, int],
+    ticker: str, ends: Ends, keys: dict[str, set[int]], per_market: dict[str, int]
 ) -> None:
-    """Add a market's candles to the window's distinct (market, end_period_ts) set."""
-    new = {(ticker, c["end_period_ts"]) for c in candles} - keys
-    if new:
-        keys |= new
-        per_market[ticker] = per_market.get(ticker, 0) + len(new)
+    """Add a market's candles to the window's distinct ``end_period_ts`` of each market."""
+    if not len(ends):
+        return
+    seen = keys.setdefault(ticker, set())
+    seen.update(ends.tolist())
+    per_market[ticker] = len(seen)
 
 
 class WindowJob:
@@ -101,7 +99,9 @@ class WindowJob:
         self.batch = BatchRoute(key)
         self.event_pager = self.event.pager(window, (), key.period_interval)
         self.pages = WindowPages(run.archive, run.client, key, stats)
-        self.candle_keys: set[tuple[str, int]] = set()
+        self.candle_keys: dict[str, set[int]] = {}
+        """The distinct ``end_period_ts`` archived of each market (a candle on two pages
+        counts once)."""
         self.per_market: dict[str, int] = {}
         self.page_listed: list[tuple[frozenset[str], frozenset[str]]] = []
         """(markets asked, markets listed) of each page that lists markets: one lacking a
@@ -128,8 +128,11 @@ class WindowJob:
             "pages_archived": self._pages(),
             "requests": self.base_requests + self.stats.requests,
             "retries": self.base_retries + self.stats.retries,
-            "candles_archived": len(self.candle_keys),
+            "candles_archived": self._candles(),
         }
+
+    def _candles(self) -> int:
+        return sum(len(ends) for ends in self.candle_keys.values())
 
     async def _save(self, status: CheckpointStatus, **fields: object) -> None:
         await self.run_.save(self.key, self.window, status, **self._progress(), **fields)
@@ -241,7 +244,7 @@ class WindowJob:
             last_error=None,
         )
         crashpoint(EXTRACT_AFTER_EXTRACTED)
-        run.summary.candles += len(self.candle_keys)
+        run.summary.candles += self._candles()
         n_hist = sum(r is Route.HISTORICAL for r in self.routes.values())
         counts = sorted(self.per_market.values())
         spread = f" ({counts[0]:,}-{counts[-1]:,} a market)" if counts else ""
@@ -331,8 +334,8 @@ class WindowJob:
 
     def _took(self, route: CandleRoute, req: RouteRequest, page: Page) -> None:
         """Count an accepted page's candles; keep what it shows about the markets it lists."""
-        for ticker, candles in page.markets:
-            _count_market(ticker, candles, self.candle_keys, self.per_market)
+        for ticker, ends in page.markets:
+            _count_market(ticker, ends, self.candle_keys, self.per_market)
         if route.lists_markets:
             asked = frozenset(req.tickers) if req.tickers else frozenset(self._live())
             self.page_listed.append((asked, page.listed))

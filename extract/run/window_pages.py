@@ -9,15 +9,23 @@ refused; and it looks a market up on the live tier. Its own module because this 
 window's whole dealing with the archive and the server, request by request, while the
 job decides which requests to make, what the pages show about the markets, and when the
 window is done.
+
+A full page is milliseconds of CPU to check (:func:`schemas.candle_pages.read_candle_page`)
+and to gzip: both run in :func:`page_pool`, a thread a core, so the event loop only talks
+HTTP and keeps the token bucket's pace while both cores check and compress.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+
+import orjson
 
 from extract.api.client import ApiResponse, KalshiClient, RequestStats
 from extract.errors import (
@@ -29,7 +37,6 @@ from extract.errors import (
 )
 from extract.plan.paginator import Step
 from extract.routes.base import CandleRoute, Page, Pager, RouteRequest
-from schemas.api import contract_problem
 from schemas.archive import ArchiveStore, PageEnvelope, WindowKey
 from schemas.checkpoints import Checkpoint
 from schemas.crashpoints import EXTRACT_PAGE_AFTER_WRITE, EXTRACT_PAGE_BEFORE_WRITE, crashpoint
@@ -51,9 +58,15 @@ def _tentative(env: PageEnvelope, step: Step, tentative_from: int | None, grace_
     return env.retrieved_at_utc.timestamp() < step.covered_end + grace_s
 
 
-def _candles(page: Page) -> Iterator[Mapping[str, Any]]:
-    for _, candles in page.markets:
-        yield from candles
+@functools.cache
+def page_pool() -> ThreadPoolExecutor:
+    """The process's pool for page CPU work (checks, gzip): one thread a core it may use.
+
+    Polars, ISA-L and the byte counts release the GIL, so the threads run beside the
+    event loop; more threads than cores would only queue for them.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return ThreadPoolExecutor(max_workers=max(2, cores or 2), thread_name_prefix="extract-page")
 
 
 class WindowPages:
@@ -101,15 +114,16 @@ class WindowPages:
             return None
         problem: str | None = None
         try:
-            env = archive.read_page(rel)
+            env = archive.read_page(rel, keep_raw=True)
             if not route.matches(env, req):
                 return None  # another request's page (a shorter window's): fetch, overwrite
             asked = replace(req, params=dict(env.params), start_ts=env.start_ts, end_ts=env.end_ts)
-            page = route.check(env.body, asked)
+            raw = env.raw_body if env.raw_body is not None else orjson.dumps(env.body)
+            page = route.check(raw, asked)
         except (CorruptArchiveError, BadPageError) as e:
             problem = str(e)
         else:
-            problem = contract_problem(_candles(page), route.shape)
+            problem = page.problem
         if problem is not None:
             moved = archive.move_to_quarantine(rel)
             log.warning("%s: unusable archived page quarantined to %s (%s)", key, moved, problem)
@@ -154,15 +168,15 @@ class WindowPages:
         window fails with the reason.
         """
         got: list[tuple[Page, Step]] = []
+        loop = asyncio.get_running_loop()
 
-        def check(resp: ApiResponse) -> None:
-            page = route.check(resp.body, req)
+        async def check(resp: ApiResponse) -> None:
+            page = await loop.run_in_executor(page_pool(), route.check, resp.raw, req)
             try:
-                problem = contract_problem(_candles(page), route.shape)
-                if problem is not None:
+                if page.problem is not None:
                     raise ValueContractError(
                         f"values outside the contract in the {route.name} page "
-                        f"{resp.path} start_ts={req.start_ts}: {problem}"
+                        f"{resp.path} start_ts={req.start_ts}: {page.problem}"
                     )
                 step = pager.decide(req, page)
             except ContractError as e:
@@ -171,7 +185,9 @@ class WindowPages:
             got.append((page, step))
 
         try:
-            resp = await self.client.get_json(req.path, req.params, check=check, scope=self.stats)
+            resp = await self.client.get_json(
+                req.path, req.params, check=check, scope=self.stats, parse=False
+            )
         except HttpStatusError as e:
             if e.status == 404 and req.market_ticker is not None:
                 return None
@@ -225,10 +241,11 @@ class WindowPages:
     async def write(self, route: CandleRoute, req: RouteRequest, resp: ApiResponse) -> None:
         """Write one fetched page, in its envelope, atomically to the window's folder."""
         envelope = self._envelope(route, req, resp)
+        data = await asyncio.get_running_loop().run_in_executor(page_pool(), envelope.to_bytes)
         crashpoint(EXTRACT_PAGE_BEFORE_WRITE)
-        # In a thread: on object storage a write is a network round trip.
+        # In a thread of its own: on object storage a write is a network round trip.
         rel = f"{self.key.dir}/{route.file(req)}"
-        await asyncio.to_thread(self.archive.write_page, rel, envelope)
+        await asyncio.to_thread(self.archive.write_atomic, rel, data)
         crashpoint(EXTRACT_PAGE_AFTER_WRITE)
 
     async def _reject(self, route: CandleRoute, req: RouteRequest, resp: ApiResponse) -> None:
