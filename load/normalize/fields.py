@@ -15,6 +15,12 @@ Field rules (see /work/shared/kalshi-api.md and the OpenAPI files):
 - Historical pages: plain ``open/low/high/close/mean/previous`` keys are DOLLAR strings,
   ``volume`` / ``open_interest`` count strings, no min/max (NULL).
 
+The values stay the text received (:func:`candle_values`): Kalshi's strings are already
+the exact text MySQL parses into its DECIMAL columns, and the pattern above refuses every
+string with more decimals than the column holds (MySQL would round it with only a note).
+Only what has no such text is converted: legacy integer cents (``56`` → ``"0.560000"``).
+:func:`exact_decimals` casts the text to ``Decimal`` for whoever computes with the values.
+
 A module of its own because these rules are the API's value contract, and they change
 when Kalshi's fields do; how a page envelope is read and exploded into one row per
 candle (:mod:`load.normalize.pages`) changes when the archive's format does.
@@ -30,6 +36,7 @@ from load.errors import MalformedValueError
 from schemas.archive import KIND_HISTORICAL_MARKET_CANDLES
 from schemas.tables import (
     CANDLE_COUNT_COLUMNS,
+    CANDLE_PRICE_COLUMNS,
     COUNT_PRECISION,
     COUNT_SCALE,
     PRICE_PRECISION,
@@ -89,7 +96,7 @@ def _sources(rows: pl.DataFrame) -> dict[str, tuple[pl.Expr, pl.Expr | None, str
 
 
 def candle_values(rows: pl.DataFrame, page_names: Sequence[str]) -> pl.DataFrame:
-    """The candle columns of exploded rows, every field checked and cast exactly.
+    """The candle columns of exploded rows, every field checked, values as text.
 
     ``rows`` has one row per candle: ``_page`` (an index into ``page_names``, the
     names errors give), ``kind``, ``market_ticker``, ``event_ticker``,
@@ -124,18 +131,15 @@ def candle_values(rows: pl.DataFrame, page_names: Sequence[str]) -> pl.DataFrame
         _raise_bad_value(texts, checks, int(flags["i"][0]), page_names)
 
     values: list[pl.Expr] = []
-    for n, (_, cents, kind) in sources.items():
-        if kind == "count":
-            values.append(pl.col(f"{n}__t").cast(COUNT_DTYPE, strict=True).alias(n))
-            continue
-        exact = pl.col(f"{n}__t").cast(PRICE_DTYPE, strict=True)
+    for n, (_, cents, _kind) in sources.items():
+        text = pl.col(f"{n}__t")
         if cents is not None:
-            # Whole cents to dollars: an exact decimal division (scale 6 holds n / 100).
+            # Whole cents to dollars, exactly (scale 6 holds n / 100), then as text.
             legacy = (pl.col(f"{n}__c").cast(pl.Int64).cast(PRICE_DTYPE) / 100).cast(
                 PRICE_DTYPE, strict=True
             )
-            exact = pl.coalesce(exact, legacy)
-        values.append(exact.alias(n))
+            text = pl.coalesce(text, legacy.cast(pl.String))
+        values.append(text.alias(n))
     return texts.select(
         pl.col("market_ticker"),
         pl.from_epoch("ts", time_unit="s").dt.replace_time_zone("UTC").alias("end_period_ts_utc"),
@@ -143,6 +147,15 @@ def candle_values(rows: pl.DataFrame, page_names: Sequence[str]) -> pl.DataFrame
         rows["event_ticker"].alias("event_ticker"),
         *values,
         rows["retrieved_at_utc"].alias("retrieved_at_utc"),
+    )
+
+
+def exact_decimals(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its price and count columns as exact ``Decimal`` (from their text:
+    checked by :func:`candle_values`, so the strict cast neither rounds nor fails)."""
+    return frame.with_columns(
+        *(pl.col(c).cast(PRICE_DTYPE, strict=True) for c in CANDLE_PRICE_COLUMNS),
+        *(pl.col(c).cast(COUNT_DTYPE, strict=True) for c in CANDLE_COUNT_COLUMNS),
     )
 
 

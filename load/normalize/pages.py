@@ -1,8 +1,11 @@
 """Pages in, one ``polars.DataFrame`` of candles out: pure, exact, no I/O.
 
-The frame has exactly ``schemas.tables.CANDLE_COLUMNS``: prices ``Decimal(10, 6)``, counts
-``Decimal(18, 2)``, times ``Datetime(us, UTC)``. Nothing goes through float and no null is
-ever filled.
+The frame has exactly ``schemas.tables.CANDLE_COLUMNS``, times ``Datetime(us, UTC)``.
+The loader's frame (:func:`normalize_text`) keeps each price and count as the text the
+API sent (checked: at most the column's decimals), which is what the staging CSV needs:
+converting a million rows to decimals and back cost about 1.7 CPU-s (docs/benchmarks.md).
+:func:`normalize_json` gives the same rows with prices ``Decimal(10, 6)`` and counts
+``Decimal(18, 2)``. Nothing goes through float and no null is ever filled.
 
 Why the JSON is parsed by Polars and not by orjson: building Python dicts for a million
 candles costs about 10 s on our 2-core machine (allocation and GC), and turning those
@@ -27,7 +30,13 @@ import orjson
 import polars as pl
 
 from load.errors import CorruptPageError, MalformedValueError
-from load.normalize.fields import CANDLE_STRUCT, COUNT_DTYPE, PRICE_DTYPE, candle_values
+from load.normalize.fields import (
+    CANDLE_STRUCT,
+    COUNT_DTYPE,
+    PRICE_DTYPE,
+    candle_values,
+    exact_decimals,
+)
 from schemas.archive import (
     ARCHIVE_VERSION,
     KIND_BATCH_CANDLES,
@@ -60,6 +69,11 @@ CANDLE_SCHEMA: dict[str, pl.DataType] = {
     "retrieved_at_utc": TIME_DTYPE,
 }
 assert tuple(CANDLE_SCHEMA) == CANDLE_COLUMNS, "normalize is out of step with schemas.tables"
+#: The loader's frame: the same, prices and counts as the text received.
+TEXT_SCHEMA: dict[str, pl.DataType] = {
+    c: pl.String() if c in (*CANDLE_PRICE_COLUMNS, *CANDLE_COUNT_COLUMNS) else t
+    for c, t in CANDLE_SCHEMA.items()
+}
 
 _ENVELOPE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "archive_version": pl.Int64,
@@ -111,14 +125,20 @@ def normalize_pages(
 
 
 def normalize_json(pages: Sequence[RawPage], *, key: WindowKey | None = None) -> pl.DataFrame:
-    """Candles of the pages' JSON envelopes, deduplicated, sorted by market and time.
+    """:func:`normalize_text` with prices and counts as exact ``Decimal`` (CANDLE_SCHEMA)."""
+    return exact_decimals(normalize_text(pages, key=key))
+
+
+def normalize_text(pages: Sequence[RawPage], *, key: WindowKey | None = None) -> pl.DataFrame:
+    """Candles of the pages' JSON envelopes, deduplicated, sorted by market and time, each
+    price and count the text received (TEXT_SCHEMA).
 
     ``key``, when given, is the window the pages must belong to (series, event, period,
     policy): a page of another window is corrupt. Raises CorruptArchiveError (or its
     subclass MalformedValueError) naming the page for anything outside the contract.
     """
     if not pages:
-        return empty_candles()
+        return pl.DataFrame(schema=TEXT_SCHEMA)
     try:
         envelopes = pl.concat([_read_envelope(p) for p in pages], how="vertical")
         envelopes = envelopes.with_row_index("_page")
@@ -126,10 +146,10 @@ def normalize_json(pages: Sequence[RawPage], *, key: WindowKey | None = None) ->
         envelopes = envelopes.with_columns(retrieved_at_utc=retrieved)
         rows = _explode_candles(envelopes, pages)
         if rows.height == 0:
-            return empty_candles()
+            return pl.DataFrame(schema=TEXT_SCHEMA)
         _check_tickers(rows, pages)
         values = candle_values(rows, [p.source for p in pages])
-        frame = values.select(CANDLE_COLUMNS).cast(CANDLE_SCHEMA)  # type: ignore[arg-type]
+        frame = values.select(CANDLE_COLUMNS).cast(TEXT_SCHEMA)  # type: ignore[arg-type]
         return dedupe_candles(frame.with_columns(_page=rows["_page"])).drop("_page")
     except pl.exceptions.PolarsError as e:
         # Every known way a page can break the contract is caught above with the page's

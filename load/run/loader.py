@@ -44,7 +44,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from load.config import LoadConfig
 from load.errors import CorruptPageError, LoadFailedError, NoWindowsError
-from load.normalize.pages import RawPage, normalize_json
+from load.normalize.pages import RawPage, normalize_text
 from load.normalize.stats import window_stats
 from load.run.batches import BatchWriters, record_failed
 from load.run.leases import LoadLeases
@@ -381,7 +381,7 @@ def read_window(
         for name in manifest.pages:
             rel = f"{key.dir}/{name}"
             pages.append(RawPage(rel, _gunzip(archive.read_bytes(rel), rel)))
-        candles = normalize_json(pages, key=key)
+        candles = normalize_text(pages, key=key)
     except CorruptPageError as e:
         return WindowFailure(manifest_path, manifest, key, str(e), e.source)
     except ArchiveError as e:  # a page the manifest lists is missing or unreadable

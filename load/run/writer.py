@@ -38,6 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
 
 from load.config import StagingMethod
+from load.normalize.fields import COUNT_DTYPE, PRICE_DTYPE
 from schemas.crashpoints import (
     LOAD_AFTER_MERGE,
     LOAD_BEFORE_MERGE,
@@ -45,7 +46,13 @@ from schemas.crashpoints import (
     crashpoint,
 )
 from schemas.db import offer_local_file
-from schemas.tables import CANDLE_COLUMNS, CANDLE_KEY_COLUMNS, kalshi_candle
+from schemas.tables import (
+    CANDLE_COLUMNS,
+    CANDLE_COUNT_COLUMNS,
+    CANDLE_KEY_COLUMNS,
+    CANDLE_PRICE_COLUMNS,
+    kalshi_candle,
+)
 
 STAGE_TABLE = "kalshi_candle_stage"
 #: Server/client errors that mean "LOAD DATA LOCAL is disabled here" (MySQL 5.7/8,
@@ -149,13 +156,15 @@ def _mysql_stage_ddl(conn: Connection) -> str:
 
 
 def _as_text(frame: pl.DataFrame, time_formats: dict[str, str]) -> pl.DataFrame:
-    """Every column as the exact text the database stores (decimals keep their scale)."""
+    """Every column as the exact text the database stores: decimals at their column's
+    scale (``"0.5600"`` → ``"0.560000"``, what SQLite compares as text), UTC times."""
     return frame.with_columns(
         *(
             pl.col(c).dt.convert_time_zone("UTC").dt.strftime(fmt)
             for c, fmt in time_formats.items()
         ),
-        pl.col(pl.Decimal).cast(pl.String),
+        *(pl.col(c).cast(PRICE_DTYPE).cast(pl.String) for c in CANDLE_PRICE_COLUMNS),
+        *(pl.col(c).cast(COUNT_DTYPE).cast(pl.String) for c in CANDLE_COUNT_COLUMNS),
     )
 
 
@@ -177,11 +186,12 @@ def _mysql_load_data_or_insert(conn: Connection, frame: pl.DataFrame, work_dir: 
 
 
 def write_stage_csv(frame: pl.DataFrame, path: Path) -> None:
-    """``frame`` as the CSV that LOAD DATA reads: ``\\N`` for NULL, decimals at their scale.
+    """``frame`` as the CSV that LOAD DATA reads: ``\\N`` for NULL, values as their text.
 
-    Polars writes Decimal columns as their exact text ("0.560000", "2.50"): the same
-    bytes as casting them to strings first, for two thirds of the CPU (measured 0.66 vs
-    1.03 s per million rows). Only the two times need formatting.
+    The loader's prices and counts are the text the API sent ("0.5600", "2.50"), checked
+    by normalize to hold no more decimals than their column (MySQL would round the rest
+    with only a note), so the server parses each into its DECIMAL exactly; a frame of
+    Decimals is written as their exact text too. Only the two times need formatting.
     """
     frame.with_columns(
         pl.col(c).dt.convert_time_zone("UTC").dt.strftime(fmt)
