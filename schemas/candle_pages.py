@@ -1,34 +1,32 @@
-"""A candle page read from the bytes received: parsed once, checked column by column.
+"""A candle page read from the bytes received: checked in one pass, parsed once.
 
 :func:`read_candle_page` is what extract applies to every candle page before it is
-archived (and to every archived page it reuses): the page's shape, its candles' ranges
-and every price and count against the contract (:mod:`schemas.api`), with the markets it
-lists and their candles' ``end_period_ts`` for the pager's decisions, all from ONE parse.
+archived (and to every archived page it reuses): the page's shape, its candles' end
+times and every price and count against the contract (:mod:`schemas.api`), with the
+markets it lists and their candles' ``end_period_ts`` for the pager's decisions.
 
-Why columns: a full batch page holds up to 10,000 candles and 4 MB of JSON. Building a
-Python object per value (``orjson.loads``) and checking each one in Python cost about
-15 µs a candle, most of a core at 20 requests a second. Polars parses the same bytes
-straight into Arrow columns and checks them with vectorized expressions, releasing the
-GIL, for a few µs a candle (``docs/benchmarks.md``).
+Why not a Python object per value: a full batch page holds up to 10,000 candles and 4 MB
+of JSON. ``orjson.loads`` and a check of each value in Python cost about 15 µs a candle,
+most of a core at 20 requests a second (docs/benchmarks.md has the profiles).
 
-Why it is still exact: a schema-driven JSON reader is lax where the contract is strict.
-Polars reads the JSON number ``0.56`` into a String column as ``"0.56"``, ``true`` into an
-integer column as 1, a float ``5.5`` as 5, keeps the first of two equal keys, and ignores
-keys outside its schema. So the column path is taken only when the bytes themselves show
-that the columns are the page: no whitespace and no backslash outside the JSON grammar's
-need (so every ``"`` delimits a string and ``":`` ends a key), every key holding a value
-read into exactly one column (counted: keys minus null-valued keys equals the columns'
-non-null values), every string-valued key read into a string column and every integer
-column read from an integer literal (counted likewise), and the tickers list written
-exactly as read. A page that does not show all of that (pretty-printed JSON, an escape,
-an extra key, a legacy integer field, a value the contract refuses) goes through
-:func:`by_values`: ``orjson`` and the per-value checks of :mod:`schemas.api`, which also
-word every refusal (the value, the field, the candle). So the column path only ever
-accepts what the per-value path accepts; the tests compare the two on mutated pages.
+The fast path is a pattern: the page's whole text must match the grammar of a compact
+page (:data:`PATTERNS`): the layout's keys and no other, no whitespace, strings without
+escapes or control characters, integers as JSON writes them, every price a dollar
+string in [0, 1] with at most 6 decimals, every count a fixed-point string with at most
+2, or null. Polars' regex engine (a DFA over the bytes, no GIL) decides that in about
+half a microsecond a candle. A page that matches is valid JSON whose every value the
+per-value checks accept, so only the end times and tickers are then cut out of the text
+(strings in candles hold no bracket, so each market's candle list is one slice). A page
+that does not match (pretty-printed JSON, an escape, an extra or legacy key, a value
+the contract refuses, a malformed body) goes through :func:`by_values`: ``orjson`` and
+the per-value checks, which decide and word every refusal. So the pattern only ever
+accepts what the per-value path accepts, with the same markets and end times; the
+tests compare the two on the genuine samples and on a thousand mutations of them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -53,44 +51,6 @@ Ends = npt.NDArray[np.int64]
 
 SHAPE: dict[Layout, CandleShape] = {"event": "live", "batch": "live", "historical": "historical"}
 
-#: A price in [0, 1] dollars with at most 4 integer and 6 decimal digits (``_DOLLARS``
-#: in schemas.api, and the value at most 1), as one pattern.
-PRICE_PATTERN = r"^(?:0{1,4}(?:\.[0-9]{1,6})?|0{0,3}1(?:\.0{1,6})?)$"
-#: A non-negative count with at most 2 decimals (``_COUNT`` in schemas.api).
-COUNT_PATTERN = r"^[0-9]{1,16}(?:\.[0-9]{1,2})?$"
-_INTEGER_VALUE = r'":-?[0-9]+[,}]'
-
-_BOOK = ("open", "low", "high", "close")
-_PRICE = ("open", "low", "high", "close", "mean", "previous", "min", "max")
-
-
-def _candle_dtype(shape: CandleShape) -> pl.Struct:
-    suffix = "_dollars" if shape == "live" else ""
-    counts = ("volume_fp", "open_interest_fp") if shape == "live" else ("volume", "open_interest")
-    return pl.Struct(
-        {
-            "end_period_ts": pl.Int64,
-            "yes_bid": pl.Struct({f"{k}{suffix}": pl.String for k in _BOOK}),
-            "yes_ask": pl.Struct({f"{k}{suffix}": pl.String for k in _BOOK}),
-            "price": pl.Struct({f"{k}{suffix}": pl.String for k in _PRICE}),
-            **dict.fromkeys(counts, pl.String),
-        }
-    )
-
-
-_LIVE, _HIST = _candle_dtype("live"), _candle_dtype("historical")
-_SCHEMAS: dict[Layout, dict[str, pl.DataType]] = {
-    "event": {
-        "market_tickers": pl.List(pl.String),
-        "market_candlesticks": pl.List(pl.List(_LIVE)),
-        "adjusted_end_ts": pl.Int64(),
-    },
-    "batch": {
-        "markets": pl.List(pl.Struct({"market_ticker": pl.String, "candlesticks": pl.List(_LIVE)}))
-    },
-    "historical": {"ticker": pl.String(), "candlesticks": pl.List(_HIST)},
-}
-
 
 @dataclass(frozen=True)
 class CandlePage:
@@ -101,8 +61,8 @@ class CandlePage:
     """As the page said it (event pages; None when absent or null)."""
     problem: str | None
     """The first value the contract does not allow, worded (None: every value holds)."""
-    by_columns: bool
-    """True when the column path checked it (False: :func:`by_values`)."""
+    by_pattern: bool
+    """True when the pattern path checked it (False: :func:`by_values`)."""
 
 
 def read_candle_page(raw: bytes, layout: Layout, where: str = "the server") -> CandlePage:
@@ -112,7 +72,7 @@ def read_candle_page(raw: bytes, layout: Layout, where: str = "the server") -> C
     the contract is not raised but returned (``problem``): extract refuses such a page
     (and keeps a copy), or quarantines an archived one.
     """
-    page = _by_columns(raw, layout)
+    page = _by_pattern(raw, layout)
     return page if page is not None else by_values(raw, layout, where)
 
 
@@ -140,115 +100,129 @@ def by_values(raw: bytes, layout: Layout, where: str = "the server") -> CandlePa
     markets = tuple(
         (t, np.fromiter((c["end_period_ts"] for c in cs), np.int64, len(cs))) for t, cs in lists
     )
-    return CandlePage(markets, adjusted, problem, by_columns=False)
+    return CandlePage(markets, adjusted, problem, by_pattern=False)
 
 
-# --- the column path ----------------------------------------------------------------------
+# --- the pattern path ----------------------------------------------------------------------
 
 
-def _by_columns(raw: bytes, layout: Layout) -> CandlePage | None:
-    """The page by Polars, or None whenever the per-value path must decide (see above)."""
-    if raw[:1] != b"{" or any(c in raw for c in (b" ", b"\n", b"\r", b"\t", b"\\")):
-        return None
+def _object(member: str) -> str:
+    return r"\{(?:" + member + r"(?:," + member + r")*)?\}"
+
+
+_PRICE_TEXT = r'(?:null|"(?:0{1,4}(?:\.[0-9]{1,6})?|0{0,3}1(?:\.0{1,6})?)")'
+_COUNT_TEXT = r'(?:null|"[0-9]{1,16}(?:\.[0-9]{1,2})?")'
+#: JSON's integer (no leading zero), at most 18 digits: orjson's 64 bits hold it.
+_INT = r"-?(?:0|[1-9][0-9]{0,17})"
+#: A string without escape, quote or control character (a ticker).
+_STRING = r'"[^"\\\x00-\x1f]*"'
+
+
+def _candle(shape: CandleShape) -> str:
+    suffix = "_dollars" if shape == "live" else ""
+    counts = "volume_fp|open_interest_fp" if shape == "live" else "volume|open_interest"
+    book = _object(r'"(?:open|low|high|close)' + suffix + '":' + _PRICE_TEXT)
+    price = _object(r'"(?:open|low|high|close|mean|previous|min|max)' + suffix + '":' + _PRICE_TEXT)
+    other = (
+        r'(?:"(?:yes_bid|yes_ask)":(?:null|' + book + r')|"price":(?:null|' + price
+        + r')|"(?:' + counts + r')":' + _COUNT_TEXT + ")"
+    )  # fmt: skip
+    # end_period_ts exactly once; the other members in any order.
+    return r"\{(?:" + other + r",)*" + r'"end_period_ts":' + _INT + r"(?:," + other + r")*\}"
+
+
+def _list(shape: CandleShape) -> str:
+    candle = _candle(shape)
+    return r"\[(?:" + candle + r"(?:," + candle + r")*)?\]"
+
+
+def _patterns() -> dict[Layout, str]:
+    live, hist = _list("live"), _list("historical")
+    entry = (
+        r'\{(?:"market_ticker":' + _STRING + r',"candlesticks":' + live
+        + r'|"candlesticks":' + live + r',"market_ticker":' + _STRING + r")\}"
+    )  # fmt: skip
+    member = (
+        r'(?:"market_tickers":\[(?:' + _STRING + r"(?:," + _STRING + r")*)?\]"
+        + r'|"market_candlesticks":\[(?:' + live + r"(?:," + live + r")*)?\]"
+        + r'|"adjusted_end_ts":(?:null|' + _INT + "))"
+    )  # fmt: skip
+    return {
+        "batch": r'^\{"markets":\[(?:' + entry + r"(?:," + entry + r")*)?\]\}$",
+        "event": r"^\{" + member + r"(?:," + member + r")*\}$",
+        "historical": (
+            r'^\{(?:"ticker":'
+            + _STRING
+            + r',"candlesticks":'
+            + hist
+            + r'|"candlesticks":'
+            + hist
+            + r',"ticker":'
+            + _STRING
+            + r")\}$"
+        ),
+    }
+
+
+#: The grammar of a compact page every value of which the contract allows, by layout.
+PATTERNS = _patterns()
+_END_TS = re.compile(rb'"end_period_ts":(-?[0-9]+)')
+_TICKER = {"batch": b'"market_ticker":"', "historical": b'"ticker":"'}
+
+
+def _by_pattern(raw: bytes, layout: Layout) -> CandlePage | None:
+    """The page when its text matches :data:`PATTERNS`, else None (see the docstring)."""
     try:
-        frame = pl.read_json(raw, schema=_SCHEMAS[layout])
-    except (pl.exceptions.PolarsError, OSError):
-        return None
-    outer = _outer(frame, layout, raw)
-    if outer is None:
-        return None
-    tickers, lists, (strings, arrays, integers) = outer
-    lengths = lists.list.len().to_numpy()
-    total = int(lengths.sum())
-    candles = lists.explode()  # Polars 2: an empty list adds no row, a null element does
-    if candles.len() != total or candles.null_count():
-        return None  # a null where a candle object should be
-    counted = _count_columns(candles.struct.unnest())
-    if counted is None:
-        return None
-    texts, objects, bad = counted
-    strings, integers = strings + texts, integers + total
-    try:
-        literal_integers = _count(raw, _INTEGER_VALUE)
+        text = pl.Series([raw], dtype=pl.Binary).cast(pl.String)  # strict: UTF-8 or raise
+        if not text.str.contains(PATTERNS[layout])[0]:
+            return None
     except pl.exceptions.PolarsError:
         return None
-    keys = raw.count(b'":') - raw.count(b'":null')
-    if (
-        bad
-        or raw.count(b'":"') != strings
-        or raw.count(b'":{') != objects
-        or raw.count(b'":[') != arrays
-        or literal_integers != integers
-        or keys != strings + objects + arrays + integers
-    ):
-        return None
-    ends = candles.struct.field("end_period_ts").to_numpy()
-    parts = np.split(ends, np.cumsum(lengths)[:-1]) if tickers else []
-    adjusted = frame.get_column("adjusted_end_ts")[0] if layout == "event" else None
-    markets = tuple(zip(tickers, parts, strict=True))
-    return CandlePage(markets, adjusted, None, by_columns=True)
-
-
-def _outer(
-    frame: pl.DataFrame, layout: Layout, raw: bytes
-) -> tuple[list[str], pl.Series, tuple[int, int, int]] | None:
-    """(tickers, their candle lists, and the keys outside the candles that hold a string,
-    an array and an integer), or None when something is null where the shape says not."""
-    if layout == "historical":
-        ticker, lists = frame.get_column("ticker")[0], frame.get_column("candlesticks")
-        if ticker is None or lists.null_count():
+    adjusted: int | None = None
+    if layout == "event":
+        keys = (b'"market_tickers":', b'"market_candlesticks":', b'"adjusted_end_ts":')
+        once = [raw.count(k) for k in keys]
+        if once[0] != 1 or once[1] != 1 or once[2] > 1:
+            return None  # a member twice (JSON keeps the last) or missing
+        start = raw.index(keys[0]) + len(keys[0])
+        tickers = [
+            t.decode() for t in re.findall(rb'"([^"]*)"', raw[start : raw.index(b"]", start)])
+        ]
+        lists = _lists(raw, raw.index(keys[1]) + len(keys[1]))
+        if len(lists) != len(tickers):
             return None
-        return [ticker], lists, (1, 1, 0)
-    if layout == "batch":
-        markets = frame.get_column("markets")
-        if markets.null_count():
-            return None
-        entries = markets[0]
-        if entries.null_count():
-            return None
-        names, lists = entries.struct.field("market_ticker"), entries.struct.field("candlesticks")
-        if names.null_count() or lists.null_count():
-            return None
-        n = len(entries)
-        return names.to_list(), lists, (n, 1 + n, 0)
-    names, outer = frame.get_column("market_tickers"), frame.get_column("market_candlesticks")
-    if names.null_count() or outer.null_count():
-        return None
-    tickers, lists = names[0].to_list(), outer[0]
-    if lists.null_count() or len(tickers) != len(lists) or None in tickers:
-        return None
-    listed = b",".join(b'"' + t.encode() + b'"' for t in tickers)
-    if b'"market_tickers":[' + listed + b"]" not in raw:
-        return None
-    adjusted = frame.get_column("adjusted_end_ts")[0]
-    return tickers, lists, (0, 2, int(adjusted is not None))
+        if once[2]:
+            at = raw.index(keys[2]) + len(keys[2])
+            value = raw[at : at + 4]
+            adjusted = None if value == b"null" else int(re.match(rb"-?[0-9]+", raw[at:]).group())  # type: ignore[union-attr]
+    else:
+        tickers, lists = [], []
+        tag, pos = _TICKER[layout], 0
+        while (at := raw.find(tag, pos)) != -1:
+            end = raw.index(b'"', at + len(tag))
+            tickers.append(raw[at + len(tag) : end].decode())
+            pos = end
+        pos = 0
+        while (at := raw.find(b'"candlesticks":[', pos)) != -1:
+            end = raw.index(b"]", at + 16)
+            lists.append((at + 16, end))
+            pos = end
+    markets = tuple(
+        (ticker, np.array(_END_TS.findall(raw, a, b), dtype=np.int64))
+        for ticker, (a, b) in zip(tickers, lists, strict=True)
+    )
+    return CandlePage(markets, adjusted, None, by_pattern=True)
 
 
-def _count_columns(candles: pl.DataFrame) -> tuple[int, int, int] | None:
-    """(string values, object values, values the contract refuses) of the candle columns,
-    in one vectorized pass; None if a candle lacks its ``end_period_ts``."""
-    sides = ("yes_bid", "yes_ask", "price")
-    prices = [
-        pl.col(side).struct.field(f.name)
-        for side in sides
-        for f in candles.schema[side].fields  # type: ignore[attr-defined]
-    ]
-    counts = [pl.col(c) for c in candles.columns if candles.schema[c] == pl.String]
-    row = candles.select(
-        ts=pl.col("end_period_ts").null_count(),
-        texts=pl.sum_horizontal(c.count() for c in (*prices, *counts)),
-        objects=pl.sum_horizontal(pl.col(s).count() for s in sides),
-        bad=pl.sum_horizontal(
-            *(c.str.contains(PRICE_PATTERN).not_().sum() for c in prices),
-            *(c.str.contains(COUNT_PATTERN).not_().sum() for c in counts),
-        ),
-    ).row(0)
-    if row[0]:
-        return None
-    return int(row[1]), int(row[2]), int(row[3])
-
-
-def _count(raw: bytes, pattern: str) -> int:
-    """Matches of ``pattern`` in ``raw`` (Polars' regex engine: one pass, no GIL)."""
-    found = pl.Series([raw], dtype=pl.Binary).cast(pl.String).str.count_matches(pattern)
-    return int(found[0])
+def _lists(raw: bytes, at: int) -> list[tuple[int, int]]:
+    """(start, end) of each candle list in ``[[...],[...]]`` starting at ``at`` (no
+    bracket occurs inside a candle list of a matching page)."""
+    out: list[tuple[int, int]] = []
+    at += 1  # past the outer "["
+    while raw[at : at + 1] == b"[":
+        end = raw.index(b"]", at)
+        out.append((at + 1, end))
+        at = end + 1
+        if raw[at : at + 1] == b",":
+            at += 1
+    return out

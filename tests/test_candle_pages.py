@@ -75,7 +75,7 @@ def verdict(read: Any, raw: bytes, layout: Layout) -> tuple[Any, ...]:
 def test_genuine_pages_take_the_column_path_and_agree(layout: Layout) -> None:
     raw = _pages()[layout]
     page = read_candle_page(raw, layout)
-    assert page.by_columns and page.problem is None
+    assert page.by_pattern and page.problem is None
     assert verdict(read_candle_page, raw, layout) == verdict(by_values, raw, layout)
     assert sum(len(e) for _, e in page.markets) == (12 if layout == "historical" else 32)
 
@@ -83,7 +83,7 @@ def test_genuine_pages_take_the_column_path_and_agree(layout: Layout) -> None:
 def test_the_genuine_batch_sample_takes_the_column_path() -> None:
     raw = (SAMPLES / "live-batch-candles-p1.EXCERPT.json").read_bytes().strip()
     page = read_candle_page(raw, "batch")
-    assert page.by_columns and page.problem is None
+    assert page.by_pattern and page.problem is None
     assert verdict(read_candle_page, raw, "batch") == verdict(by_values, raw, "batch")
 
 
@@ -137,7 +137,7 @@ def test_a_contract_value_the_columns_refuse_is_worded_by_the_reference() -> Non
     live[3] = dict(live[3], price={"close_dollars": "1.0001"})
     raw = orjson.dumps({"markets": [{"market_ticker": f"{EVENT}-T81", "candlesticks": live}]})
     page = read_candle_page(raw, "batch")
-    assert not page.by_columns
+    assert not page.by_pattern
     assert page.problem == (
         f"candle {live[3]['end_period_ts']}: price.close_dollars is '1.0001', "
         "not a price in [0, 1] dollars"
@@ -247,7 +247,16 @@ MUTATIONS: list[tuple[str, list[str]]] = [
             '"market_ticker":"X\\u0041"',
         ],
     ),
-    (r'"market_tickers":\["', ['"market_tickers":[5,"', '"market_tickers":[null,"']),
+    (
+        r'"market_tickers":\["',
+        [
+            '"market_tickers":[5,"',
+            '"market_tickers":[null,"',
+            '"market_tickers":[],"market_tickers":["',
+            '"market_tickers":["KXHIGHNY-26AUG28-X"],"market_tickers":["',
+            '"market_tickers":["KXHIGHNY-26AUG28-X","KXHIGHNY-26AUG28-Y"],"market_tickers":["',
+        ],
+    ),
     (
         r'"adjusted_end_ts":[0-9]+',
         [
@@ -256,6 +265,10 @@ MUTATIONS: list[tuple[str, list[str]]] = [
             '"adjusted_end_ts":true',
             '"adjusted_end_ts":null',
             '"adjusted_end_ts":0',
+            '"adjusted_end_ts":5,"adjusted_end_ts":6',
+            '"adjusted_end_ts":null,"adjusted_end_ts":6',
+            '"adjusted_end_ts":-0',
+            '"adjusted_end_ts":07',
         ],
     ),
     (r'"ticker":"[^"]*"', ['"ticker":5', '"ticker":null', '"ticker":"A","ticker":"B"']),
@@ -280,7 +293,7 @@ def _mutate(raw: bytes, rng: random.Random) -> bytes:
 def test_mutated_pages_get_the_reference_verdict(layout: Layout) -> None:
     rng = random.Random(f"candle-pages-{layout}")
     base = _pages()[layout]
-    outcomes = {"columns": 0, "values": 0, "refused": 0}
+    outcomes = {"pattern": 0, "values": 0, "refused": 0}
     for _ in range(400):
         raw = _mutate(base, rng)
         got, want = verdict(read_candle_page, raw, layout), verdict(by_values, raw, layout)
@@ -290,6 +303,6 @@ def test_mutated_pages_get_the_reference_verdict(layout: Layout) -> None:
         except FatalApiError:
             outcomes["refused"] += 1
             continue
-        outcomes["columns" if page.by_columns else "values"] += 1
+        outcomes["pattern" if page.by_pattern else "values"] += 1
     # The mutations reach both paths and the refusals: the comparison above is not vacuous.
     assert min(outcomes.values()) >= 20, outcomes

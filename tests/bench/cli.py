@@ -108,7 +108,9 @@ def run(config: BenchConfig, *, keep_db: bool = False) -> str:
         f"Load archive {archive.name}: made by the simulator and the real extractor "
         f"({'cached by an earlier run' if reused else 'built by this run'}). "
         f"Memory runs use {config.sizes.mem_markets}-market events; "
-        "the extract-rate run a 1,000-candle cap (~14 pages per event). "
+        "the extract step full pages (batch requests of 10,000 requested candles, "
+        "historical pages of ~2,200), the follow step a 1,000-candle cap (~14 pages an "
+        "event). "
         f"Child logs: {config.out_dir / 'logs'}."
     )
     with (

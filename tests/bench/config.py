@@ -34,6 +34,8 @@ LOAD_SERIES = "KXHIGHNY"
 RATE_SERIES = "KXHIGHDEN"
 MEMORY_SERIES = "KXHIGHCHI"
 
+#: The extract step's series: full pages (see :func:`full_page_world`).
+FULL_PAGE_SERIES = "KXHIGHNY"
 #: Kalshi's Basic tier: 20 reads/s, a bucket of two seconds (a burst of 40 after idling).
 RATE_BUDGET_RPS = 20.0
 RATE_BURST_S = 2.0
@@ -56,7 +58,9 @@ class Sizes:
     load_events: int
     """Events in the load archive: ~13,000 one-minute candles each (6 markets × ~38 h)."""
     rate_days: int
-    """Event days the extract-rate run fetches: ~14 pages each at the reduced cap."""
+    """Event days the extract runs fetch: the extract step (full pages: the last two
+    thirds live, 2 batch pages an event, the first third historical, 6 pages an event)
+    and the follow step (~14 pages an event at the reduced cap)."""
     rate_warmup_s: float
     """Seconds after the first request that are not "steady" (the burst is spent)."""
     mem_short_days: int
@@ -64,7 +68,7 @@ class Sizes:
     mem_long_days: int
     """Days of the long memory range (a year in the full run)."""
     mem_markets: int
-    """Markets per event in the memory world (fewer than 6 keeps a year within budget)."""
+    """Markets per event in the memory world (6, as Kalshi's weather events)."""
     requests_days: int = 365
     """Events of the requests-vs-floor backfill (12 months; the last ~60 days live)."""
     reads_short_days: int = 30
@@ -84,10 +88,10 @@ class Sizes:
 
 
 PRESETS: dict[str, Sizes] = {
-    # ~1.04M candles; ~1,260 requests (≥ 60 s at 20/s); a month against a year.
-    "full": Sizes(80, 90, 5.0, 30, 365, 2),
-    # ~210k candles; ~280 requests; a week against a month.
-    "quick": Sizes(16, 20, 3.0, 7, 30, 2, requests_days=120, reads_short_days=7, reads_days=30),
+    # ~1.04M candles; extract ~1.2M candles in ~300 full pages; a month against a year.
+    "full": Sizes(80, 90, 5.0, 30, 365, 6),
+    # ~210k candles; ~70 full pages; a week against a month.
+    "quick": Sizes(16, 20, 3.0, 7, 30, 6, requests_days=120, reads_short_days=7, reads_days=30),
 }
 
 
@@ -166,6 +170,25 @@ def rate_world(sizes: Sizes) -> SimConfig:
         last_date=last,
         historical_cutoff_days=NO_CUTOFF_DAYS,
         candle_cap=RATE_CANDLE_CAP,
+        rate_limit_rps=RATE_BUDGET_RPS,
+        burst_seconds=RATE_BURST_S,
+    )
+
+
+def full_page_world(sizes: Sizes) -> SimConfig:
+    """The throttled world of the extract step, with the pages real users get: Kalshi's
+    weather schedule (a market open 39 hours, a candle in 95 % of its minutes), 6 markets
+    an event, so a batch request fills its 10,000 requested candles (~6,600 returned,
+    up to 4 MB of JSON) and a historical page holds one market's ~2,200 candles. The
+    first third of the events is historical (settled before the cutoff)."""
+    first, last = days_back(sizes.rate_days)
+    return SimConfig(
+        seed=SEED + 3,
+        now=SIM_NOW,
+        first_date=first,
+        last_date=last,
+        schedule="weather",
+        historical_cutoff_days=max(2.0, (SIM_NOW.date() - last).days + sizes.rate_days * 2 / 3),
         rate_limit_rps=RATE_BUDGET_RPS,
         burst_seconds=RATE_BURST_S,
     )

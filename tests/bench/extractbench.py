@@ -1,16 +1,22 @@
-"""Extract against a rate budget: how much of it is used, and how many 429s it costs.
+"""Extract against a rate budget with full pages: how much of the budget is used, how many
+429s it costs, and the CPU a candle.
 
 The simulator enforces a Kalshi-shaped token bucket (20 requests/s, two seconds of burst,
-starting full like an idle key) and the real ``extract candles`` command runs against it
-with ``--rps 20``. A sampler reads the simulator's counters every 50 ms, so the run can
-be split after the fact: the first seconds (the burst is being spent) and the steady
-part, where the achieved rate should sit at the budget and no 429 should appear.
+starting full like an idle key) and the real ``extract candles --route auto`` runs against
+it with ``--rps 20``, on pages of the real size (:func:`~tests.bench.config.full_page_world`:
+batch requests filled to 10,000 requested candles of dense 6-market events, historical
+pages of ~2,200 candles). A sampler reads the simulator's counters every 50 ms, so the
+run can be split after the fact: the first seconds (the burst is being spent) and the
+steady part, where the achieved rate should sit at the budget and no 429 should appear.
+The child's CPU time (every thread, start-up included) divided by the candles it
+archived is the extract's CPU a candle.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import re
 import tempfile
 import threading
 import time
@@ -19,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bench.config import (
+    FULL_PAGE_SERIES,
     RATE_BUDGET_RPS,
-    RATE_SERIES,
     BenchConfig,
     BenchError,
     days_back,
-    rate_world,
+    full_page_world,
 )
 from tests.bench.procs import extract_candles_args, run_child, stage_env, sync_series
 from tests.bench.report import Results
@@ -111,34 +117,44 @@ def split_run(samples: list[Sample], warmup_s: float) -> RateFigures:
     )
 
 
+def archived_candles(log: str) -> int:
+    """The candles the extract summary says it archived (``candles: N`` in its last line)."""
+    found = re.findall(r"candles: ([0-9,]+)", log)
+    if not found:
+        raise BenchError("the extract-rate run's log has no summary line with its candles")
+    return int(found[-1].replace(",", ""))
+
+
 def bench_extract_rate(
     config: BenchConfig, db_url: str, results: Results, say: Callable[[str], None]
 ) -> None:
     """Adds the extract.* metrics."""
     sizes = config.sizes
     first, last = days_back(sizes.rate_days)
-    world = rate_world(sizes)
+    world = full_page_world(sizes)
     with (
         tempfile.TemporaryDirectory(prefix="kalshi-bench-rate-") as tmp,
         run_sim_in_thread(world) as sim,
     ):
-        sync_series(RATE_SERIES, api_base=sim.base_url, db_url=db_url)
+        sync_series(FULL_PAGE_SERIES, api_base=sim.base_url, db_url=db_url)
         sim.reset()  # zero the counters, refill the bucket: an idle key from here on
         say(
-            f"extract at {RATE_BUDGET_RPS:g} req/s against the throttled simulator "
-            f"({sizes.rate_days} events) ..."
+            f"extract at {RATE_BUDGET_RPS:g} req/s against the throttled simulator, full "
+            f"pages ({sizes.rate_days} events) ..."
         )
         env = stage_env(api_base=sim.base_url, db_url=db_url, archive=Path(tmp) / "raw")
+        log = config.out_dir / "logs" / "extract-rate.log"
         with Sampler(sim) as sampler:
             child = run_child(
-                extract_candles_args(RATE_SERIES, first, last, RATE_BUDGET_RPS),
+                extract_candles_args(FULL_PAGE_SERIES, first, last, RATE_BUDGET_RPS, "auto"),
                 env=env,
-                log=config.out_dir / "logs" / "extract-rate.log",
+                log=log,
             )
         routes = dict(sim.counters.by_route)
     figures = split_run(sampler.samples, sizes.rate_warmup_s)
-    if not routes.get("event_candlesticks"):
-        raise BenchError(f"the extract-rate run fetched no candles: {routes}")
+    if not routes.get("batch_candlesticks"):
+        raise BenchError(f"the extract-rate run fetched no batch page: {routes}")
+    candles = archived_candles(log.read_text(errors="replace"))
     by_route = ", ".join(f"{n} {r}" for r, n in sorted(routes.items()))
     steady = figures.steady_ok / figures.steady_s if figures.steady_s > 0 else 0.0
     results.add("extract.requests", "extract", "requests", figures.requests, "", by_route)
@@ -175,6 +191,16 @@ def bench_extract_rate(
         cpu_ms,
         "ms",
         f"{RATE_BUDGET_RPS * cpu_ms / 1000:.2f} of a core to keep the budget",
+    )
+    results.add("extract.candles", "extract", "candles archived", candles, "")
+    results.add(
+        "extract.cpu_us_per_candle",
+        "extract",
+        "extract CPU per candle (every thread, start-up included)",
+        1e6 * child.cpu_s / max(1, candles),
+        "µs",
+        f"{child.cpu_s:.1f} CPU-s in {child.elapsed_s:.1f} s; {candles / max(1, figures.ok):,.0f} "
+        "candles a page",
     )
     at = ", ".join(f"{t:g}" for t in figures.throttled_at_s[:10])
     results.add(

@@ -10,7 +10,7 @@ Four loads of the SAME rows into MariaDB, one after another in one run:
    tuples built beforehand (not timed), into another empty copy, plus the commit;
 4. the loader again with every row already present (checkpoints set back to EXTRACTED).
 
-Normalization alone is timed on the way: gunzip and ``load.normalize.pages.normalize_json``
+Normalization alone is timed on the way: gunzip and ``load.normalize.pages.normalize_text``
 over every window, exactly the loader's pure step, with the bytes already in memory. Its
 CPU seconds per million rows are reported beside its wall time: on a shared machine the
 CPU time of a step is what stays comparable between runs, the wall time is not.
@@ -40,7 +40,7 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.engine import make_url
 
 from load.config import LoadConfig
-from load.normalize.pages import RawPage, normalize_json
+from load.normalize.pages import RawPage, normalize_text
 from load.run.loader import load_windows
 from schemas.archive import open_archive
 from schemas.core import CheckpointStatus
@@ -82,7 +82,7 @@ def normalize_archive(archive_dir: Path) -> tuple[pl.DataFrame, float, float, fl
         t = time.perf_counter()
         pages = [RawPage(p, gzip.decompress(data)) for p, data in files]
         gunzip_s += time.perf_counter() - t
-        frames.append(normalize_json(pages, key=key))
+        frames.append(normalize_text(pages, key=key))
     elapsed, cpu_s = time.perf_counter() - started, _own_cpu_s() - cpu_started
     frame = pl.concat(frames)
     if frame.select(CANDLE_KEY_COLUMNS).is_duplicated().any():
@@ -91,7 +91,8 @@ def normalize_archive(archive_dir: Path) -> tuple[pl.DataFrame, float, float, fl
 
 
 def db_text(frame: pl.DataFrame) -> pl.DataFrame:
-    """Each value as the text MariaDB stores (decimals keep their scale, UTC times)."""
+    """Each value as text MariaDB parses exactly (the loader's strings as they are, any
+    decimals at their scale, UTC times)."""
     return frame.with_columns(
         pl.col("end_period_ts_utc").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S"),
         pl.col("retrieved_at_utc").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f"),
@@ -240,7 +241,7 @@ def bench_load(
     results.add(
         "normalize.candles_per_s",
         "normalize",
-        "gzipped pages → Polars frame (normalize_json)",
+        "gzipped pages → Polars frame (normalize_text)",
         n / norm_s,
         "candles/s",
         f"{norm_s:.1f} s, gunzip {100 * gunzip_s / norm_s:.0f}% of it",
@@ -248,7 +249,7 @@ def bench_load(
     results.add(
         "normalize.cpu_s_per_m_rows",
         "normalize",
-        "CPU of gunzip + normalize_json per million candles",
+        "CPU of gunzip + normalize_text per million candles",
         norm_cpu_s * 1e6 / n,
         "CPU-s",
         f"{norm_cpu_s:.1f} CPU-s in all",

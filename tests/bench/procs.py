@@ -75,11 +75,14 @@ def stage_env(*, api_base: str, db_url: str, archive: Path) -> dict[str, str]:
     return env
 
 
-def extract_candles_args(series: str, first: object, last: object, rps: float) -> list[str]:
+def extract_candles_args(
+    series: str, first: object, last: object, rps: float, route: str = "event"
+) -> list[str]:
     """``extract candles`` for one series and event-date range at ``rps`` (default concurrency).
 
-    On the event route: the rate run's small event cap is what makes its many requests,
-    and the load archive is made of event pages (the requests step measures the routes).
+    On the event route by default: the follow run's small event cap is what makes its
+    many requests, and the load archive is made of event pages; the extract step takes
+    ``auto`` (batch pages for live events, historical pages for the old ones).
     """
     return [
         "extract",
@@ -93,7 +96,7 @@ def extract_candles_args(series: str, first: object, last: object, rps: float) -
         "--rps",
         f"{rps:g}",
         "--route",
-        "event",
+        route,
     ]
 
 
