@@ -43,6 +43,8 @@ def test_quick_bench_on_tiny_sizes_writes_every_metric(tmp_path: Path) -> None:
                 "1",
                 "--rate-days",
                 "3",
+                "--page-days",
+                "3",
                 "--rate-warmup",
                 "0.5",
                 "--mem-days",

@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument(
         "--load-events", type=int, help="events in the load archive (~13k rows each)"
     )
-    sizes.add_argument("--rate-days", type=int, help="events fetched by the extract-rate run")
+    sizes.add_argument("--rate-days", type=int, help="events fetched by the follow step")
+    sizes.add_argument("--page-days", type=int, help="events of the extract step (full pages)")
     sizes.add_argument("--rate-warmup", type=float, help="seconds before the rate is 'steady'")
     sizes.add_argument("--mem-days", type=int, nargs=2, metavar=("SHORT", "LONG"))
     sizes.add_argument("--mem-markets", type=int, help="markets per event of the memory runs")
@@ -76,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         PRESETS[mode],
         load_events=args.load_events,
         rate_days=args.rate_days,
+        page_days=args.page_days,
         rate_warmup_s=args.rate_warmup,
         mem_short_days=short,
         mem_long_days=long,

@@ -58,9 +58,7 @@ class Sizes:
     load_events: int
     """Events in the load archive: ~13,000 one-minute candles each (6 markets × ~38 h)."""
     rate_days: int
-    """Event days the extract runs fetch: the extract step (full pages: the last two
-    thirds live, 2 batch pages an event, the first third historical, 6 pages an event)
-    and the follow step (~14 pages an event at the reduced cap)."""
+    """Event days the follow step fetches: ~14 pages an event at the reduced cap."""
     rate_warmup_s: float
     """Seconds after the first request that are not "steady" (the burst is spent)."""
     mem_short_days: int
@@ -75,9 +73,12 @@ class Sizes:
     """Days of the short read range (export speed, grid and coverage memory)."""
     reads_days: int = 365
     """Days of the reads database (two series, 6-market events: ~10M candles a year)."""
+    page_days: int = 150
+    """Events of the extract step (full pages): the last two thirds live, 2 batch pages
+    an event, the first third historical, 6 pages an event (~3 requests an event)."""
 
     def __post_init__(self) -> None:
-        if min(self.load_events, self.rate_days, self.mem_short_days, self.mem_markets) < 1:
+        if min(self.load_events, self.rate_days, self.page_days, self.mem_short_days) < 1:
             raise BenchError("sizes must be positive")
         if self.mem_long_days < self.mem_short_days:
             raise BenchError("the long memory range must be at least the short one")
@@ -88,10 +89,13 @@ class Sizes:
 
 
 PRESETS: dict[str, Sizes] = {
-    # ~1.04M candles; extract ~1.2M candles in ~300 full pages; a month against a year.
+    # ~1.04M candles; extract ~2M candles in ~500 full pages (25 s at 20/s); a month
+    # against a year.
     "full": Sizes(80, 90, 5.0, 30, 365, 6),
-    # ~210k candles; ~70 full pages; a week against a month.
-    "quick": Sizes(16, 20, 3.0, 7, 30, 6, requests_days=120, reads_short_days=7, reads_days=30),
+    # ~210k candles; ~200 full pages (10 s); a week against a month.
+    "quick": Sizes(
+        16, 20, 3.0, 7, 30, 6, requests_days=120, reads_short_days=7, reads_days=30, page_days=60
+    ),
 }
 
 
@@ -181,14 +185,14 @@ def full_page_world(sizes: Sizes) -> SimConfig:
     an event, so a batch request fills its 10,000 requested candles (~6,600 returned,
     up to 4 MB of JSON) and a historical page holds one market's ~2,200 candles. The
     first third of the events is historical (settled before the cutoff)."""
-    first, last = days_back(sizes.rate_days)
+    first, last = days_back(sizes.page_days)
     return SimConfig(
         seed=SEED + 3,
         now=SIM_NOW,
         first_date=first,
         last_date=last,
         schedule="weather",
-        historical_cutoff_days=max(2.0, (SIM_NOW.date() - last).days + sizes.rate_days * 2 / 3),
+        historical_cutoff_days=max(2.0, (SIM_NOW.date() - last).days + sizes.page_days * 2 / 3),
         rate_limit_rps=RATE_BUDGET_RPS,
         burst_seconds=RATE_BURST_S,
     )

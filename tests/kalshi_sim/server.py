@@ -634,14 +634,19 @@ class SimServer:
 
 @contextlib.contextmanager
 def run_sim_in_thread(
-    config: SimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    config: SimConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    server_class: type[SimServer] = SimServer,
 ) -> Iterator[SimServer]:
     """Serve from a daemon thread with its own event loop; yields the started server.
 
     For synchronous tests and for tests that run a client as a subprocess while the
     main thread blocks. The server is stopped and the loop closed on exit.
+    ``server_class`` may be a subclass (the bench's caching one).
     """
-    server = SimServer(config, host=host, port=port)
+    server = server_class(config, host=host, port=port)
     ready = threading.Event()
     failure: list[BaseException] = []
     holder: dict[str, Any] = {}
