@@ -26,13 +26,11 @@ while the next one waits and the one after it is read.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import shutil
 import tempfile
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -57,6 +55,7 @@ from schemas.archive import (
     LocalArchive,
     Manifest,
     WindowKey,
+    gunzip,
     open_archive,
 )
 from schemas.checkpoints import (
@@ -391,9 +390,9 @@ def read_window(
 
 def _gunzip(data: bytes, rel: str) -> bytes:
     try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as e:
-        raise CorruptPageError(f"{rel}: not a valid gzip file ({e})", source=rel) from e
+        return gunzip(data, rel)  # ISA-L: 1.6 x zlib's speed
+    except CorruptArchiveError as e:
+        raise CorruptPageError(str(e), source=rel) from e.__cause__
 
 
 # --- fail -------------------------------------------------------------------------------
