@@ -79,7 +79,9 @@ def test_quick_bench_on_tiny_sizes_writes_every_metric(tmp_path: Path) -> None:
     assert set(doc["targets"]) == {t.key for t in TARGETS}
     assert all(isinstance(t["pass"], bool) for t in doc["targets"].values())
     assert doc["metrics"]["load.rows"]["value"] > 10_000  # one event: 6 markets × ~38 h
-    assert doc["metrics"]["extract.requests"]["value"] >= 3 * 10  # ~14 pages per event
+    # Full pages: 2 batch requests a live event, 6 historical ones an old event.
+    assert doc["metrics"]["extract.requests"]["value"] >= 3 * 2
+    assert doc["metrics"]["extract.candles"]["value"] > 3 * 6 * 1_000
     for field in ("cpu", "cores"):
         assert doc["machine"][field]
     for field in ("python", "polars", "database", "git_commit"):

@@ -30,6 +30,7 @@ from sqlalchemy import Engine, func, select
 
 from extract.config import ApiConfig, ExtractConfig, RateLimit
 from extract.events.sync import sync_events as events_sync
+from load.normalize.fields import exact_decimals
 from load.run.loader import read_window
 from schemas.archive import TEMP_MARKER, LocalArchive
 from schemas.crashpoints import (
@@ -268,13 +269,14 @@ def rows_from_archive(archive: Path) -> list[CandleRow]:
 
     Uses the loader's pure read + normalize step, so ``retrieved_at_utc`` is the value
     of the page each row came from: a reload of the same archive must give exactly it.
+    (Its prices and counts are the text received; as decimals they compare with rows.)
     """
     store = LocalArchive(archive)
     frames = []
     for rel in store.iter_manifests():
         prepared = read_window(store, rel, store.read_manifest(rel))
         assert not hasattr(prepared, "error"), prepared
-        frames.append(prepared.candles)  # type: ignore[union-attr]
+        frames.append(exact_decimals(prepared.candles))  # type: ignore[union-attr]
     frame = pl.concat(frames).select(CANDLE_COLUMNS).sort(list(CANDLE_COLUMNS[:3]))
     return [tuple(r) for r in frame.iter_rows()]
 
