@@ -90,7 +90,7 @@ class RunContext:
 
         def check(resp: ApiResponse) -> None:
             if resp.status == 200:
-                check_batch_page(resp.body, req.tickers)  # a broken body is retried
+                check_batch_page(resp.raw, req.tickers)  # a broken body is retried
 
         try:
             resp = await self.client.get_json(
@@ -103,7 +103,7 @@ class RunContext:
         counts["probe"] = counts.get("probe", 0) + 1
         if resp.status != 200:
             return 0
-        return sum(len(cs) for _, cs in check_batch_page(resp.body, req.tickers))
+        return check_batch_page(resp.raw, req.tickers).returned
 
     def tick(self, force: bool = False) -> None:
         self.progress.update(
