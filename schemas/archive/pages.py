@@ -222,7 +222,7 @@ def answer_bytes(
         "retrieved_at_utc": utc_iso(retrieved_at),
         **body_fields(None, raw),
     }
-    return gzip.compress(orjson.dumps(doc), mtime=0)
+    return gzip_page(orjson.dumps(doc))
 
 
 @dataclass(frozen=True)
