@@ -32,7 +32,7 @@ from load.access.markets import write_markets
 from load.access.output import check_out_dir, write_parquet_atomic
 from load.access.query import check_range
 from load.access.selection import series_tuple
-from load.access.stream import read_frame
+from load.access.stream import read_ahead, read_frame
 from schemas.checkpoints import dt_to_ts
 from schemas.db import translate_db_error
 from schemas.errors import InputError
@@ -149,9 +149,13 @@ def iter_grid_days(
         raise InputError(f"--from {lo} is after --to {hi}")
     for series_ticker in chosen:
         spans = market_spans(engine, _m.series_ticker == series_ticker)
-        for day, events in events_by_date(engine, series_ticker, lo, hi).items():
-            frames = [event_grid(engine, ev, spans, period) for ev in events]
-            yield GridDay(series_ticker, day, tuple(events), pl.concat(frames))
+        days = events_by_date(engine, series_ticker, lo, hi).items()
+
+        def read(day_events: tuple[date, list[str]], spans: pl.DataFrame = spans) -> pl.DataFrame:
+            return pl.concat([event_grid(engine, ev, spans, period) for ev in day_events[1]])
+
+        for (day, events), frame in read_ahead(days, read):
+            yield GridDay(series_ticker, day, tuple(events), frame)
 
 
 def book_grid(

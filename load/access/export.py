@@ -12,10 +12,11 @@ days, and a researcher wants one event in one place. The file holds every
 ``kalshi_candle`` column; the series and date are in the path only.
 
 The export streams one event date at a time (one query per event, through the market-key
-range, read as text and cast by Polars: :mod:`load.access.stream`), so memory stays at
-one day's candles whatever the range. Each file is written to a
-temporary name in its folder, fsynced and renamed: a reader sees the old file or the new
-one, never half of one, and a killed export leaves no partial ``part-0.parquet``.
+range, read as text and cast by Polars: :mod:`load.access.stream`), the next date read
+while this one is written, so memory stays at two days' candles whatever the range. Each
+file is written to a temporary name in its folder, fsynced and renamed: a reader sees the
+old file or the new one, never half of one, and a killed export leaves no partial
+``part-0.parquet``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from load.access.markets import write_markets
 from load.access.output import check_out_dir, write_parquet_atomic
 from load.access.query import event_candles_stmt, read_candles
 from load.access.selection import series_tuple
+from load.access.stream import read_ahead
 from load.normalize.pages import CANDLE_SCHEMA
 from schemas.db import translate_db_error
 from schemas.errors import InputError
@@ -110,12 +112,16 @@ def export_series(
     parts: list[ExportedPart] = []
     markets: list[tuple[Path, int]] = []
     for series_ticker in chosen:
-        for day, events in events_by_date(engine, series_ticker, date_from, date_to).items():
+        days = events_by_date(engine, series_ticker, date_from, date_to).items()
+
+        def read(day_events: tuple[date, list[str]]) -> pl.DataFrame:
             frames = [
                 read_candles(engine, event_candles_stmt(ev, None, None, period), "export read")
-                for ev in events
+                for ev in day_events[1]
             ]
-            frame = pl.concat(frames) if frames else pl.DataFrame(schema=CANDLE_SCHEMA)
+            return pl.concat(frames) if frames else pl.DataFrame(schema=CANDLE_SCHEMA)
+
+        for (day, events), frame in read_ahead(days, read):
             if frame.is_empty():
                 continue
             frame = frame.sort("market_ticker", "end_period_ts_utc")

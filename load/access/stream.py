@@ -16,14 +16,18 @@ string or a tab (tickers cannot): an empty field is read back as NULL.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import polars as pl
 from sqlalchemy import Engine, Select, String, cast, func, literal
 from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.db import translate_db_error
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Rows fetched from the server at a time (a few MB of text).
 PARTITION_ROWS = 50_000
@@ -106,3 +110,23 @@ def read_frame(
     if not frames:
         return pl.DataFrame(schema=dict(schema))
     return frames[0] if len(frames) == 1 else pl.concat(frames)
+
+
+def read_ahead(items: Iterable[T], read: Callable[[T], R]) -> Iterator[tuple[T, R]]:
+    """``(item, read(item))`` in order, the next item read in a thread meanwhile.
+
+    While the caller parses, computes or writes one item (Polars releases the GIL), the
+    next one streams from the database: the server's work and ours overlap instead of
+    taking turns. At most two items are held at once, so memory stays flat; an error of
+    ``read`` comes out where its item would have.
+    """
+    pending = list(items)
+    if not pending:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as pool:
+        future = pool.submit(read, pending[0])
+        for i, item in enumerate(pending):
+            result = future.result()
+            if i + 1 < len(pending):
+                future = pool.submit(read, pending[i + 1])
+            yield item, result

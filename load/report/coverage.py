@@ -39,6 +39,7 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from load.access.export import events_by_date
 from load.access.selection import series_tuple
+from load.access.stream import read_ahead
 from load.normalize.stats import first_period_end, last_period_end, maintenance_mask
 from schemas.checkpoints import dt_to_ts
 from schemas.core import CheckpointStatus
@@ -333,11 +334,16 @@ def build_coverage(
             kind, days = "days", -(-n_days // max_rows)
     rows: dict[str, Counts] = {}
     kinds = dict.fromkeys(("not_backfilled", "empty", "sparse", "bf", "present"), 0)
-    for ev in events:
+
+    def origin(ev: _Event) -> int:
         start, _ = _extent(ev)
-        origin = start - start % step
-        candles = binned_candles(engine, ev.ticker, period, origin, bin_s)
-        counts = event_counts(ev, candles, origin, n_cols, bin_s, step)
+        return start - start % step
+
+    def read(ev: _Event) -> dict[str, dict[int, int]]:
+        return binned_candles(engine, ev.ticker, period, origin(ev), bin_s)
+
+    for ev, candles in read_ahead(events, read):
+        counts = event_counts(ev, candles, origin(ev), n_cols, bin_s, step)
         label, _ = _row_key(ev, kind, events[0].day, days)
         rows.setdefault(label, Counts.zeros(n_cols)).add(counts)
         bf, present = (

@@ -36,7 +36,7 @@ from schemas.checkpoints import save_checkpoint
 from schemas.core import CheckpointStatus, WindowPolicy
 from schemas.db import make_engine, upsert
 from schemas.migrations import HEAD
-from schemas.tables import kalshi_backfill_checkpoint, kalshi_window_stats
+from schemas.tables import kalshi_backfill_checkpoint, kalshi_candle, kalshi_window_stats
 from tests.bench.config import SEED, SIM_NOW, BenchConfig, BenchError, days_back
 from tests.bench.procs import sync_series
 from tests.kalshi_sim import SeriesSpec, SimConfig, World, run_sim_in_thread
@@ -92,7 +92,9 @@ def reads_db(config: BenchConfig, days: int, say: Callable[[str], None]) -> Read
         if _checkpoints(config, name) == doc["events"]:
             return ReadsDb(url, days, series, doc["events"], doc["rows"], reused=True)
     say(f"building the reads database {name} ({days} days of {', '.join(series)}) ...")
-    _admin(config, f"DROP DATABASE IF EXISTS `{name}`", f"CREATE DATABASE `{name}`")
+    # A build cut short (a server restart) resumes: each batch of events is one
+    # transaction with its SUCCESS checkpoints, so the events already there are whole.
+    _admin(config, f"CREATE DATABASE IF NOT EXISTS `{name}`")
     events, rows = _build(url, world, say)
     record.write_text(json.dumps({"events": events, "rows": rows, "database": name}) + "\n")
     return ReadsDb(url, days, series, events, rows, reused=False)
@@ -141,8 +143,14 @@ def _build(url: str, world_config: SimConfig, say: Callable[[str], None]) -> tup
         for spec in READS_SERIES:
             sync_series(spec.ticker, api_base=sim.base_url, db_url=url)
     engine = make_engine(url, local_infile=True)
-    events = world.event_tickers()
-    rows = 0
+    cp = kalshi_backfill_checkpoint.c
+    with engine.connect() as conn:
+        done = set(
+            conn.execute(
+                select(cp.event_ticker).where(cp.status == CheckpointStatus.SUCCESS.value)
+            ).scalars()
+        )
+    events = [e for e in world.event_tickers() if e not in done]
     try:
         with tempfile.TemporaryDirectory(prefix="kalshi-bench-reads-") as work:
             for i in range(0, len(events), EVENTS_PER_BATCH):
@@ -150,7 +158,7 @@ def _build(url: str, world_config: SimConfig, say: Callable[[str], None]) -> tup
                 with engine.begin() as conn:
                     for event in batch:
                         frame, manifest = event_frame(world, event)
-                        rows += write_candles(conn, frame, work_dir=Path(work))
+                        write_candles(conn, frame, work_dir=Path(work))
                         upsert(
                             conn,
                             kalshi_window_stats,
@@ -167,12 +175,14 @@ def _build(url: str, world_config: SimConfig, say: Callable[[str], None]) -> tup
                             loaded_at_utc=RETRIEVED,
                         )
                 if (i // EVENTS_PER_BATCH) % 20 == 0:
-                    say(f"  reads database: {i + len(batch)} of {len(events)} events")
+                    say(f"  reads database: {i + len(batch)} of {len(events)} events to write")
+        with engine.connect() as conn:
+            rows = int(conn.execute(select(func.count()).select_from(kalshi_candle)).scalar_one())
     finally:
         engine.dispose()
     if rows == 0:
         raise BenchError("the reads database came out empty")
-    return len(events), rows
+    return len(world.event_tickers()), rows
 
 
 def event_frame(world: World, event: str) -> tuple[pl.DataFrame, Manifest]:
