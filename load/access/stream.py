@@ -16,8 +16,9 @@ string or a tab (tickers cannot): an empty field is read back as NULL.
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import polars as pl
@@ -29,6 +30,9 @@ from schemas.db import translate_db_error
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: Items (event dates, events) read ahead while the caller works on one: two keep both
+#: of a small server's cores busy with our queries.
+READ_AHEAD = 2
 #: Rows fetched from the server at a time (a few MB of text).
 PARTITION_ROWS = 50_000
 #: How the database writes a DATETIME as text (MySQL without fraction for DATETIME(0)).
@@ -112,21 +116,23 @@ def read_frame(
     return frames[0] if len(frames) == 1 else pl.concat(frames)
 
 
-def read_ahead(items: Iterable[T], read: Callable[[T], R]) -> Iterator[tuple[T, R]]:
-    """``(item, read(item))`` in order, the next item read in a thread meanwhile.
+def read_ahead(
+    items: Iterable[T], read: Callable[[T], R], depth: int = READ_AHEAD
+) -> Iterator[tuple[T, R]]:
+    """``(item, read(item))`` in order, the next ``depth`` items read in threads meanwhile.
 
     While the caller parses, computes or writes one item (Polars releases the GIL), the
-    next one streams from the database: the server's work and ours overlap instead of
-    taking turns. At most two items are held at once, so memory stays flat; an error of
-    ``read`` comes out where its item would have.
+    next ones stream from the database on their own connections: the server's work (on
+    its own cores) and ours overlap instead of taking turns. At most ``depth + 1`` items
+    are held at once, so memory stays flat; an error of ``read`` comes out where its item
+    would have.
     """
-    pending = list(items)
-    if not pending:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as pool:
-        future = pool.submit(read, pending[0])
-        for i, item in enumerate(pending):
-            result = future.result()
-            if i + 1 < len(pending):
-                future = pool.submit(read, pending[i + 1])
-            yield item, result
+    pending = deque(items)
+    in_flight: deque[tuple[T, Future[R]]] = deque()
+    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="read-ahead") as pool:
+        while pending or in_flight:
+            while pending and len(in_flight) < depth:
+                item = pending.popleft()
+                in_flight.append((item, pool.submit(read, item)))
+            item, future = in_flight.popleft()
+            yield item, future.result()
