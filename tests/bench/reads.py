@@ -14,7 +14,8 @@ launcher), as a user runs it; the ratios compare figures of the same run:
 - peak RSS of ``grid`` and ``coverage`` over the long range against the short one
   (≤ 1.2 ×), and under 300 MB.
 
-Each timing is the median of :data:`RUNS` runs (one for the long ones).
+Each timing is the median of :data:`RUNS` runs (``status``: :data:`STATUS_RUNS`, the
+two databases in turn; one run for the long ones).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from tests.bench.report import Results
 from tests.kalshi_sim.model import event_ticker_for
 
 RUNS = 3
+#: status is about a second, mostly start-up: more runs for a steadier median.
+STATUS_RUNS = 7
 #: Days of the small database status is compared with (~100,000 rows: 2 series, 4 days).
 SMALL_DAYS = 4
 
@@ -119,8 +122,13 @@ def _measure(
         f"the small one {small.rows:,} candles."
     )
     say(f"reads: status on {small.rows:,} then {large.rows:,} rows ...")
-    status_small = _median([_child(config, "status-small", ["status"], small) for _ in range(RUNS)])
-    status_large = _median([_child(config, "status-large", ["status"], large) for _ in range(RUNS)])
+    # Interleaved, so a change in the machine's load between them does not decide the
+    # ratio: both are mostly start-up, which a busy machine stretches.
+    runs: dict[str, list[ChildRun]] = {"small": [], "large": []}
+    for _ in range(STATUS_RUNS):
+        for label, db in (("small", small), ("large", large)):
+            runs[label].append(_child(config, f"status-{label}", ["status"], db))
+    status_small, status_large = _median(runs["small"]), _median(runs["large"])
     results.add("reads.rows", "reads", "candles in the reads database", large.rows, "")
     results.add("reads.status_small_s", "reads", f"status, {small.rows:,} rows", status_small, "s")
     results.add("reads.status_large_s", "reads", f"status, {large.rows:,} rows", status_large, "s")
