@@ -57,17 +57,17 @@ def _counts(
 
 def test_cell_classes_by_hand() -> None:
     counts = _counts(
-        expected=[0, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6],
-        backfilled=[0, 0, 6, 6, 6, 6, 6, 6, 6, 6, 6],
-        present=[0, 0, 0, 6, 1, 2, 3, 5, 5, 0, 7],
-        paused=[0, 0, 0, 0, 0, 0, 0, 0, 6, 6, 0],
+        expected=[0, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20],
+        backfilled=[0, 0, 20, 20, 20, 20, 20, 20, 20, 20, 20],
+        present=[0, 0, 0, 20, 1, 5, 12, 19, 15, 0, 21],
+        paused=[0, 0, 0, 0, 0, 0, 0, 0, 20, 20, 0],
     )
     o, n, m, c, x = Cell.OUTSIDE, Cell.NOT_BACKFILLED, Cell.MISSING, Cell.COMPLETE, Cell.MAINTENANCE
     p = Cell.PARTIAL
     assert classify(counts, "presence").tolist() == [o, n, m, c, p, p, p, p, x, x, c]
     s1, s2, s3, s4 = Cell.SHARE_1, Cell.SHARE_2, Cell.SHARE_3, Cell.SHARE_4
-    # shares 1/6 → first quarter, 2/6 → second, 3/6 → third, 5/6 → fourth; more present
-    # than expected (a stray candle) never makes a cell more than complete
+    # shares 5 % → under 10 %, 25 % → 10-50 %, 60 % → 50-90 %, 95 % → 90-100 %; more
+    # present than expected (a stray candle) never makes a cell more than complete
     assert classify(counts, "density").tolist() == [o, n, m, c, s1, s2, s3, s4, x, x, c]
 
 

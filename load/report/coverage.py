@@ -59,8 +59,10 @@ DENSE_SHARE = 0.98
 """Below this share of backfilled market-minutes with a candle, density is the default."""
 SPARSE_EVENT_SHARE = 0.5
 """An event with candles in fewer of its backfilled market-minutes is counted sparse."""
-DENSITY_STEPS = (0.25, 0.5, 0.75)
-"""Upper bounds of the first three density shades (the fourth runs to just under 100 %)."""
+DENSITY_STEPS = (0.1, 0.5, 0.9)
+"""Upper bounds of the first three density shades (the fourth runs to just under 100 %):
+an illiquid market's few hundred candles in 2,400 minutes fall in the first two, a liquid
+one's in the last."""
 
 
 class Cell(IntEnum):
