@@ -272,7 +272,7 @@ def test_broken_envelopes_raise_corrupt_page_errors() -> None:
     good = live_page({MARKET: [candle()]}).to_json()
     cases: list[Any] = [
         b"{not json",
-        {**good, "archive_version": 2},
+        {**good, "archive_version": 3},
         {**good, "kind": "trades"},
         {**good, "status": 429},
         {**good, "period_interval": 5},

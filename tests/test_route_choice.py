@@ -19,7 +19,6 @@ from extract.plan.auto import (
     Answer,
     CapCounts,
     Evidence,
-    RequestTally,
     RouteChoice,
     WindowShape,
     batch_historical_answer,
@@ -34,6 +33,7 @@ from extract.plan.caps import (
     requested_candles,
     ticker_groups,
 )
+from extract.plan.runplan import RequestTally, plan_routes
 from extract.routes.base import Page, RouteRequest
 from extract.routes.choice import RouteChooser
 from extract.run.outcome import CandlesSummary
@@ -278,13 +278,15 @@ def test_the_summary_shows_requests_per_event_and_route() -> None:
 
 def test_the_dry_run_tally_names_the_floor_under_both_answers() -> None:
     hist = tuple(t.replace("NOV21", "JUN02") for t in SIX)
-    tally = RequestTally()
-    for w in (shape(), shape(live=(), hist=hist)):
-        tally.add(w, choose_routes(w, RouteChoice.AUTO, Evidence(), may_probe=False))
+    windows = [shape(), shape(live=(), hist=hist)]
+    plan = plan_routes(windows, [True, True], RouteChoice.AUTO, Evidence())
+    tally = RequestTally(plan)
     assert tally.planned == {"event": 0, "batch": 2, "historical": 6}
     lines = tally.lines(Evidence())
-    assert lines[0] == "requests planned: 8 (event 0, batch 2, historical 6) (2.00 x the floor)"
-    assert lines[1].startswith("floor: 4 ")
+    assert lines[0] == "requests planned: 8 (event 0, batch 2, historical 6) (2.67 x the floor)"
+    # If batch serves historical markets: each window's full chunk (6 x 1,666 periods)
+    # alone, and both remainders (12 tickers x 675 periods = 8,100) in one request.
+    assert lines[1].startswith("floor: 3 ")
     assert lines[2].startswith("  the floor is 8 if batch does not serve historical markets")
     known = tally.lines(Evidence(batch_serves_historical=Answer.NO))
     assert known[1].startswith("floor: 8 ") and len(known) == 2

@@ -10,8 +10,9 @@ belief: an open point nobody has observed is priced at its worst case.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+from fractions import Fraction
 
 from extract.config import RouteChoice
 from extract.plan.caps import (
@@ -135,6 +136,10 @@ def batch_historical_answer(
 # --- one window: the choice and the floor ---------------------------------------------
 
 
+Cost = int | Fraction
+"""Requests: whole for a window alone, a fraction for its share of packed requests."""
+
+
 @dataclass(frozen=True)
 class WindowRoutes:
     """Which route fetches which of a window's markets, and what that costs."""
@@ -147,15 +152,16 @@ class WindowRoutes:
     """Historical markets fetched on the per-market historical route."""
     probe: bool = False
     """The batch requests also ask for historical markets to learn whether it serves them."""
-    requests: dict[str, int] | None = None
-    """Planned requests per route (``event``, ``batch``, ``historical``)."""
+    requests: dict[str, Cost] | None = None
+    """Planned requests per route (``event``, ``batch``, ``historical``); a window whose
+    batch requests are packed with other windows' counts its share of them."""
     asked: str | None = None
     """A historical market of the window that batch was asked about alone
     (:class:`BatchProbe`) and gave no candle: what the historical route returns for it
     answers the question (a candle there: batch does not serve historical markets)."""
 
     @property
-    def total(self) -> int:
+    def total(self) -> Cost:
         return sum((self.requests or {}).values())
 
 
@@ -189,9 +195,17 @@ def event_cost(shape: WindowShape, n_markets: int, evidence: Evidence) -> int:
 
 
 def choose_routes(
-    shape: WindowShape, choice: RouteChoice, evidence: Evidence, *, may_probe: bool = True
+    shape: WindowShape,
+    choice: RouteChoice,
+    evidence: Evidence,
+    *,
+    may_probe: bool = True,
+    batch_share: Fraction | None = None,
 ) -> WindowRoutes:
     """The routes of one window (see the module docstring and :class:`RouteChoice`).
+
+    ``batch_share``: what the window's markets cost on the batch route when its requests
+    are packed with other windows' (:mod:`extract.plan.runplan`); None: its own plan.
 
     Historical markets, under ``batch`` and ``auto``: on the batch route once it has been
     shown to serve them, on the historical route once shown not to; while unknown, a
@@ -225,13 +239,22 @@ def choose_routes(
         )
         for o in options
     ]
+    if batch_share is not None:
+        first = priced[0]
+        priced[0] = WindowRoutes(
+            first.event,
+            first.batch,
+            first.historical,
+            first.probe,
+            {**(first.requests or {}), "batch": batch_share},
+        )
     # min keeps the first of equals: order the event option first for the tie rule.
     return min(reversed(priced), key=lambda o: o.total)
 
 
 def _costs(
     shape: WindowShape, n_event: int, batch: Sequence[str], n_hist: int, evidence: Evidence
-) -> dict[str, int]:
+) -> dict[str, Cost]:
     s, e, p = shape.start_ts, shape.end_ts, shape.period
     return {
         "event": event_cost(shape, n_event, evidence),
@@ -275,7 +298,7 @@ def batch_probe(shape: WindowShape) -> BatchProbe:
     return BatchProbe(sorted(shape.historical)[0], start, ceil_div(shape.end_ts, hour) * hour)
 
 
-def probe_waste(probing: WindowRoutes, plain: WindowRoutes) -> int:
+def probe_waste(probing: WindowRoutes, plain: WindowRoutes) -> Cost:
     """Requests a window's own probe (its historical markets in its batch requests) wastes
     when batch does not serve them: its event and batch requests with them, less those
     of its routes without them (the historical markets then take their own route either
@@ -287,77 +310,46 @@ def probe_waste(probing: WindowRoutes, plain: WindowRoutes) -> int:
     return with_hist - plain_costs.get("event", 0) - plain_costs.get("batch", 0)
 
 
+@dataclass(frozen=True)
+class BatchShares:
+    """A window's batch requests when packed with other windows' at best (the floor's
+    side, :func:`extract.plan.packing.piece_shares`): for its live markets, its
+    historical ones, and both together."""
+
+    live: Fraction
+    historical: Fraction
+    both: Fraction
+
+
 def window_floor(
-    shape: WindowShape, batch_serves_historical: bool, event_candles: int | None = None
-) -> int:
+    shape: WindowShape,
+    batch_serves_historical: bool,
+    event_candles: int | None = None,
+    packed: BatchShares | None = None,
+) -> Cost:
     """The fewest requests any route mix could need for this window at the caps.
 
     Each route's lower bound is its counted candles over its cap, rounded up:
     batch ``ceil(tickers x periods / 10,000)`` (over historical markets too when the
     server serves them there), historical ``ceil(periods / 5,000)`` a market, event
     ``ceil(event_candles / 5,000)`` where ``event_candles`` is what its cap counts for
-    the live markets (candidates when None). The floor is the cheapest mix.
+    the live markets (candidates when None). With ``packed``, a batch request may also
+    carry other windows' markets: the window's batch part is then the lower of its own
+    requests and its share of packed ones (a fraction). The floor is the cheapest mix.
     """
     n_live, n_hist, n = len(shape.live), len(shape.historical), shape.periods
     counted = n_live * n if event_candles is None else event_candles
     event = ceil_div(counted, EVENT_CANDLE_CAP) if n_live else 0
-    batch_live = ceil_div(n_live * n, BATCH_CANDLE_CAP)
+    batch_live: Cost = ceil_div(n_live * n, BATCH_CANDLE_CAP)
+    batch_both: Cost = ceil_div((n_live + n_hist) * n, BATCH_CANDLE_CAP)
+    batch_hist: Cost = ceil_div(n_hist * n, BATCH_CANDLE_CAP)
+    if packed is not None:
+        batch_live = min(batch_live, packed.live)
+        batch_both = min(batch_both, packed.both)
+        batch_hist = min(batch_hist, packed.historical)
     hist_alone = n_hist * ceil_div(n, HISTORICAL_CHUNK_CANDLES)
-    options = [min(event, batch_live) + hist_alone]
+    options: list[Cost] = [min(event, batch_live) + hist_alone]
     if batch_serves_historical and n_hist:
-        options.append(ceil_div((n_live + n_hist) * n, BATCH_CANDLE_CAP))
-        options.append(event + ceil_div(n_hist * n, BATCH_CANDLE_CAP))
+        options.append(batch_both)
+        options.append(event + batch_hist)
     return min(options)
-
-
-# --- totals: the dry run and the run summary ------------------------------------------
-
-
-@dataclass
-class RequestTally:
-    """Requests per route over a run's windows, and the floor under each batch answer."""
-
-    planned: dict[str, int] = field(
-        default_factory=lambda: {"event": 0, "batch": 0, "historical": 0}
-    )
-    floor_if_served: int = 0
-    """The floor if the batch route serves historical markets."""
-    floor_if_not: int = 0
-    """The floor if it does not."""
-    windows: int = 0
-
-    def add(self, shape: WindowShape, routes: WindowRoutes) -> None:
-        self.windows += 1
-        for route, n in (routes.requests or {}).items():
-            self.planned[route] = self.planned.get(route, 0) + n
-        self.floor_if_served += window_floor(shape, batch_serves_historical=True)
-        self.floor_if_not += window_floor(shape, batch_serves_historical=False)
-
-    @property
-    def total(self) -> int:
-        return sum(self.planned.values())
-
-    def floor(self, answer: Answer) -> int:
-        """The floor under what is known (unknown: the lower of the two)."""
-        return self.floor_if_not if answer is Answer.NO else self.floor_if_served
-
-    def lines(self, evidence: Evidence) -> list[str]:
-        """``requests planned`` per route and in total, and the floor (``--dry-run``)."""
-        per_route = ", ".join(f"{r} {n}" for r, n in self.planned.items())
-        answer = evidence.batch_serves_historical
-        floor = self.floor(answer)
-        ratio = f" ({self.total / floor:.2f} x the floor)" if floor else ""
-        out = [
-            f"requests planned: {self.total} ({per_route}){ratio}",
-            f"floor: {floor} (the fewest any route mix needs at the caps; "
-            f"event cap counting {evidence.event_cap_counts.value}, "
-            f"batch serves historical markets: {answer.value})",
-        ]
-        if answer is Answer.UNKNOWN and self.floor_if_served != self.floor_if_not:
-            out.append(
-                f"  the floor is {self.floor_if_not} if batch does not serve historical "
-                "markets; the run asks batch before its first historical window (one "
-                "request, or its own batch requests when they have room) "
-                "(or run `extract check-api` first)"
-            )
-        return out

@@ -19,13 +19,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from extract.config import ExtractConfig, RouteChoice, no_zone_hint
-from extract.plan.auto import (
-    Evidence,
-    RequestTally,
-    WindowShape,
-    choose_routes,
-)
+from extract.plan.auto import Cost, Evidence, WindowShape
 from extract.plan.caps import event_requests
+from extract.plan.runplan import RequestTally, RunPlan, cost_text, plan_routes
 from extract.plan.tiers import (
     Route,
     historical_requests,
@@ -215,9 +211,9 @@ class _SeriesPlan:
 
     events: int = 0
     skipped: int = 0
-    live: int = 0
-    historical: int = 0
-    routes: dict[str, float] = field(default_factory=dict)
+    live: Cost = 0
+    historical: Cost = 0
+    routes: dict[str, Cost] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -236,6 +232,21 @@ class DryRun:
         return [*(self.series if self.several else self.events), *self.totals]
 
 
+def run_plan(
+    plan: Sequence[PlannedWindow],
+    config: ExtractConfig,
+    evidence: Evidence,
+    cutoff_ts: int | None = None,
+) -> tuple[list[PlannedWindow], RunPlan]:
+    """The windows to fetch (those with a window) and their one plan, across every series:
+    routes and packed batch requests (:func:`extract.plan.runplan.plan_routes`); final
+    windows are packed."""
+    todo = [p for p in plan if isinstance(p.window, Window)]
+    shapes = [window_shape(p, cutoff_ts) for p in todo]
+    final = [isinstance(p.window, Window) and p.window.is_final for p in todo]
+    return todo, plan_routes(shapes, final, config.route, evidence)
+
+
 def dry_run(
     plan: Sequence[PlannedWindow],
     config: ExtractConfig,
@@ -249,12 +260,15 @@ def dry_run(
 
     Markets are routed by their stored tier (what ``extract events`` saw) and, when given,
     by ``cutoff_ts``; routes are priced by ``evidence`` (a ``check-api`` report's), the
-    worst case where it is silent. The dry run itself makes no request.
+    worst case where it is silent, and the batch requests of final windows are packed
+    across events and series as the run packs them. The dry run itself makes no request.
     """
+    evidence = evidence or Evidence()
+    todo, run = run_plan(plan, config, evidence, cutoff_ts)
+    index = {p.key: i for i, p in enumerate(todo)}
     per_event: list[str] = []
     by_series: dict[str, _SeriesPlan] = {s: _SeriesPlan() for s in config.series}
-    total_live = total_hist = 0
-    tally, evidence = RequestTally(), evidence or Evidence()
+    total_hist: Cost = 0
     for p in plan:
         w = p.window
         part = by_series.setdefault(p.key.series_ticker, _SeriesPlan())
@@ -263,24 +277,23 @@ def dry_run(
             part.skipped += 1
             per_event.append(f"{p.key.event_ticker}: skip ({w.value})")
             continue
-        shape = window_shape(p, cutoff_ts)
-        chosen = choose_routes(shape, config.route, evidence, may_probe=False)
-        tally.add(shape, chosen)
+        i = index[p.key]
+        chosen = run.routes[i]
         per_route = chosen.requests or {}
         n_hist = per_route.get("historical", 0)
         n_live = chosen.total - n_hist
-        total_live += n_live
         total_hist += n_hist
         part.live += n_live
         part.historical += n_hist
         for route, n in per_route.items():
             part.routes[route] = part.routes.get(route, 0) + n
-        tiers = f" ({n_live} live, {n_hist} historical)" if n_hist else ""
+        tiers = f" ({cost_text(n_live)} live, {n_hist} historical)" if n_hist else ""
         via = "" if config.route is RouteChoice.EVENT else f" [{routes_text(per_route)}]"
         per_event.append(
             f"{p.key.event_ticker}: {_iso(w.start_ts)} .. {_iso(w.end_ts)}"
             f"{'' if w.is_final else ' (open, not final)'}  {len(w.markets)} markets"
-            f"  ~{n_live + n_hist} requests{tiers}{via}"
+            f"  ~{cost_text(n_live + n_hist)} requests{tiers}{via}"
+            f"{' (batch packed with other events)' if run.packed(i) else ''}"
         )
     why = dict(left_out)
     series_lines = []
@@ -291,17 +304,19 @@ def dry_run(
         via = "" if config.route is RouteChoice.EVENT else f" [{routes_text(part.routes)}]"
         skipped = f" ({part.skipped} without a window)" if part.skipped else ""
         series_lines.append(
-            f"{series}: {part.events} events{skipped}, ~{part.live + part.historical} "
-            f"requests ({part.live} live, {part.historical} historical){via}"
+            f"{series}: {part.events} events{skipped}, ~{cost_text(part.live + part.historical)} "
+            f"requests ({cost_text(part.live)} live, {cost_text(part.historical)} historical)"
+            f"{via}"
         )
-    total = total_live + total_hist
+    tally = RequestTally(run)
+    total = tally.total
     rps = config.api.rate.rps
     many = f" of {len(by_series)} series" if len(config.series) > 1 else ""
     totals = [
         *tally.lines(evidence),
         f"plan: {len(plan)} events{many}, ~{total} candle requests at {rps:g} req/s "
         f"≈ {total / rps:.1f}s ({config.window_policy.value}, period {config.period}; "
-        f"{total_live} live, {total_hist} historical)",
+        f"{cost_text(total - total_hist)} live, {cost_text(total_hist)} historical)",
     ]
     several = len(config.series) > 1
     return DryRun(tuple(per_event), tuple(series_lines), tuple(totals), several)
@@ -330,8 +345,8 @@ def window_shape(p: PlannedWindow, cutoff_ts: int | None) -> WindowShape:
     return WindowShape(live, hist, w.start_ts, w.end_ts, p.key.period_interval)
 
 
-def routes_text(requests: Mapping[str, float]) -> str:
-    return ", ".join(f"{r} {n}" for r, n in requests.items() if n) or "none"
+def routes_text(requests: Mapping[str, Cost | float]) -> str:
+    return ", ".join(f"{r} {cost_text(n)}" for r, n in requests.items() if n) or "none"
 
 
 def _iso(ts: int) -> str:

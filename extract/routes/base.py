@@ -85,6 +85,11 @@ class Page:
             return None
         return min(int(e.min()) for e in filled), max(int(e.max()) for e in filled)
 
+    def only(self, tickers: frozenset[str]) -> Page:
+        """The page as one window sees it: only ``tickers`` (a packed page serves several)."""
+        mine = tuple((t, ends) for t, ends in self.markets if t in tickers)
+        return Page(mine, self.adjusted_end_ts, self.problem)
+
     @property
     def lists_a_market_without_candles(self) -> bool:
         """The server listed a market with an empty candle list (it lists every market)."""
@@ -131,6 +136,11 @@ class CandleRoute(Protocol):
     page it has to fetch); False when requests are planned up front (each archived
     page that matches its request is reused)."""
 
+    shared: bool
+    """True when a page serves several windows (a packed batch request): :meth:`file` is
+    then relative to the archive root (under ``_packed/``), the envelope names no series
+    or event, and each window takes only its own markets from the page."""
+
     def pager(self, window: Window, tickers: Sequence[str], period: int) -> Pager:
         """The requests for ``tickers`` over ``window`` (all of them or one market)."""
         ...
@@ -146,7 +156,7 @@ class CandleRoute(Protocol):
         ...
 
     def file(self, req: RouteRequest) -> str:
-        """The page's file, relative to the window folder."""
+        """The page's file, relative to the window folder (to the root if :attr:`shared`)."""
         ...
 
     def matches(self, env: PageEnvelope, req: RouteRequest) -> bool:

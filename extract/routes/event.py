@@ -56,6 +56,7 @@ class EventRoute:
     shape: Shape = "live"
     lists_markets = True
     chained = True
+    shared = False
 
     def __init__(self, key: WindowKey) -> None:
         self.key = key

@@ -66,6 +66,7 @@ class HistoricalRoute:
     shape: Shape = "historical"
     lists_markets = False
     chained = False
+    shared = False
 
     def __init__(self, key: WindowKey) -> None:
         self.key = key

@@ -45,30 +45,36 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 from sqlalchemy import Engine
 
 from extract.api.client import KalshiClient, RequestStats
 from extract.check.report import checked_evidence
-from extract.config import ExtractConfig
+from extract.config import ExtractConfig, RouteChoice
 from extract.errors import (
     LeaseLostError,
 )
 from extract.events.historical import CutoffTracker
 from extract.events.series import resolve_config
-from extract.plan.auto import Evidence
-from extract.plan.selection import PlannedWindow, dry_run, plan_run, select_events
+from extract.plan.auto import Answer, Evidence
+from extract.plan.runplan import RunPlan
+from extract.plan.selection import PlannedWindow, dry_run, plan_run, run_plan, select_events
+from extract.plan.tiers import Route, route_markets
 from extract.plan.windows import (
     MarketTimes,
     SkipReason,
     Window,
 )
-from extract.run.context import RunContext
+from extract.routes.choice import MAX_PROBES
+from extract.run.context import RunContext, archived
 from extract.run.outcome import CandlesSummary
+from extract.run.packs import SharedPages, WindowPacking
 from extract.run.progress import Progress
 from extract.run.window_job import WindowJob
 from extract.run.workers import Coordinator
 from schemas.archive import (
+    PACKED_DIR,
     ArchiveStore,
     WindowKey,
     open_archive,
@@ -89,9 +95,16 @@ log = logging.getLogger(__name__)
 
 
 async def extract_window(
-    run: RunContext, key: WindowKey, window: Window, markets: Sequence[MarketTimes] = ()
+    run: RunContext,
+    key: WindowKey,
+    window: Window,
+    markets: Sequence[MarketTimes] = (),
+    packing: WindowPacking | None = None,
 ) -> None:
-    """Extract one window; failures become a FAILED checkpoint, never an exception."""
+    """Extract one window; failures become a FAILED checkpoint, never an exception.
+
+    ``packing``: its batch requests in the run's plan (shared with its group's windows).
+    """
     stats = RequestStats()
     tally = run.summary.tally(key.series_ticker)
     if not await run.claim(key, window):
@@ -104,7 +117,7 @@ async def extract_window(
             tally.skipped += 1
             log.debug("%s: already archived, skipped", key)
             return
-        job = WindowJob(run, key, window, markets, stats)
+        job = WindowJob(run, key, window, markets, stats, packing)
         await job.run()
         run.summary.done += 1
         tally.done += 1
@@ -155,6 +168,11 @@ async def run_candles(
             archive.check_version()
         else:
             archive.ensure_writable()
+            # Packed pages have no single owner: a killed writer's temporary file there
+            # is removed once its process is gone (window folders: by their holder).
+            removed = archive.remove_dead_writers_temp_files(PACKED_DIR)
+            if removed:
+                log.info("removed %d temporary files a killed run left in %s/", removed, PACKED_DIR)
         if client is not None:
             return await _run(config, engine, archive, client, progress, started)
         async with KalshiClient(config.api, concurrency=config.concurrency) as own:
@@ -211,12 +229,12 @@ async def _execute(
     client: KalshiClient,
     progress: Progress | None,
 ) -> CandlesSummary:
-    todo = [(p.key, p.window, p.markets) for p in plan if isinstance(p.window, Window)]
+    todo = [p for p in plan if isinstance(p.window, Window)]
     skipped = [(p.key, p.window) for p in plan if isinstance(p.window, SkipReason)]
     counts = {reason: 0 for reason in SkipReason}
     tallies = CandlesSummary()
-    for key, _, _ in todo:
-        tallies.tally(key.series_ticker).windows += 1
+    for p in todo:
+        tallies.tally(p.key.series_ticker).windows += 1
     for key, reason in skipped:
         counts[reason] += 1
         tallies.tally(key.series_ticker).without_window += 1
@@ -226,21 +244,44 @@ async def _execute(
             log.warning("%s: skipped: %s", key, reason.value)
 
     async def work(run: RunContext) -> CandlesSummary:
-        queue: asyncio.Queue[tuple[WindowKey, Window, tuple[MarketTimes, ...]]] = asyncio.Queue()
-        for item in todo:
-            queue.put_nowait(item)
+        # The plan routes markets by the cutoff; a rerun with nothing left asks nothing.
+        left = [
+            p
+            for p in todo
+            if not (isinstance(p.window, Window) and archived(archive, p.key, p.window))
+        ]
+        cutoff_ts = (await run.cutoff.ensure()).market_settled_ts if left else None
+        done = await _learn_batch_historical(run, todo, cutoff_ts)
+        windows, routes = run_plan(todo, config, run.chooser.evidence, cutoff_ts)
+        groups = [
+            [(windows[i], _packing(routes, i)) for i in g if windows[i].key not in done]
+            for g in routes.groups()
+        ]
+        shared = sum(p.shared for p in routes.packs)
+        if shared:
+            log.info(
+                "%d batch requests carry the markets of several windows (%d windows in %d groups)",
+                shared,
+                sum(len(g) for g in groups if len(g) > 1),
+                sum(len(g) > 1 for g in groups),
+            )
+        queue: asyncio.Queue[tuple[list[Item], bool]] = asyncio.Queue()
+        for group in groups:
+            if group:
+                queue.put_nowait((group, False))
 
         async def worker() -> None:
             while True:
                 try:
-                    key, window, markets = queue.get_nowait()
+                    group, retry = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                await extract_window(run, key, window, markets)
+                if not await _run_group(run, group, retry):
+                    queue.put_nowait((group, True))
 
         try:
             async with asyncio.TaskGroup() as tg:
-                for _ in range(min(config.concurrency, max(1, len(todo)))):
+                for _ in range(min(config.concurrency, max(1, queue.qsize()))):
                     tg.create_task(worker())
         except* KalshiBackfillError as group:
             # A problem of the whole run (the database went away): one clear error.
@@ -273,6 +314,77 @@ async def _execute(
     summary.no_markets = counts[SkipReason.NO_MARKETS]
     summary.not_started = counts[SkipReason.NOT_STARTED]
     return summary
+
+
+Item = tuple[PlannedWindow, WindowPacking | None]
+"""A window of the run and its batch requests in the run's plan."""
+
+
+def _packing(plan: RunPlan, i: int) -> WindowPacking | None:
+    """Window ``i``'s part of the plan's packed requests (None: it plans its own)."""
+    packs = plan.packs_of(i)
+    if not packs:
+        return None
+    offered = sorted(
+        {t for p in packs for piece in p.pieces if piece.window == i for t in piece.request.tickers}
+    )
+    return WindowPacking(i, plan.routes[i], tuple(offered), packs)
+
+
+async def _run_group(run: RunContext, group: Sequence[Item], retry: bool) -> bool:
+    """Extract a group of windows at once, their shared pages loaded once; False when the
+    group's first window is held by another extractor (the caller retries it later).
+
+    Several extractors on one backfill take groups in the same order: the one that finds
+    a group started by another defers it to the end of its queue, by when the other has
+    archived the shared pages; so a shared page is rarely fetched twice. On the retry
+    each window is claimed as usual (a window still held is skipped).
+    """
+    first, _ = group[0]
+    shares = any(p is not None and p.is_shared for _, p in group)
+    if shares and len(group) > 1 and not retry:
+        w = first.window
+        assert isinstance(w, Window)
+        if not await run.claim(first.key, w, quiet=True):
+            return False
+    pages = SharedPages()
+    async with asyncio.TaskGroup() as tg:
+        for p, packing in group:
+            assert isinstance(p.window, Window)
+            mine = None if packing is None else replace(packing, shared=pages)
+            tg.create_task(extract_window(run, p.key, p.window, p.markets, mine))
+    return True
+
+
+async def _learn_batch_historical(
+    run: RunContext, todo: Sequence[PlannedWindow], cutoff_ts: int | None
+) -> set[WindowKey]:
+    """Before packing, learn whether batch serves historical markets (it decides which
+    markets the packed requests carry): the first final windows with historical markets
+    are extracted one at a time, each asking batch for them
+    (:class:`~extract.routes.choice.RouteChooser`), until the answer is known or
+    :data:`~extract.routes.choice.MAX_PROBES` windows could not tell. Returns the
+    windows extracted here. Nothing to learn with ``--route event``, with the answer
+    given by a ``check-api`` report, or without historical markets.
+    """
+    done: set[WindowKey] = set()
+    chooser = run.chooser
+    if run.config.route is RouteChoice.EVENT:
+        return done
+    for p in todo:
+        w = p.window
+        if chooser.evidence.batch_serves_historical is not Answer.UNKNOWN:
+            break
+        if chooser.probes >= MAX_PROBES:
+            break
+        if not isinstance(w, Window) or not w.is_final or run.archive.exists(p.key.manifest_path):
+            continue
+        tiers = route_markets(p.markets, cutoff_ts)
+        if not any(tiers.get(m.market_ticker) is Route.HISTORICAL for m in w.markets):
+            continue
+        await extract_window(run, p.key, w, p.markets)
+        done.add(p.key)
+    return done
 
 
 async def _coordinated(

@@ -23,13 +23,32 @@ from extract.routes.choice import RouteChooser
 from extract.run.outcome import CandlesSummary
 from extract.run.progress import Progress, Snapshot
 from extract.run.workers import Coordinator
-from schemas.archive import ArchiveStore, WindowKey
+from schemas.archive import ArchiveStore, Manifest, WindowKey
 from schemas.checkpoints import Checkpoint
 from schemas.core import CheckpointStatus
 from schemas.errors import ApiError, CorruptArchiveError
 from schemas.logs import log_detail
 
 log = logging.getLogger(__name__)
+
+
+def covers(manifest: Manifest, window: Window) -> bool:
+    """Whether an archived window is this one: the same extent, and every market of it
+    (a manifest written before some historical markets were known does not cover it)."""
+    extent = (manifest.window_start_ts, manifest.window_end_ts, manifest.is_final)
+    if extent != (window.start_ts, window.end_ts, window.is_final):
+        return False
+    return not {m.market_ticker for m in window.markets} - manifest.market_tickers
+
+
+def archived(archive: ArchiveStore, key: WindowKey, window: Window) -> bool:
+    """Whether the archive already holds this window complete (read only, no checkpoint:
+    :meth:`RunContext.already_archived` decides, this only tells the run what is left)."""
+    try:
+        manifest = archive.manifest_for(key)
+    except CorruptArchiveError:
+        return False
+    return manifest is not None and covers(manifest, window)
 
 
 class RunContext:
@@ -153,13 +172,12 @@ class RunContext:
             moved = self.archive.move_to_quarantine(key.manifest_path)
             log.warning("%s: unreadable manifest quarantined to %s (%s)", key, moved, e)
             return False
-        if manifest is None or (
-            manifest.window_start_ts,
-            manifest.window_end_ts,
-            manifest.is_final,
-        ) != (window.start_ts, window.end_ts, window.is_final):
+        if manifest is None or not covers(manifest, window):
             return False
-        if {m.market_ticker for m in window.markets} - {m.market_ticker for m in manifest.markets}:
+        missing = [p for p in manifest.packed_pages if not self.archive.exists(p)]
+        if missing:
+            # Another window's load quarantined a packed page this one shares: refetch.
+            log.warning("%s: packed page %s is missing: extracted again", key, missing[0])
             return False
         cp = await self.checkpoint(key)
         same = cp is not None and (cp.window_start_ts, cp.window_end_ts) == (
@@ -186,9 +204,14 @@ class RunContext:
             )
         return True
 
-    async def claim(self, key: WindowKey, window: Window) -> bool:
-        """Take the window's lease; False (logged, counted) when another worker holds it."""
+    async def claim(self, key: WindowKey, window: Window, *, quiet: bool = False) -> bool:
+        """Take the window's lease; False (logged, counted) when another worker holds it.
+
+        ``quiet``: a held window is neither logged nor counted (the caller tries again).
+        """
         claim = await self.leases().claim(key, window.start_ts, window.end_ts, window.is_final)
+        if not claim.ok and quiet:
+            return False
         if not claim.ok:
             self.summary.held += 1
             until = claim.until.isoformat() if claim.until else "?"

@@ -19,6 +19,7 @@ from dataclasses import replace
 from extract.api.client import RequestStats
 from extract.config import RouteChoice
 from extract.plan.auto import WindowRoutes, WindowShape
+from extract.plan.packing import Pack
 from extract.plan.tiers import (
     Absence,
     Route,
@@ -29,10 +30,11 @@ from extract.plan.tiers import (
 )
 from extract.plan.windows import MarketTimes, Window
 from extract.routes.base import CandleRoute, Page, Pager, RouteRequest
-from extract.routes.batch import BatchRoute
+from extract.routes.batch import BatchRoute, PackedBatchRoute
 from extract.routes.event import EventRoute
-from extract.routes.historical import HistoricalRoute
+from extract.routes.historical import ChunkPager, HistoricalRoute
 from extract.run.context import RunContext
+from extract.run.packs import WindowPacking
 from extract.run.window_pages import WindowPages
 from schemas.archive import KIND_HISTORICAL_MARKET_CANDLES, Manifest, WindowKey
 from schemas.candle_pages import Ends
@@ -85,8 +87,11 @@ class WindowJob:
         window: Window,
         markets: Sequence[MarketTimes],
         stats: RequestStats,
+        packing: WindowPacking | None = None,
     ) -> None:
         self.run_ = run
+        self.packing = packing
+        """The run plan's batch requests for this window (None: it plans its own)."""
         self.key = key
         self.window = window
         self.stats = stats
@@ -110,6 +115,9 @@ class WindowJob:
         """An event page listed a market without candles: the server lists every market."""
         self.market_pages: list[str] = []
         """Per-market page files, relative to the window folder, in fetch order."""
+        self.packed_pages: list[str] = []
+        """Packed pages holding some of its markets, relative to the archive root."""
+        self.packed = PackedBatchRoute(key.period_interval, key.window_policy)
         self.lookups = 0
         self.previous: Checkpoint | None = None
         """The checkpoint as the previous run left it (read first thing in :meth:`run`)."""
@@ -119,7 +127,9 @@ class WindowJob:
     # --- progress ----------------------------------------------------------------------
 
     def _pages(self) -> int:
-        return len(self.event_pager.paginator.chain) + len(self.market_pages)
+        return (
+            len(self.event_pager.paginator.chain) + len(self.market_pages) + len(self.packed_pages)
+        )
 
     def _progress(self) -> dict[str, object]:
         """The checkpoint's progress columns as of now."""
@@ -137,13 +147,16 @@ class WindowJob:
     async def _save(self, status: CheckpointStatus, **fields: object) -> None:
         await self.run_.save(self.key, self.window, status, **self._progress(), **fields)
 
-    async def _page_done(self, historical: bool) -> None:
+    async def _page_done(self, historical: bool, fetched: bool = True) -> None:
+        """A page taken: counted in the run's summary if this window fetched it, then the
+        window's checkpoint saved (a packed page another window fetched: only saved)."""
         summary = self.run_.summary
-        summary.pages += 1
-        if historical:
-            summary.historical_pages += 1
-        else:
-            summary.live_pages += 1
+        if fetched:
+            summary.pages += 1
+            if historical:
+                summary.historical_pages += 1
+            else:
+                summary.live_pages += 1
         # The checkpoint and the lease renewal in one UPDATE, written only while the
         # window is ours: LeaseLostError if another worker took it.
         await self._save(CheckpointStatus.RUNNING)
@@ -189,6 +202,11 @@ class WindowJob:
             window.end_ts,
             key.period_interval,
         )
+        packing = self.packing
+        if packing is not None and packing.is_shared:
+            # Its batch requests carry other windows' markets: the plan's routes stand.
+            await self._extract(packing.routes)
+            return
         async with run.chooser.routes(shape) as plan:
             await self._extract(plan)
 
@@ -234,6 +252,7 @@ class WindowJob:
                 replace(m, route=self.routes[m.market_ticker].value) for m in window.markets
             ),
             pages=pages + tuple(self.market_pages),
+            packed_pages=tuple(self.packed_pages),
         )
         crashpoint(EXTRACT_BEFORE_MANIFEST)
         run.archive.write_manifest(manifest)
@@ -284,9 +303,15 @@ class WindowJob:
         tickers = sorted(set(plan.batch) | self._live())
         if not tickers:
             return
-        await self._follow(
-            self.batch, self.batch.pager(self.window, tickers, self.key.period_interval)
-        )
+        period, packing = self.key.period_interval, self.packing
+        if packing is not None and tuple(tickers) == packing.offered:
+            own = packing.own_requests()
+            if own:
+                await self._follow(self.batch, self.batch.pager_of(own, tickers, period))
+            for pack in packing.shared_packs():
+                await self._shared(pack, packing)
+        else:  # planned on its own, or its markets moved tier since the run was planned
+            await self._follow(self.batch, self.batch.pager(self.window, tickers, period))
         served = {t: self.per_market.get(t) for t in in_batch}
         before = dict(self.per_market)
         unserved = [t for t, n in served.items() if not n]
@@ -331,6 +356,33 @@ class WindowJob:
             counts[route.name] = counts.get(route.name, 0) + 1
             await self._page_done(historical=route.kind == KIND_HISTORICAL_MARKET_CANDLES)
         return True
+
+    async def _shared(self, pack: Pack, packing: WindowPacking) -> None:
+        """Take this window's markets from a packed page (loaded once for the group)."""
+        route = self.packed
+        req = route.request(pack.request)
+        fetched = False
+
+        async def load() -> Page:
+            nonlocal fetched
+            found = self.pages.archived(route, req)
+            if found is not None:
+                return found[1]
+            got = await self.pages.fetch(route, ChunkPager([req]), req)
+            assert got is not None, "a packed request names no single market: never a 404"
+            resp, page, _ = got
+            await self.pages.write(route, req, resp)
+            counts = self.run_.summary.route_requests
+            counts[route.name] = counts.get(route.name, 0) + 1
+            fetched = True
+            return page
+
+        page, _ = await packing.shared.page(pack.request, load)
+        mine = frozenset(pack.tickers_of(packing.index))
+        view = replace(req, tickers=tuple(sorted(mine)))
+        self._took(route, view, page.only(mine))
+        self.packed_pages.append(route.file(req))
+        await self._page_done(historical=False, fetched=fetched)
 
     def _took(self, route: CandleRoute, req: RouteRequest, page: Page) -> None:
         """Count an accepted page's candles; keep what it shows about the markets it lists."""

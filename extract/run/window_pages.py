@@ -109,7 +109,7 @@ class WindowPages:
         moved to the quarantine (never deleted) and fetched again.
         """
         archive, key = self.archive, self.key
-        rel = f"{key.dir}/{route.file(req)}"
+        rel = self.path(route, req)
         if not archive.exists(rel):
             return None
         problem: str | None = None
@@ -155,6 +155,10 @@ class WindowPages:
                 return
             pager.advance(asked, step)
             yield req, page
+
+    def path(self, route: CandleRoute, req: RouteRequest) -> str:
+        """The page's file from the archive root (a packed page lies outside the window)."""
+        return route.file(req) if route.shared else f"{self.key.dir}/{route.file(req)}"
 
     # --- fetch: what the server sends -----------------------------------------------------
 
@@ -225,8 +229,8 @@ class WindowPages:
         key = self.key
         return PageEnvelope(
             kind=route.kind,
-            series_ticker=key.series_ticker,
-            event_ticker=key.event_ticker,
+            series_ticker=None if route.shared else key.series_ticker,
+            event_ticker=None if route.shared else key.event_ticker,
             market_ticker=req.market_ticker,
             period_interval=key.period_interval,
             window_policy=key.window_policy,
@@ -244,13 +248,13 @@ class WindowPages:
         data = await asyncio.get_running_loop().run_in_executor(page_pool(), envelope.to_bytes)
         crashpoint(EXTRACT_PAGE_BEFORE_WRITE)
         # In a thread of its own: on object storage a write is a network round trip.
-        rel = f"{self.key.dir}/{route.file(req)}"
+        rel = self.path(route, req)
         await asyncio.to_thread(self.archive.write_atomic, rel, data)
         crashpoint(EXTRACT_PAGE_AFTER_WRITE)
 
     async def _reject(self, route: CandleRoute, req: RouteRequest, resp: ApiResponse) -> None:
         """Keep a refused page under ``_rejected/`` so a user can see what the server sent."""
         envelope = self._envelope(route, req, resp)
-        rel = f"{self.key.dir}/{route.file(req)}"
+        rel = self.path(route, req)
         where = await asyncio.to_thread(self.archive.write_rejected, rel, envelope)
         log.error("%s: refused page kept as %s", self.key, where)

@@ -38,10 +38,11 @@ from load.normalize.fields import (
     exact_decimals,
 )
 from schemas.archive import (
-    ARCHIVE_VERSION,
     KIND_BATCH_CANDLES,
     KIND_EVENT_CANDLES,
     KIND_HISTORICAL_MARKET_CANDLES,
+    KIND_PACKED_CANDLES,
+    READABLE_VERSIONS,
     PageEnvelope,
     WindowKey,
     parse_utc_iso,
@@ -98,7 +99,21 @@ _ENVELOPE_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
         }
     ),
 }
-_KINDS = (KIND_EVENT_CANDLES, KIND_HISTORICAL_MARKET_CANDLES, KIND_BATCH_CANDLES)
+_KINDS = (
+    KIND_EVENT_CANDLES,
+    KIND_HISTORICAL_MARKET_CANDLES,
+    KIND_BATCH_CANDLES,
+    KIND_PACKED_CANDLES,
+)
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """The window pages are read for: a page of another window is corrupt, and from a
+    packed page (several windows' markets) only ``markets`` are taken, as its event's."""
+
+    key: WindowKey
+    markets: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -111,7 +126,10 @@ class RawPage:
 
 
 def normalize_pages(
-    pages: Sequence[PageEnvelope], *, sources: Sequence[str] | None = None
+    pages: Sequence[PageEnvelope],
+    *,
+    sources: Sequence[str] | None = None,
+    window: WindowView | None = None,
 ) -> pl.DataFrame:
     """Candles of ``pages`` (in manifest order), deduplicated; see the module docstring.
 
@@ -120,31 +138,40 @@ def normalize_pages(
     """
     names = list(sources) if sources is not None else [f"page {i}" for i in range(len(pages))]
     return normalize_json(
-        [RawPage(n, orjson.dumps(p.to_json())) for n, p in zip(names, pages, strict=True)]
+        [RawPage(n, orjson.dumps(p.to_json())) for n, p in zip(names, pages, strict=True)],
+        window=window,
     )
 
 
-def normalize_json(pages: Sequence[RawPage], *, key: WindowKey | None = None) -> pl.DataFrame:
+def normalize_json(
+    pages: Sequence[RawPage], *, key: WindowKey | None = None, window: WindowView | None = None
+) -> pl.DataFrame:
     """:func:`normalize_text` with prices and counts as exact ``Decimal`` (CANDLE_SCHEMA)."""
-    return exact_decimals(normalize_text(pages, key=key))
+    return exact_decimals(normalize_text(pages, key=key, window=window))
 
 
-def normalize_text(pages: Sequence[RawPage], *, key: WindowKey | None = None) -> pl.DataFrame:
+def normalize_text(
+    pages: Sequence[RawPage], *, key: WindowKey | None = None, window: WindowView | None = None
+) -> pl.DataFrame:
     """Candles of the pages' JSON envelopes, deduplicated, sorted by market and time, each
     price and count the text received (TEXT_SCHEMA).
 
-    ``key``, when given, is the window the pages must belong to (series, event, period,
-    policy): a page of another window is corrupt. Raises CorruptArchiveError (or its
+    ``key`` (or ``window``, which also names the window's markets), when given, is the
+    window the pages must belong to (series, event, period, policy): a page of another
+    window is corrupt. A packed page needs ``window``: it serves several windows and
+    only this one's markets are taken from it. Raises CorruptArchiveError (or its
     subclass MalformedValueError) naming the page for anything outside the contract.
     """
     if not pages:
         return pl.DataFrame(schema=TEXT_SCHEMA)
+    if window is not None:
+        key = window.key
     try:
         envelopes = pl.concat([_read_envelope(p) for p in pages], how="vertical")
         envelopes = envelopes.with_row_index("_page")
         retrieved = _check_envelopes(envelopes, pages, key)
         envelopes = envelopes.with_columns(retrieved_at_utc=retrieved)
-        rows = _explode_candles(envelopes, pages)
+        rows = _explode_candles(envelopes, pages, window)
         if rows.height == 0:
             return pl.DataFrame(schema=TEXT_SCHEMA)
         _check_tickers(rows, pages)
@@ -220,27 +247,30 @@ def _check_envelopes(
         def bad(what: str, src: str = src) -> MalformedValueError:
             return MalformedValueError(f"{src}: {what}", source=src)
 
-        if row["archive_version"] != ARCHIVE_VERSION:
-            raise bad(f"archive_version {row['archive_version']!r}, this reads {ARCHIVE_VERSION}")
+        if row["archive_version"] not in READABLE_VERSIONS:
+            readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+            raise bad(f"archive_version {row['archive_version']!r}, this reads {readable}")
         if row["kind"] not in _KINDS:
             raise bad(f"unknown page kind {row['kind']!r}")
         if row["status"] != 200:
             raise bad(f"archived HTTP status {row['status']!r}, not 200")
-        if row["period_interval"] not in PERIODS or row["event_ticker"] is None:
+        packed = row["kind"] == KIND_PACKED_CANDLES
+        if row["period_interval"] not in PERIODS or (row["event_ticker"] is None and not packed):
             raise bad(f"envelope period_interval {row['period_interval']!r} or event_ticker")
-        try:
-            validate_event_ticker(row["event_ticker"])
-        except InputError as e:
-            raise bad(str(e)) from e
+        if not packed:
+            try:
+                validate_event_ticker(row["event_ticker"])
+            except InputError as e:
+                raise bad(str(e)) from e
         if key is not None and (
-            row["series_ticker"] != key.series_ticker
-            or row["event_ticker"] != key.event_ticker
+            (not packed and row["series_ticker"] != key.series_ticker)
+            or (not packed and row["event_ticker"] != key.event_ticker)
             or row["period_interval"] != key.period_interval
             or row["window_policy"] != key.window_policy.value
         ):
+            what = "a packed page" if packed else f"page of {row['event_ticker']}"
             raise bad(
-                f"page of {row['event_ticker']} p{row['period_interval']} "
-                f"{row['window_policy']}, not of the window {key}"
+                f"{what} p{row['period_interval']} {row['window_policy']}, not of the window {key}"
             )
         if row["kind"] == KIND_HISTORICAL_MARKET_CANDLES and not row["market_ticker"]:
             raise bad("historical page without market_ticker")
@@ -251,7 +281,9 @@ def _check_envelopes(
     return pl.Series("retrieved_at_utc", times, dtype=TIME_DTYPE)
 
 
-def _explode_candles(env: pl.DataFrame, pages: Sequence[RawPage]) -> pl.DataFrame:
+def _explode_candles(
+    env: pl.DataFrame, pages: Sequence[RawPage], window: WindowView | None
+) -> pl.DataFrame:
     """One row per candle: page meta, ``market_ticker`` and the candle struct ``c``."""
     meta = ["_page", "kind", "event_ticker", "period_interval", "retrieved_at_utc"]
     body = pl.col("body")
@@ -294,7 +326,15 @@ def _explode_candles(env: pl.DataFrame, pages: Sequence[RawPage]) -> pl.DataFram
     hist_rows = hist.select(
         *meta, market_ticker=body.struct.field("ticker"), c=body.struct.field("candlesticks")
     ).explode("c")
-    rows = pl.concat([live_rows, hist_rows, _batch_rows(env, pages, meta)], how="vertical")
+    rows = pl.concat(
+        [
+            live_rows,
+            hist_rows,
+            _batch_rows(env, pages, meta),
+            _packed_rows(env, pages, meta, window),
+        ],
+        how="vertical",
+    )
     missing = rows.filter(pl.col("c").struct.field("end_period_ts").is_null())
     if missing.height:
         src = pages[missing["_page"][0]].source
@@ -306,23 +346,31 @@ def _explode_candles(env: pl.DataFrame, pages: Sequence[RawPage]) -> pl.DataFram
     return rows
 
 
-def _batch_rows(env: pl.DataFrame, pages: Sequence[RawPage], meta: list[str]) -> pl.DataFrame:
-    """Rows of batch pages: ``{"markets": [{"market_ticker", "candlesticks"}]}``.
-
-    A batch page is stored in ONE event's window folder (the route packs one event per
-    request), so a market of another event on it is corrupt, as on an event page.
-    """
-    batch = env.filter(pl.col("kind") == KIND_BATCH_CANDLES)
+def _batch_entries(
+    env: pl.DataFrame, kind: str, pages: Sequence[RawPage], meta: list[str]
+) -> pl.DataFrame:
+    """One row per market entry of the batch-shaped pages of ``kind``:
+    ``{"markets": [{"market_ticker", "candlesticks"}]}``."""
+    batch = env.filter(pl.col("kind") == kind)
     entries = batch.select(*meta, m=pl.col("body").struct.field("markets"))
     if entries["m"].null_count():
         src = pages[entries.filter(pl.col("m").is_null())["_page"][0]].source
         raise MalformedValueError(f"{src}: batch page without a markets list", source=src)
     entries = entries.explode("m").drop_nulls("m")
-    per_market = entries.select(
+    return entries.select(
         *meta,
         market_ticker=pl.col("m").struct.field("market_ticker"),
         c=pl.col("m").struct.field("candlesticks"),
     )
+
+
+def _batch_rows(env: pl.DataFrame, pages: Sequence[RawPage], meta: list[str]) -> pl.DataFrame:
+    """Rows of one window's batch pages.
+
+    Such a page is stored in ONE event's window folder, so a market of another event on
+    it is corrupt, as on an event page.
+    """
+    per_market = _batch_entries(env, KIND_BATCH_CANDLES, pages, meta)
     strays = per_market.filter(
         pl.col("c").is_null()
         | ~pl.col("market_ticker").str.starts_with(pl.col("event_ticker") + "-").fill_null(False)
@@ -335,6 +383,30 @@ def _batch_rows(env: pl.DataFrame, pages: Sequence[RawPage], meta: list[str]) ->
             source=src,
         )
     return per_market.explode("c")
+
+
+def _packed_rows(
+    env: pl.DataFrame, pages: Sequence[RawPage], meta: list[str], window: WindowView | None
+) -> pl.DataFrame:
+    """Rows of packed pages (several windows' markets): only the window's own markets,
+    as candles of its event; the other entries belong to other windows' manifests."""
+    per_market = _batch_entries(env, KIND_PACKED_CANDLES, pages, meta)
+    if per_market.height and window is None:
+        src = pages[per_market["_page"][0]].source
+        raise MalformedValueError(
+            f"{src}: a packed page is read only for a window (its markets)", source=src
+        )
+    if window is None:
+        return per_market.explode("c")
+    mine = per_market.filter(pl.col("market_ticker").is_in(sorted(window.markets)))
+    missing = mine.filter(pl.col("c").is_null())
+    if missing.height:
+        src = pages[missing["_page"][0]].source
+        raise MalformedValueError(
+            f"{src}: batch entry {missing['market_ticker'][0]!r} has no candlesticks list",
+            source=src,
+        )
+    return mine.with_columns(event_ticker=pl.lit(window.key.event_ticker)).explode("c")
 
 
 def _check_tickers(rows: pl.DataFrame, pages: Sequence[RawPage]) -> None:

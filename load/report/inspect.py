@@ -14,6 +14,7 @@ from typing import Any
 from load.report.common import event_window_dirs, fields_json
 from schemas.archive import (
     BATCH_DIR,
+    KIND_PACKED_CANDLES,
     MANIFEST_FILE,
     PAGE_SUFFIX,
     TEMP_MARKER,
@@ -98,14 +99,24 @@ def candle_counts(page: PageEnvelope) -> tuple[dict[str, int], int | None]:
 
 
 def summarize_page(
-    archive: ArchiveStore, rel: str, in_manifest: bool, with_body: bool
+    archive: ArchiveStore,
+    rel: str,
+    in_manifest: bool,
+    with_body: bool,
+    markets: frozenset[str] | None = None,
 ) -> PageSummary:
-    """Read one page file; a corrupt or missing file becomes a summary with ``error`` set."""
+    """Read one page file; a corrupt or missing file becomes a summary with ``error`` set.
+
+    ``markets``: the window's markets; the candles of a packed page (which also holds
+    other windows' markets) are counted for those only, as load takes them.
+    """
     try:
         page = archive.read_page(rel, keep_raw=with_body)
     except ArchiveError as e:
         return PageSummary(file=rel, in_manifest=in_manifest, error=str(e))
     counts, adjusted = candle_counts(page)
+    if page.kind == KIND_PACKED_CANDLES and markets is not None:
+        counts = {t: n for t, n in counts.items() if t in markets}
     return PageSummary(
         file=rel,
         in_manifest=in_manifest,
@@ -134,7 +145,9 @@ def _page_files(archive: ArchiveStore, window_dir: str) -> list[str]:
 
 
 def _start_ts_of(rel: str) -> int | None:
-    name = rel.rsplit("/", 1)[-1].removesuffix(PAGE_SUFFIX)
+    """The requested start of a page, from its name (``{start_ts}`` or, packed,
+    ``{start_ts}-{digest}``)."""
+    name = rel.rsplit("/", 1)[-1].removesuffix(PAGE_SUFFIX).split("-", 1)[0]
     return int(name) if name.isdigit() else None
 
 
@@ -157,12 +170,13 @@ def inspect_event(
     for d in dirs:
         manifest_rel = f"{d}/{MANIFEST_FILE}"
         manifest = archive.read_manifest(manifest_rel) if archive.exists(manifest_rel) else None
-        listed = [f"{d}/{p}" for p in manifest.pages] if manifest else []
+        listed = manifest.page_paths() if manifest else []
         on_disk = _page_files(archive, d)
         extra = sorted(set(on_disk) - set(listed), key=lambda r: (_start_ts_of(r) or 0, r))
         chosen = [(r, True) for r in listed] + [(r, False) for r in extra]
         if start_ts is not None:
             chosen = [(r, m) for r, m in chosen if _start_ts_of(r) == start_ts]
-        pages = tuple(summarize_page(archive, r, m, with_body) for r, m in chosen)
+        mine = manifest.market_tickers if manifest else None
+        pages = tuple(summarize_page(archive, r, m, with_body, mine) for r, m in chosen)
         out.append(WindowPages(d, manifest, pages))
     return out

@@ -18,14 +18,15 @@ import polars as pl
 from sqlalchemy import Engine
 
 from load.access.query import event_candles_stmt, read_candles
-from load.normalize.pages import CANDLE_SCHEMA, normalize_pages
+from load.normalize.pages import CANDLE_SCHEMA, WindowView, dedupe_candles, normalize_pages
 from load.report.common import event_window_dirs, fields_json
 from schemas.archive import MANIFEST_FILE, ArchiveStore, PageEnvelope
 from schemas.errors import CorruptArchiveError, InputError
 from schemas.tables import CANDLE_COUNT_COLUMNS, CANDLE_KEY_COLUMNS, CANDLE_PRICE_COLUMNS
 
-Normalizer = Callable[[Sequence[PageEnvelope]], pl.DataFrame]
-"""Pages in, a frame with ``schemas.tables.CANDLE_COLUMNS`` out (the load stage's)."""
+Normalizer = Callable[[Sequence[PageEnvelope], WindowView], pl.DataFrame]
+"""A window's pages in, a frame with ``schemas.tables.CANDLE_COLUMNS`` out (the load
+stage's: from a packed page only the window's own markets)."""
 
 #: Columns verify compares (retrieved_at_utc differs legitimately between reruns).
 VALUE_COLUMNS: tuple[str, ...] = ("event_ticker", *CANDLE_PRICE_COLUMNS, *CANDLE_COUNT_COLUMNS)
@@ -147,11 +148,11 @@ def verify_event(
     (which keeps the latest retrieval of a candle seen twice, as load does); the database
     side is every stored row of the event at each period those windows cover.
     """
-    normalize = normalize or normalize_pages
+    normalize = normalize or _normalize
     dirs = event_window_dirs(archive, event_ticker)
     if not dirs:
         raise InputError(f"no archived window for {event_ticker} under {archive}")
-    pages_by_period: dict[int, list[PageEnvelope]] = defaultdict(list)
+    frames_by_period: dict[int, list[pl.DataFrame]] = defaultdict(list)
     checked: list[str] = []
     incomplete: list[str] = []
     for d in dirs:
@@ -163,14 +164,15 @@ def verify_event(
         if manifest.key.event_ticker != event_ticker:
             raise CorruptArchiveError(f"{manifest_rel} names event {manifest.key.event_ticker}")
         checked.append(d)
-        pages_by_period[manifest.key.period_interval].extend(
-            archive.read_page(f"{d}/{p}") for p in manifest.pages
-        )
+        pages = [archive.read_page(rel) for rel in manifest.page_paths()]
+        pages.sort(key=lambda p: p.retrieved_at_utc)  # stable: fetch order within a window
+        window = WindowView(manifest.key, manifest.market_tickers)
+        frames_by_period[manifest.key.period_interval].append(_conform(normalize(pages, window)))
     archive_frames: list[pl.DataFrame] = []
     db_frames: list[pl.DataFrame] = []
-    for period, pages in sorted(pages_by_period.items()):
-        pages.sort(key=lambda p: p.retrieved_at_utc)  # stable: fetch order within a window
-        archive_frames.append(_conform(normalize(pages)))
+    for period, frames in sorted(frames_by_period.items()):
+        # Both policies' windows of a period, the latest retrieval of a candle kept, as load.
+        archive_frames.append(dedupe_candles(pl.concat(frames)))
         db_frames.append(
             read_candles(engine, event_candles_stmt(event_ticker, None, None, period), "verify")
         )
@@ -185,3 +187,7 @@ def verify_event(
         db_rows=stored.height,
         differences=tuple(compare_frames(archived, stored)),
     )
+
+
+def _normalize(pages: Sequence[PageEnvelope], window: WindowView) -> pl.DataFrame:
+    return normalize_pages(pages, window=window)

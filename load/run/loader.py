@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from load.config import LoadConfig
 from load.errors import CorruptPageError, LoadFailedError, NoWindowsError
-from load.normalize.pages import RawPage, normalize_text
+from load.normalize.pages import RawPage, WindowView, normalize_text
 from load.normalize.stats import window_stats
 from load.run.batches import BatchWriters, record_failed
 from load.run.leases import LoadLeases
@@ -377,10 +377,9 @@ def read_window(
     key = manifest.key
     pages: list[RawPage] = []
     try:
-        for name in manifest.pages:
-            rel = f"{key.dir}/{name}"
+        for rel in manifest.page_paths():  # its own pages, then the packed ones
             pages.append(RawPage(rel, _gunzip(archive.read_bytes(rel), rel)))
-        candles = normalize_text(pages, key=key)
+        candles = normalize_text(pages, window=WindowView(key, manifest.market_tickers))
     except CorruptPageError as e:
         return WindowFailure(manifest_path, manifest, key, str(e), e.source)
     except ArchiveError as e:  # a page the manifest lists is missing or unreadable

@@ -1,13 +1,18 @@
 """The raw archive: the contract between extract (the only writer) and load (the only reader).
 
-Layout under the archive root (version 1)::
+Layout under the archive root (version 2)::
 
-    archive.json                                   {"archive_version": 1, ...}
+    archive.json                                   {"archive_version": 2, ...}
     {series}/{event}/p{period}/{policy}/{start_ts}.json.gz          event-level pages
     {series}/{event}/p{period}/{policy}/markets/{market}/{start_ts}.json.gz
                                                    per-market pages (historical tier)
     {series}/{event}/p{period}/{policy}/batch/g{group}/{start_ts}.json.gz
                                                    batch pages (the event's markets)
+    _packed/p{period}/{policy}/{YYYY-MM}/{start_ts}-{digest}.json.gz
+                                                   packed batch pages: one request for
+                                                   the markets of several windows, kept
+                                                   once; each manifest names those of
+                                                   its markets (version 2)
     {series}/{event}/p{period}/{policy}/manifest.json   written LAST: the window is complete
     _quarantine/...                                corrupt files moved aside by load
     _rejected/...                                  pages extract refused (values or paging
@@ -40,9 +45,12 @@ from schemas.archive.pages import (
     KIND_BATCH_CANDLES,
     KIND_EVENT_CANDLES,
     KIND_HISTORICAL_MARKET_CANDLES,
+    KIND_PACKED_CANDLES,
     MANIFEST_FILE,
+    PACKED_DIR,
     PAGE_KINDS,
     PAGE_SUFFIX,
+    READABLE_VERSIONS,
     Manifest,
     ManifestMarket,
     PageEnvelope,
@@ -52,6 +60,7 @@ from schemas.archive.pages import (
     decode_gzip_json,
     exact_body,
     gunzip,
+    packed_page_path,
     parse_json_text,
     parse_utc_iso,
     utc_iso,
@@ -77,10 +86,13 @@ __all__ = [
     "KIND_BATCH_CANDLES",
     "KIND_EVENT_CANDLES",
     "KIND_HISTORICAL_MARKET_CANDLES",
+    "KIND_PACKED_CANDLES",
     "MANIFEST_FILE",
+    "PACKED_DIR",
     "PAGE_KINDS",
     "PAGE_SUFFIX",
     "QUARANTINE_DIR",
+    "READABLE_VERSIONS",
     "REJECTED_DIR",
     "ROOT_FILE",
     "SERIES_DIR",
@@ -99,6 +111,7 @@ __all__ = [
     "exact_body",
     "gunzip",
     "open_archive",
+    "packed_page_path",
     "parse_json_text",
     "parse_utc_iso",
     "utc_iso",

@@ -26,7 +26,7 @@ class LocalArchive(ArchiveStore):
     def ensure_writable(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._remove_dead_writers_temp_files()
+            self.remove_dead_writers_temp_files("", recursive=False)
             probe = self.root / f"{TEMP_MARKER}probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
@@ -34,16 +34,23 @@ class LocalArchive(ArchiveStore):
             raise ArchiveError(f"archive folder {self.root} is not writable: {e.strerror}") from e
         self.check_version(create=True)
 
-    def _remove_dead_writers_temp_files(self) -> None:
-        """Temporary files at the root (``archive.json``'s) of writers that were killed.
+    def remove_dead_writers_temp_files(self, rel_dir: str, *, recursive: bool = True) -> int:
+        """Temporary files under ``rel_dir`` whose writer (the pid in the name) is dead.
 
-        Window folders are cleaned by the extractor holding the window; the root has no
-        such owner, so a file is removed only when the pid in its name is not running.
+        Window folders are cleaned by the extractor holding the window; the root and the
+        packed pages (``_packed/``, written by whichever extractor needs a page first)
+        have no such owner, so a file is removed only when its writer is not running.
         """
-        for p in self.root.glob(f"{TEMP_MARKER}*"):
+        d = self._abs(rel_dir) if rel_dir else self.root
+        if not d.is_dir():
+            return 0
+        removed = 0
+        for p in (d.rglob if recursive else d.glob)(f"{TEMP_MARKER}*"):
             m = _TEMP_PID.search(p.name)
             if m is not None and not pid_alive(int(m.group(1) or m.group(2))):
                 p.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def exists(self, rel: str) -> bool:
         return self._abs(rel).is_file()

@@ -7,6 +7,7 @@ extract writes them, and nothing else writes the archive.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -20,17 +21,34 @@ from schemas.core import WindowPolicy
 from schemas.errors import CorruptArchiveError
 from schemas.tickers import validate_event_ticker, validate_market_ticker, validate_series_ticker
 
-ARCHIVE_VERSION = 1
+#: The format this program writes. Version 2 added packed pages (``_packed/``, one batch
+#: request serving several windows) and the manifests' ``packed_pages``; a version-1
+#: archive is a valid version-2 one, so both are read, and the first extract that writes
+#: into a version-1 archive marks its root version 2: a program that reads only version 1
+#: then refuses the archive at its root instead of loading windows without their packed
+#: pages.
+ARCHIVE_VERSION = 2
+#: Every format version this program reads.
+READABLE_VERSIONS = (1, 2)
 MANIFEST_FILE = "manifest.json"
 PAGE_SUFFIX = ".json.gz"
 
 KIND_EVENT_CANDLES = "event_candlesticks"
 KIND_HISTORICAL_MARKET_CANDLES = "historical_market_candlesticks"
-#: ``GET /markets/candlesticks``: one page holds several markets of ONE event (the batch
-#: route packs one event per request), stored in that event's window folder.
+#: ``GET /markets/candlesticks`` for the markets of ONE window, stored in its folder.
 KIND_BATCH_CANDLES = "batch_candlesticks"
-PAGE_KINDS = (KIND_EVENT_CANDLES, KIND_HISTORICAL_MARKET_CANDLES, KIND_BATCH_CANDLES)
+#: ``GET /markets/candlesticks`` for the markets of several windows (of any events and
+#: series), stored once under ``_packed/``; each window takes only its own markets.
+KIND_PACKED_CANDLES = "packed_batch_candlesticks"
+PAGE_KINDS = (
+    KIND_EVENT_CANDLES,
+    KIND_HISTORICAL_MARKET_CANDLES,
+    KIND_BATCH_CANDLES,
+    KIND_PACKED_CANDLES,
+)
 BATCH_DIR = "batch"
+#: Root folder of the packed pages (outside every window folder).
+PACKED_DIR = "_packed"
 
 _POLICY_SLUG = {WindowPolicy.FULL_MARKET_WINDOW: "full", WindowPolicy.TRADE_WINDOW_ONLY: "trade"}
 
@@ -89,13 +107,41 @@ class WindowKey:
         return f"{self.event_ticker} p{self.period_interval} {self.window_policy.value}"
 
 
+def packed_page_path(
+    period: int, policy: WindowPolicy, tickers: tuple[str, ...], start_ts: int, end_ts: int
+) -> str:
+    """Where the packed page asking ``tickers`` over ``[start_ts, end_ts]`` lives, from the
+    archive root: ``_packed/p{period}/{policy}/{YYYY-MM}/{start_ts}-{digest}.json.gz``.
+
+    Named by the request itself (a digest of period, range and tickers), so a rerun that
+    plans the same request finds the page, and two requests never share a file. The
+    month of the start keeps a folder to a few hundred files.
+    """
+    slug = _POLICY_SLUG[WindowPolicy(policy)]
+    text = f"{int(period)}|{int(start_ts)}|{int(end_ts)}|{','.join(tickers)}"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    month = datetime.fromtimestamp(int(start_ts), UTC).strftime("%Y-%m")
+    return f"{PACKED_DIR}/p{int(period)}/{slug}/{month}/{int(start_ts)}-{digest}{PAGE_SUFFIX}"
+
+
+def check_version(version: Any, where: str) -> None:
+    """CorruptArchiveError unless ``version`` is one this program reads."""
+    if version not in READABLE_VERSIONS:
+        raise CorruptArchiveError(
+            f"{where}: archive_version {version!r}, this program reads "
+            + " and ".join(str(v) for v in READABLE_VERSIONS)
+        )
+
+
 @dataclass(frozen=True)
 class PageEnvelope:
     """One raw API response as archived: what was asked, what came back, and when."""
 
     kind: str
-    series_ticker: str
-    event_ticker: str
+    series_ticker: str | None
+    """None on a packed page (its markets belong to several windows)."""
+    event_ticker: str | None
+    """None on a packed page."""
     market_ticker: str | None
     period_interval: int
     window_policy: WindowPolicy
@@ -145,18 +191,14 @@ class PageEnvelope:
     @classmethod
     def from_json(cls, doc: Any, where: str) -> PageEnvelope:
         try:
-            if doc["archive_version"] != ARCHIVE_VERSION:
-                raise CorruptArchiveError(
-                    f"{where}: archive_version {doc['archive_version']!r}, "
-                    f"this program reads {ARCHIVE_VERSION}"
-                )
+            check_version(doc["archive_version"], where)
             if doc["kind"] not in PAGE_KINDS:
                 raise CorruptArchiveError(f"{where}: unknown page kind {doc['kind']!r}")
             req = doc["request"]
             return cls(
                 kind=doc["kind"],
-                series_ticker=doc["series_ticker"],
-                event_ticker=doc["event_ticker"],
+                series_ticker=doc.get("series_ticker"),
+                event_ticker=doc.get("event_ticker"),
                 market_ticker=doc.get("market_ticker"),
                 period_interval=int(doc["period_interval"]),
                 window_policy=WindowPolicy(doc["window_policy"]),
@@ -239,9 +281,12 @@ class ManifestMarket:
 class Manifest:
     """Written last into a window's folder: the window's archive is complete.
 
-    ``pages`` lists the page files (relative to the window folder) in fetch order; load
-    reads exactly these. ``is_final`` is false for a still-open event whose window ended
-    at the time of the run: a later extract extends it and rewrites the manifest.
+    ``pages`` lists the window's own page files (relative to the window folder) in fetch
+    order and ``packed_pages`` the packed pages holding some of its markets (relative to
+    the archive root, under ``_packed/``); load reads exactly these, and from a packed
+    page only the markets listed here. ``is_final`` is false for a still-open event
+    whose window ended at the time of the run: a later extract extends it and rewrites
+    the manifest.
     """
 
     key: WindowKey
@@ -251,6 +296,15 @@ class Manifest:
     markets: tuple[ManifestMarket, ...]
     pages: tuple[str, ...]
     completed_at_utc: datetime = field(default_factory=lambda: datetime.now(UTC))
+    packed_pages: tuple[str, ...] = ()
+
+    def page_paths(self) -> list[str]:
+        """Every page of the window, relative to the archive root: its own, then packed."""
+        return [f"{self.key.dir}/{p}" for p in self.pages] + list(self.packed_pages)
+
+    @property
+    def market_tickers(self) -> frozenset[str]:
+        return frozenset(m.market_ticker for m in self.markets)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -265,6 +319,7 @@ class Manifest:
                 "is_final": self.is_final,
                 "markets": [m.__dict__ for m in self.markets],
                 "pages": list(self.pages),
+                "packed_pages": list(self.packed_pages),
                 "completed_at_utc": utc_iso(self.completed_at_utc),
             },
             option=orjson.OPT_INDENT_2,
@@ -274,8 +329,7 @@ class Manifest:
     def from_bytes(cls, data: bytes, where: str) -> Manifest:
         try:
             doc = orjson.loads(data)
-            if doc["archive_version"] != ARCHIVE_VERSION:
-                raise CorruptArchiveError(f"{where}: archive_version {doc['archive_version']!r}")
+            check_version(doc["archive_version"], where)
             key = WindowKey(
                 doc["series_ticker"],
                 doc["event_ticker"],
@@ -286,6 +340,13 @@ class Manifest:
             for p in pages:
                 if p.startswith("/") or ".." in PurePosixPath(p).parts:
                     raise CorruptArchiveError(f"{where}: page path {p!r} leaves the window")
+            packed = tuple(str(p) for p in doc.get("packed_pages", ()))
+            for p in packed:
+                parts = PurePosixPath(p).parts
+                if p.startswith("/") or ".." in parts or parts[:1] != (PACKED_DIR,):
+                    raise CorruptArchiveError(
+                        f"{where}: packed page {p!r} is not under {PACKED_DIR}/"
+                    )
             return cls(
                 key=key,
                 window_start_ts=int(doc["window_start_ts"]),
@@ -294,6 +355,7 @@ class Manifest:
                 markets=tuple(ManifestMarket(**m) for m in doc["markets"]),
                 pages=pages,
                 completed_at_utc=parse_utc_iso(doc["completed_at_utc"]),
+                packed_pages=packed,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise CorruptArchiveError(f"{where}: not a valid manifest ({e!r})") from e

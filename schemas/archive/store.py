@@ -20,6 +20,7 @@ import orjson
 from schemas.archive.pages import (
     ARCHIVE_VERSION,
     MANIFEST_FILE,
+    READABLE_VERSIONS,
     Manifest,
     PageEnvelope,
     WindowKey,
@@ -125,26 +126,40 @@ class ArchiveStore:
         """Create the root (and its version file) or fail with one clear line."""
         raise NotImplementedError
 
+    def remove_dead_writers_temp_files(self, rel_dir: str, *, recursive: bool = True) -> int:
+        """Delete temporary files under ``rel_dir`` left by writers no longer running."""
+        return 0  # only a local folder has temporary files (object stores: single PUTs)
+
     # --- shared logic ---
 
     def check_version(self, *, create: bool = False) -> None:
-        """Refuse an archive written in another format version instead of misreading it."""
+        """Refuse an archive written in a format version this program does not read,
+        instead of misreading it.
+
+        ``create`` (a writer): an archive without a root file gets one, and an older
+        readable one is marked :data:`ARCHIVE_VERSION`, since what the writer adds (packed
+        pages) would be misread by a program that reads only the older version.
+        """
         if self.exists(ROOT_FILE):
             where = f"{self.location}/{ROOT_FILE}"
             try:
                 version = orjson.loads(self.read_bytes(ROOT_FILE))["archive_version"]
             except (orjson.JSONDecodeError, KeyError, TypeError) as e:
                 raise CorruptArchiveError(f"{where}: unreadable archive version file") from e
-            if version != ARCHIVE_VERSION:
+            if version not in READABLE_VERSIONS:
+                readable = " and ".join(str(v) for v in READABLE_VERSIONS)
                 raise ArchiveError(
                     f"archive {self.location} has format version {version}; "
-                    f"this program reads version {ARCHIVE_VERSION}"
+                    f"this program reads version {readable}: upgrade kalshi-candles"
                 )
-        elif create:
-            self.write_atomic(
-                ROOT_FILE,
-                orjson.dumps({"archive_version": ARCHIVE_VERSION, "format": ARCHIVE_FORMAT}),
-            )
+            if not create or version == ARCHIVE_VERSION:
+                return
+        elif not create:
+            return
+        self.write_atomic(
+            ROOT_FILE,
+            orjson.dumps({"archive_version": ARCHIVE_VERSION, "format": ARCHIVE_FORMAT}),
+        )
 
     def move_to_quarantine(self, rel: str) -> str:
         """Move a corrupt file aside (never delete what the API sent); returns its new path."""
