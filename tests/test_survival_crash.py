@@ -26,12 +26,13 @@ import pytest
 from schemas.crashpoints import ARCHIVE_BEFORE_RENAME, EXTRACT_POINTS, LOAD_POINTS
 from tests.kalshi_sim import SimServer, run_sim_in_thread
 from tests.test_survival_support import (
+    DEFAULT,
     EVENTS,
+    MULTI,
     MULTI_EVENTS,
-    MULTI_SERIES,
     MULTI_SIM,
-    SERIES,
     SIM,
+    Backfill,
     Reference,
     Zygote,
     checked_reference,
@@ -79,7 +80,7 @@ def multi_reference(
     multi_sim: SimServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Reference]:
     work = tmp_path_factory.mktemp("multi-reference")
-    with checked_reference(multi_sim, work, MULTI_SERIES, MULTI_EVENTS) as ref:
+    with checked_reference(multi_sim, work, MULTI) as ref:
         yield ref
 
 
@@ -90,7 +91,7 @@ def run_crash_suite(
     *,
     target: int,
     kills_per_stage: int,
-    series: tuple[str, ...] = (SERIES,),
+    backfill: Backfill = DEFAULT,
 ) -> None:
     """Scenarios two at a time (one per core) until ``target`` kills have landed.
 
@@ -107,7 +108,7 @@ def run_crash_suite(
         try:
             rng = random.Random(f"{SEED}:{i}")
             return crash_scenario(
-                sim, reference, rng, work, kills_per_stage, log, runner=zygote.run, series=series
+                sim, reference, rng, work, kills_per_stage, log, zygote.run, backfill
             )
         except AssertionError as e:
             plan = "\n".join(log)
@@ -141,7 +142,7 @@ def test_a_run_of_several_series_killed_anywhere_then_rerun_equals_an_uninterrup
     assert sorted(multi_reference.checkpoints) == list(MULTI_EVENTS)
     run_crash_suite(
         multi_sim, multi_reference, tmp_path, target=MULTI_KILLS, kills_per_stage=3,
-        series=MULTI_SERIES,
+        backfill=MULTI,
     )  # fmt: skip
 
 

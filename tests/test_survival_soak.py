@@ -26,8 +26,7 @@ from schemas.crashpoints import LOAD_AFTER_COMMIT
 from tests.databases import mariadb_database
 from tests.kalshi_sim import SimServer, run_sim_in_thread
 from tests.test_survival_support import (
-    MULTI_EVENTS,
-    MULTI_SERIES,
+    MULTI,
     MULTI_SIM,
     REPO,
     SIM,
@@ -74,10 +73,10 @@ def test_soak_kills_of_a_run_of_several_series(
 ) -> None:
     """Issue 20: 60 kills of one extract run over three series, and of its load."""
     work = tmp_path_factory.mktemp("multi-reference")
-    with checked_reference(multi_sim, work, MULTI_SERIES, MULTI_EVENTS) as ref:
+    with checked_reference(multi_sim, work, MULTI) as ref:
         crash.run_crash_suite(
             multi_sim, ref, tmp_path, target=MULTI_SOAK_KILLS, kills_per_stage=5,
-            series=MULTI_SERIES,
+            backfill=MULTI,
         )  # fmt: skip
 
 

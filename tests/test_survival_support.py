@@ -89,6 +89,24 @@ MULTI_EVENTS = tuple(sorted(t for s in MULTI_SERIES for t in World(MULTI_SIM).ev
 CandleRow = tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class Backfill:
+    """What a crash suite backfills: the simulated world, its series and events, and
+    extract's options (a packed run: ``--period 60 --route auto``)."""
+
+    sim: SimConfig
+    events: tuple[str, ...]
+    extract_args: tuple[str, ...] = ()
+    period: int = 1
+    series: tuple[str, ...] = (SERIES,)
+
+
+#: The default suite: three one-minute windows of one series, each its own requests.
+DEFAULT = Backfill(SIM, EVENTS)
+#: Three series in one run: a daily, an hourly and a zone-less one.
+MULTI = Backfill(MULTI_SIM, MULTI_EVENTS, series=MULTI_SERIES)
+
+
 # --- databases --------------------------------------------------------------------------
 
 
@@ -281,7 +299,9 @@ def rows_from_archive(archive: Path) -> list[CandleRow]:
     return [tuple(r) for r in frame.iter_rows()]
 
 
-def truth_values(sim: SimServer, events: Sequence[str]) -> dict[tuple[str, int], tuple[Any, ...]]:
+def truth_values(
+    sim: SimServer, events: Sequence[str], period: int = 1
+) -> dict[tuple[str, int], tuple[Any, ...]]:
     """The simulator's ground truth as (market, end ts) → exact values (None = NULL)."""
 
     def dec(v: Any) -> Decimal | None:
@@ -290,7 +310,7 @@ def truth_values(sim: SimServer, events: Sequence[str]) -> dict[tuple[str, int],
     out: dict[tuple[str, int], tuple[Any, ...]] = {}
     for event in events:
         for info in sim.world.market_infos(event):
-            for c in sim.world.candles(info.ticker, 1):
+            for c in sim.world.candles(info.ticker, period):
                 values = [
                     dec(c[col.rpartition("_")[0]].get(f"{col.rpartition('_')[2]}_dollars"))
                     for col in CANDLE_PRICE_COLUMNS
@@ -339,14 +359,15 @@ def reference_run(
     db_url: str,
     work: Path,
     runner: Runner = run_stage,
-    series: Sequence[str] = (SERIES,),
+    backfill: Backfill = DEFAULT,
 ) -> Reference:
     """Extract then load with no crash plan, tracing every crash point reached."""
     archive, tmp = work / "raw", work / "tmp"
     tmp.mkdir(parents=True)
-    sync_events(sim, db_url, series)
+    sync_events(sim, db_url, backfill.series)
     trace = work / "trace"
-    ex = runner(extract_cmd(sim, db_url, archive, series=series), stage_env(tmp, trace=trace))
+    cmd = extract_cmd(sim, db_url, archive, *backfill.extract_args, series=backfill.series)
+    ex = runner(cmd, stage_env(tmp, trace=trace))
     assert ex.returncode == 0, ex.stderr
     ld = runner(load_cmd(db_url, archive), stage_env(tmp, trace=trace))
     assert ld.returncode == 0, ld.stderr
@@ -363,19 +384,17 @@ def reference_run(
 
 @contextmanager
 def checked_reference(
-    sim: SimServer,
-    work: Path,
-    series: Sequence[str] = (SERIES,),
-    events: Sequence[str] = EVENTS,
+    sim: SimServer, work: Path, backfill: Backfill = DEFAULT
 ) -> Iterator[Reference]:
     """The reference of a crash suite (a module fixture): an uninterrupted run through
     the fork server on its own database, checked against the simulator's ground truth."""
     zygote = Zygote(work)
     try:
         with mariadb_database() as db_url:
-            ref = reference_run(sim, db_url, work, zygote.run, series)
+            ref = reference_run(sim, db_url, work, zygote.run, backfill)
             # The reference itself is right: the simulator's ground truth, value for value.
-            assert stored_values(db_url) == truth_values(sim, events)
+            want = truth_values(sim, backfill.events, backfill.period)
+            assert stored_values(db_url) == want
     finally:
         zygote.close()
     yield ref
@@ -410,7 +429,7 @@ def _invariants_after_kill(db_url: str, archive: Path) -> None:
         for rel in store.iter_manifests():
             m = store.read_manifest(rel)
             manifests[m.key.event_ticker] = m
-            missing = [p for p in m.pages if not store.exists(f"{m.key.dir}/{p}")]
+            missing = [p for p in m.page_paths() if not store.exists(p)]
             assert not missing, f"{rel} lists pages that do not exist: {missing}"
     eng = _engine(db_url)
     try:
@@ -460,7 +479,7 @@ def crash_scenario(
     kills_per_stage: int,
     log: list[str],
     runner: Runner = run_stage,
-    series: Sequence[str] = (SERIES,),
+    backfill: Backfill = DEFAULT,
 ) -> int:
     """One fresh database and archive: both stages killed again and again, then finished.
 
@@ -472,11 +491,13 @@ def crash_scenario(
     landed = 0
     loaded_between = False
     with mariadb_database() as db_url:
-        sync_events(sim, db_url, series)
+        sync_events(sim, db_url, backfill.series)
         for stage in ("extract", "load"):
             if stage == "extract":
                 opts: tuple[str, ...] = ("--concurrency", str(rng.choice((1, 2, 4))))
-                cmd = extract_cmd(sim, db_url, archive, *opts, series=series)
+                cmd = extract_cmd(
+                    sim, db_url, archive, *backfill.extract_args, *opts, series=backfill.series
+                )
                 batch = 1
             else:
                 batch = rng.choice((1, 1, 2, 3))
