@@ -284,6 +284,7 @@ class WindowJob:
             historical_markets=n_hist,
             pages=self._pages(),
             event_route_pages=len(self.event_pager.paginator.chain),
+            packed_pages=len(self.packed_pages),
             resumed_pages=resumed,
             requests=self.stats.requests,
             market_lookups=self.lookups,
