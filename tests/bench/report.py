@@ -57,18 +57,19 @@ REQUIRED_METRICS: tuple[str, ...] = (
     "follow.end_to_end_s",
     "follow.ratio",
     *(
-        f"requests.{answer}.{what}"
+        f"requests.p{period}.{answer}.{what}"
+        for period in (1, 60)
         for answer in ("no", "yes")
         for what in (
             "requests",
             "floor",
             "vs_floor",
-            "per_event.event",
-            "per_event.batch",
-            "per_event.historical",
+            "event_by_event",
+            "event",
+            "batch",
+            "historical",
         )
     ),
-    "requests.packing_saving",
     "startup.extract_version_s",
     "startup.load_version_s",
     "startup.extract_help_s",
@@ -152,8 +153,16 @@ TARGETS: tuple[Target, ...] = (
     Target("memory.extract_long_vs_short", "<=", 1.2, "memory does not grow with the range"),
     Target("memory.load_long_vs_short", "<=", 1.2, "memory does not grow with the range"),
     Target("follow.ratio", "<=", 1.10, "loading beside extract costs no wall time"),
-    Target("requests.no.vs_floor", "<=", 1.05, "requests at the floor (batch: historical no)"),
-    Target("requests.yes.vs_floor", "<=", 1.05, "requests at the floor (batch: historical yes)"),
+    *(
+        Target(
+            f"requests.p{period}.{answer}.vs_floor",
+            "<=",
+            1.05,
+            f"requests at the floor, {period} min (batch serves historical: {answer})",
+        )
+        for period in (1, 60)
+        for answer in ("no", "yes")
+    ),
     Target("startup.extract_version_s", "<=", 0.25, "a command starts at once"),
     Target("startup.load_version_s", "<=", 0.25, "a command starts at once"),
     Target("reads.status_large_vs_small", "<=", 1.5, "status does not grow with the candles"),
