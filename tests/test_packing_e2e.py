@@ -31,7 +31,7 @@ from schemas.archive import KIND_PACKED_CANDLES, PACKED_DIR, LocalArchive, Manif
 from schemas.checkpoints import list_checkpoints
 from schemas.core import CheckpointStatus
 from schemas.db import make_engine
-from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, World
+from tests.kalshi_sim import CATEGORY_SERIES, DEFAULT_SERIES, SimConfig, SimServer, World
 from tests.test_load_support import Truth, full_rows, stored, truth_row
 
 SERIES = "KXHIGHNY"
@@ -82,7 +82,7 @@ def manifests(archive: Path) -> list[Manifest]:
     return [store.read_manifest(rel) for rel in store.iter_manifests()]
 
 
-def truth(w: World, archive: Path, period: int) -> Truth:
+def truth(w: World, archive: Path, period: int, series: tuple[str, ...] = (SERIES,)) -> Truth:
     """Every candle the simulator holds for every market, at ``period``; a market whose
     archive has per-market historical pages has NULL price min/max (that route's shape)."""
     by_route = {
@@ -92,7 +92,7 @@ def truth(w: World, archive: Path, period: int) -> Truth:
         if p.startswith("markets/")
     }
     out: Truth = {}
-    for event in w.event_tickers(SERIES):
+    for event in (e for one in series for e in w.event_tickers(one)):
         for m in w.market_infos(event):
             for c in w.candles(m.ticker, period):
                 row = truth_row(c)
@@ -238,3 +238,56 @@ async def test_two_extractors_share_a_packed_backfill(mariadb_url: str, archive_
             assert stored(engine) == want
         finally:
             engine.dispose()
+
+
+#: Several series in one run: daily highs in two zones, an hourly series (two-hour
+#: events, four a day), a monthly series; the two oldest days historical.
+BY_TICKER = {s.ticker: s for s in CATEGORY_SERIES}
+MIXED = (
+    BY_TICKER["KXHIGHNY"],
+    BY_TICKER["KXHIGHCHI"],
+    replace(BY_TICKER["KXTEMPNYCH"], hours=(9, 11, 13, 15)),
+    BY_TICKER["KXRAINNYCM"],
+)
+
+
+@pytest.mark.parametrize("period", [1, 60])
+async def test_one_run_packs_the_windows_of_several_series(
+    sqlite_url: str, archive_dir: Path, period: int
+) -> None:
+    """At 60 minutes every final window shares; at 1 minute the short hourly windows do
+    (several events' markets on one page, several series' too), and the table equals the
+    simulator's candles for every series."""
+    tickers = tuple(s.ticker for s in MIXED)
+    sim_config = world(
+        series=MIXED,
+        first_date=date(2025, 11, 14),
+        last_date=date(2025, 11, 18),
+        markets_per_event=3,
+        historical_cutoff_days=6.0,
+        batch_serves_historical=True,
+    )
+    async with SimServer(sim_config) as sim:
+        cfg = replace(config(sim, sqlite_url, archive_dir, period), series=tickers)
+        await sync_events(cfg)
+        sim.reset()
+        summary = await run_candles(cfg)
+        assert summary.failed == 0, summary.failures
+        assert check_archive(sim, archive_dir) > 0
+        want = truth(sim.world, archive_dir, period, tickers)
+        assert load(sqlite_url, archive_dir) == len(want)
+        engine = make_engine(sqlite_url)
+        try:
+            assert stored(engine) == want
+        finally:
+            engine.dispose()
+    store = LocalArchive(archive_dir)
+    packed = {p for m in manifests(archive_dir) for p in m.packed_pages}
+    series_on = [
+        {e["market_ticker"].split("-")[0] for e in store.read_page(p).body["markets"]}
+        for p in packed
+    ]
+    if period == 60:
+        assert any(len(on) > 1 for on in series_on)  # a page carries several series
+    hourly = [m for m in manifests(archive_dir) if m.key.series_ticker == "KXTEMPNYCH"]
+    assert hourly and all(m.packed_pages for m in hourly if m.is_final)

@@ -102,34 +102,25 @@ def event_by_event(shapes: Sequence[WindowShape], serves: bool) -> int:
 
 
 def run_backfill(sim: SimServer, work: Path, period: int) -> None:
-    """``extract events`` then ``extract candles --route auto`` for every series.
-
-    One command per series for now (a run of several series is another change of this
-    issue); the packing of each run is across its events.
-    """
+    """``extract events`` then ONE ``extract candles --route auto`` over every series (one
+    plan, one token bucket: the packing runs across events and series)."""
     db_url = f"sqlite:///{work / 'kalshi.db'}"
-    for spec in REQUESTS_SERIES:
-        config = ExtractConfig(
-            series=spec.ticker,
-            db_url=db_url,
-            api=ApiConfig(base_url=sim.base_url, rate=RateLimit(1000, 1.0)),
-            series_tz=spec.tz,
-        )
-        asyncio.run(sync_events(config))
+    series = tuple(s.ticker for s in REQUESTS_SERIES)
+    api = ApiConfig(base_url=sim.base_url, rate=RateLimit(1000, 1.0))
+    asyncio.run(sync_events(ExtractConfig(series=series, db_url=db_url, api=api)))
     sim.reset()
-    for spec in REQUESTS_SERIES:
-        config = ExtractConfig(
-            series=spec.ticker,
-            db_url=db_url,
-            archive_dir=work / "raw",
-            api=ApiConfig(base_url=sim.base_url, rate=RateLimit(1000, 1.0)),
-            now=SIM_NOW,
-            period=period,
-            route=RouteChoice.AUTO,
-        )
-        summary = asyncio.run(run_candles(config))
-        if not summary.ok:
-            raise BenchError(f"the 12-month backfill failed: {summary.failures[:3]}")
+    config = ExtractConfig(
+        series=series,
+        db_url=db_url,
+        archive_dir=work / "raw",
+        api=api,
+        now=SIM_NOW,
+        period=period,
+        route=RouteChoice.AUTO,
+    )
+    summary = asyncio.run(run_candles(config))
+    if not summary.ok:
+        raise BenchError(f"the 12-month backfill failed: {summary.failures[:3]}")
 
 
 def bench_requests(days: int, results: Results, say: Callable[[str], None]) -> None:
