@@ -52,6 +52,8 @@ def test_quick_bench_on_tiny_sizes_writes_every_metric(tmp_path: Path) -> None:
                 "2",
                 "--requests-days",
                 "1",
+                "--series-days",
+                "2",
                 "--reads-days",
                 "1",
                 "2",
@@ -82,6 +84,9 @@ def test_quick_bench_on_tiny_sizes_writes_every_metric(tmp_path: Path) -> None:
     # Full pages: 2 batch requests a live event, 6 historical ones an old event.
     assert doc["metrics"]["extract.requests"]["value"] >= 3 * 2
     assert doc["metrics"]["extract.candles"]["value"] > 3 * 6 * 1_000
+    # Five series in one extract: every one of them archived, in the budget's run too.
+    assert doc["metrics"]["series.candles"]["value"] > 0
+    assert doc["metrics"]["series.requests"]["value"] >= 5
     for field in ("cpu", "cores"):
         assert doc["machine"][field]
     for field in ("python", "polars", "database", "git_commit"):

@@ -34,6 +34,7 @@ from tests.bench.memory import bench_memory
 from tests.bench.reads import bench_reads
 from tests.bench.report import Results, machine_info, to_json, versions, write
 from tests.bench.requests import bench_requests
+from tests.bench.seriesbench import bench_series
 from tests.bench.startup import bench_startup
 
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--mem-days", type=int, nargs=2, metavar=("SHORT", "LONG"))
     sizes.add_argument("--mem-markets", type=int, help="markets per event of the memory runs")
     sizes.add_argument("--requests-days", type=int, help="events of the requests-vs-floor run")
+    sizes.add_argument("--series-days", type=int, help="days of the five-series rate run")
     sizes.add_argument(
         "--reads-days", type=int, nargs=2, metavar=("SHORT", "LONG"), help="read ranges (days)"
     )
@@ -83,6 +85,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         mem_long_days=long,
         mem_markets=args.mem_markets,
         requests_days=args.requests_days,
+        series_days=args.series_days,
         reads_short_days=reads_short,
         reads_days=reads_long,
     )
@@ -125,6 +128,7 @@ def run(config: BenchConfig, *, keep_db: bool = False) -> str:
             bench_follow(config, config.db_url, results, say)
             bench_memory(config, config.db_url, results, say)
             bench_requests(config.sizes.requests_days, results, say)
+            bench_series(config, results, say)
             bench_startup(archive, config.db_url, results, say)
             bench_reads(config, results, say)
         except (BenchError, KalshiBackfillError) as e:

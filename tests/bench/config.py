@@ -76,9 +76,20 @@ class Sizes:
     page_days: int = 150
     """Events of the extract step (full pages): the last two thirds live, 2 batch pages
     an event, the first third historical, 6 pages an event (~3 requests an event)."""
+    series_days: int = 30
+    """Days of the five-series run (rate across series, memory of five against one)."""
 
     def __post_init__(self) -> None:
-        if min(self.load_events, self.rate_days, self.page_days, self.mem_short_days) < 1:
+        if (
+            min(
+                self.load_events,
+                self.rate_days,
+                self.page_days,
+                self.mem_short_days,
+                self.series_days,
+            )
+            < 1
+        ):
             raise BenchError("sizes must be positive")
         if self.mem_long_days < self.mem_short_days:
             raise BenchError("the long memory range must be at least the short one")
@@ -94,7 +105,17 @@ PRESETS: dict[str, Sizes] = {
     "full": Sizes(80, 90, 5.0, 30, 365, 6),
     # ~210k candles; ~200 full pages (10 s); a week against a month.
     "quick": Sizes(
-        16, 20, 3.0, 7, 30, 6, requests_days=120, reads_short_days=7, reads_days=30, page_days=60
+        16,
+        20,
+        3.0,
+        7,
+        30,
+        6,
+        requests_days=120,
+        reads_short_days=7,
+        reads_days=30,
+        page_days=60,
+        series_days=10,
     ),
 }
 

@@ -78,7 +78,8 @@ def stage_env(*, api_base: str, db_url: str, archive: Path) -> dict[str, str]:
 def extract_candles_args(
     series: str, first: object, last: object, rps: float, route: str = "event"
 ) -> list[str]:
-    """``extract candles`` for one series and event-date range at ``rps`` (default concurrency).
+    """``extract candles`` for a series (or several, comma-separated) and an event-date
+    range at ``rps`` (default concurrency).
 
     On the event route by default: the follow run's small event cap is what makes its
     many requests, and the load archive is made of event pages; the extract step takes
@@ -101,8 +102,11 @@ def extract_candles_args(
 
 
 def sync_series(series: str, *, api_base: str, db_url: str) -> int:
-    """``extract events`` in-process (a few requests): the events the candles run plans."""
+    """``extract events`` in-process (a few requests): the events the candles run plans.
+    ``series`` is one ticker or several, comma-separated (as ``--series`` takes them)."""
     config = ExtractConfig(
-        series=series, db_url=db_url, api=ApiConfig(base_url=api_base, rate=RateLimit(50, 1.0))
+        series=tuple(series.split(",")),
+        db_url=db_url,
+        api=ApiConfig(base_url=api_base, rate=RateLimit(50, 1.0)),
     )
     return asyncio.run(sync_events(config)).events

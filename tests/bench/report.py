@@ -70,6 +70,14 @@ REQUIRED_METRICS: tuple[str, ...] = (
             "historical",
         )
     ),
+    "series.requests",
+    "series.candles",
+    "series.steady_rps",
+    "series.steady_fraction_of_budget",
+    "series.throttled_steady",
+    "series.five_mb",
+    "series.one_mb",
+    "series.five_vs_one",
     "startup.extract_version_s",
     "startup.load_version_s",
     "startup.extract_help_s",
@@ -163,6 +171,9 @@ TARGETS: tuple[Target, ...] = (
         for period in (1, 60)
         for answer in ("no", "yes")
     ),
+    Target("series.steady_fraction_of_budget", ">=", 0.95, "the budget is kept across series"),
+    Target("series.throttled_steady", "==", 0, "no 429 once the bucket is steady"),
+    Target("series.five_vs_one", "<=", 1.3, "memory does not grow with the series"),
     Target("startup.extract_version_s", "<=", 0.25, "a command starts at once"),
     Target("startup.load_version_s", "<=", 0.25, "a command starts at once"),
     Target("reads.status_large_vs_small", "<=", 1.5, "status does not grow with the candles"),
