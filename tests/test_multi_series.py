@@ -58,6 +58,15 @@ def test_one_run_over_several_series(sqlite_url: str, archive_dir: Path, tmp_pat
         synced = invoke("events", "--series", "KXHIGHNY,KXHIGHCHI", "--series", "KXTEMPNYCH",
                         *base)  # fmt: skip
         want = {s.ticker: events_of(sim.world, s.ticker) for s in SERIES}
+        # Every candle a market holds lies inside its full market window.
+        candles = {
+            series: sum(
+                len(sim.world.candles_in(m.ticker, 1))
+                for e in events
+                for m in sim.world.market_infos(e)
+            )
+            for series, events in want.items()
+        }
         sim.reset()
         r = invoke(
             "--log-file", str(log_file), "candles", "--series", TICKERS,
@@ -72,6 +81,8 @@ def test_one_run_over_several_series(sqlite_url: str, archive_dir: Path, tmp_pat
     assert "windows: 18 done, 0 skipped (already archived), 0 failed" in r.output
     for series, events in want.items():
         assert f"{series}: {len(events)} windows: {len(events)} done" in r.output
+        assert f"{candles[series]:,} candles" in r.output  # the series' own candles
+    assert f"candles: {sum(candles.values())}," in r.output
     assert f"requests: {requests}," in r.output  # one client: every request counted once
     # A line as each series finished, on the terminal; no per-window line there.
     assert all(f"{s}: {len(e)} windows: " in r.stderr for s, e in want.items())

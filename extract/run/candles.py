@@ -121,7 +121,7 @@ async def extract_window(
         await job.run()
         run.summary.done += 1
         tally.done += 1
-        tally.candles += len(job.candle_keys)
+        tally.candles += job.archived_candles()
     except (ApiError, ArchiveError) as e:
         try:  # FAILED only while the window is ours: a new holder's state stays
             await run.save(key, window, CheckpointStatus.FAILED, last_error=str(e))

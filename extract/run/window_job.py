@@ -138,10 +138,11 @@ class WindowJob:
             "pages_archived": self._pages(),
             "requests": self.base_requests + self.stats.requests,
             "retries": self.base_retries + self.stats.retries,
-            "candles_archived": self._candles(),
+            "candles_archived": self.archived_candles(),
         }
 
-    def _candles(self) -> int:
+    def archived_candles(self) -> int:
+        """The window's distinct candles archived so far (a candle on two pages once)."""
         return sum(len(ends) for ends in self.candle_keys.values())
 
     async def _save(self, status: CheckpointStatus, **fields: object) -> None:
@@ -263,7 +264,7 @@ class WindowJob:
             last_error=None,
         )
         crashpoint(EXTRACT_AFTER_EXTRACTED)
-        run.summary.candles += self._candles()
+        run.summary.candles += self.archived_candles()
         n_hist = sum(r is Route.HISTORICAL for r in self.routes.values())
         counts = sorted(self.per_market.values())
         spread = f" ({counts[0]:,}-{counts[-1]:,} a market)" if counts else ""
