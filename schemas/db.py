@@ -250,6 +250,16 @@ def translate_db_error(e: SQLAlchemyError, url: str, what: str) -> DatabaseError
     )
 
 
+def fetch_all(engine: Engine, stmt: Any, what: str) -> list[Any]:
+    """Every row of ``stmt`` on a connection of its own; a failure is a DatabaseError
+    that says ``what`` was being done (the read commands' one way to read)."""
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(stmt).all())
+    except SQLAlchemyError as e:
+        raise translate_db_error(e, engine.url.render_as_string(hide_password=False), what) from e
+
+
 #: Lock conflicts after which the same transaction can simply run again: InnoDB's
 #: deadlock victim (1213) and lock wait timeout (1205), TiDB's write conflict (9007).
 LOCK_CONFLICT_CODES = frozenset({1205, 1213, 9007})

@@ -19,7 +19,6 @@ from typing import Any
 
 import polars as pl
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from load.access.export import (
     ExportedPart,
@@ -27,14 +26,20 @@ from load.access.export import (
     events_by_date,
     partition_path,
 )
-from load.access.grid import GRID_CANDLE_SCHEMA, GRID_SCHEMA, SPAN_SCHEMA, grid_frame
+from load.access.grid import (
+    GRID_CANDLE_SCHEMA,
+    GRID_SCHEMA,
+    SPAN_SCHEMA,
+    grid_candles_stmt,
+    grid_frame,
+)
 from load.access.markets import write_markets
 from load.access.output import check_out_dir, write_parquet_atomic
 from load.access.query import check_range
 from load.access.selection import series_tuple
 from load.access.stream import read_ahead, read_frame
 from schemas.checkpoints import dt_to_ts
-from schemas.db import translate_db_error
+from schemas.db import fetch_all
 from schemas.errors import InputError
 from schemas.tables import kalshi_candle, kalshi_event, kalshi_market
 from schemas.tickers import validate_event_ticker, validate_market_ticker
@@ -53,21 +58,13 @@ class GridDay:
     frame: pl.DataFrame
 
 
-def _rows(engine: Engine, stmt: Any, what: str) -> list[Any]:
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(stmt).all())
-    except SQLAlchemyError as e:
-        raise translate_db_error(e, engine.url.render_as_string(hide_password=False), what) from e
-
-
 def market_spans(engine: Engine, where: Any) -> pl.DataFrame:
     """(market, event, open, close) of the ``kalshi_market`` rows matching ``where``; a
     market without both times is left out (the grid bounds it by its candles)."""
     stmt = select(_m.market_ticker, _m.event_ticker, _m.open_time_utc, _m.close_time_utc)
     rows = [
         (t, e, dt_to_ts(o), dt_to_ts(c))
-        for t, e, o, c in _rows(engine, stmt.where(where), "reading markets")
+        for t, e, o, c in fetch_all(engine, stmt.where(where), "reading markets")
         if o is not None and c is not None
     ]
     schema = {"event_ticker": pl.String(), **SPAN_SCHEMA}
@@ -84,15 +81,7 @@ def event_grid(
     market_ticker: str | None = None,
 ) -> pl.DataFrame:
     """The grid of one event (or of one of its markets), ``spans`` its markets' lives."""
-    stmt = (
-        select(*(_c[name] for name in GRID_CANDLE_SCHEMA))
-        .where(
-            _c.market_ticker.startswith(f"{event_ticker}-", autoescape=True),
-            _c.event_ticker == event_ticker,
-            _c.period_interval_minutes == period,
-        )
-        .order_by(_c.market_ticker, _c.end_period_ts_utc)
-    )
+    stmt = grid_candles_stmt(event_ticker, period)
     own = spans.filter(pl.col("event_ticker") == event_ticker)
     if market_ticker is not None:
         stmt = stmt.where(_c.market_ticker == market_ticker)
@@ -104,11 +93,11 @@ def event_grid(
 def _event_of_market(engine: Engine, market_ticker: str) -> str:
     """The market's event, from ``kalshi_market`` or else its candles; InputError if
     the database knows neither."""
-    found = _rows(
+    found = fetch_all(
         engine, select(_m.event_ticker).where(_m.market_ticker == market_ticker), "reading markets"
     )
     if not found:
-        found = _rows(
+        found = fetch_all(
             engine,
             select(_c.event_ticker).where(_c.market_ticker == market_ticker).limit(1),
             "reading candles",
@@ -121,12 +110,12 @@ def _event_of_market(engine: Engine, market_ticker: str) -> str:
 def _check_event(engine: Engine, event_ticker: str) -> None:
     """InputError unless ``kalshi_event`` or ``kalshi_market`` knows the event."""
     e = kalshi_event.c
-    if _rows(
+    if fetch_all(
         engine, select(e.event_ticker).where(e.event_ticker == event_ticker), "reading events"
     ):
         return
     market = select(_m.market_ticker).where(_m.event_ticker == event_ticker).limit(1)
-    if _rows(engine, market, "reading markets"):
+    if fetch_all(engine, market, "reading markets"):
         return
     raise InputError(f"event {event_ticker} is not in the database")
 

@@ -34,6 +34,8 @@ from schemas.errors import InputError
 if TYPE_CHECKING:
     import polars as pl
 
+    from load.access.export import ExportResult
+
 FRAME_FORMATS = ("table", "csv", "json", "parquet")
 
 
@@ -198,6 +200,12 @@ def export_cmd(
     with read_only_engine(db_url) as engine:
         tickers = resolve_stored(engine, selection, required=True)
         done = export_series(engine, tickers, lo, hi, out_dir, period)
+    _echo_written(done)
+
+
+def _echo_written(done: ExportResult) -> None:
+    """A line per Parquet file written (path, rows, events) and per markets file; the
+    total on stderr. ``done`` is what ``export_series`` or ``write_grid`` returned."""
     for p in done.parts:
         click.echo(f"{p.path}\t{p.rows} rows\t{','.join(p.events)}")
     for path, rows in done.markets:
@@ -280,12 +288,7 @@ def grid_cmd(
             if not chosen:
                 raise InputError("--format partitioned goes with --series (use parquet)")
             done = write_grid(engine, chosen, days[0], days[1], str(out), period)
-            for p in done.parts:
-                click.echo(f"{p.path}\t{p.rows} rows\t{','.join(p.events)}")
-            for path, rows in done.markets:
-                click.echo(f"{path}\t{rows} markets")
-            rows = sum(p.rows for p in done.parts)
-            click.echo(f"{len(done.parts)} files, {rows} rows", err=True)
+            _echo_written(done)
             return
         frame = book_grid(
             engine,

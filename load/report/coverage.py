@@ -32,7 +32,6 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine, Integer, bindparam, func, literal_column, or_, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
@@ -43,7 +42,7 @@ from load.access.stream import read_ahead
 from load.normalize.stats import first_period_end, last_period_end, maintenance_mask
 from schemas.checkpoints import dt_to_ts
 from schemas.core import CheckpointStatus
-from schemas.db import translate_db_error
+from schemas.db import fetch_all
 from schemas.errors import InputError
 from schemas.tables import kalshi_backfill_checkpoint, kalshi_candle, kalshi_market
 
@@ -180,14 +179,6 @@ def _epoch_mysql(element: _epoch, compiler: SQLCompiler, **kw: Any) -> str:
     )
 
 
-def _rows(engine: Engine, stmt: Any, what: str) -> list[Any]:
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(stmt).all())
-    except SQLAlchemyError as e:
-        raise translate_db_error(e, engine.url.render_as_string(hide_password=False), what) from e
-
-
 @dataclass(frozen=True)
 class _Event:
     ticker: str
@@ -219,7 +210,7 @@ def binned_candles(
         .group_by(c.market_ticker, literal_column("cell"))
     )
     out: dict[str, dict[int, int]] = {}
-    for market, k, n in _rows(engine, stmt, "counting candles"):
+    for market, k, n in fetch_all(engine, stmt, "counting candles"):
         out.setdefault(market, {})[int(k)] = int(n)
     return out
 
@@ -263,7 +254,7 @@ def _events(engine: Engine, series: Sequence[str], lo: date, hi: date, period: i
     stmt = select(m.event_ticker, m.market_ticker, m.open_time_utc, m.close_time_utc).where(
         m.series_ticker.in_(list(series))
     )
-    for ev, market, o, c in _rows(engine, stmt, "reading markets"):
+    for ev, market, o, c in fetch_all(engine, stmt, "reading markets"):
         if o is not None and c is not None:
             spans.setdefault(ev, []).append((market, dt_to_ts(o), dt_to_ts(c)))
     windows: dict[str, list[tuple[int, int]]] = {}
@@ -271,7 +262,7 @@ def _events(engine: Engine, series: Sequence[str], lo: date, hi: date, period: i
     stmt = select(cp.event_ticker, cp.window_start_utc, cp.window_end_utc).where(
         cp.series_ticker.in_(list(series)), cp.period_interval_minutes == period, loaded
     )
-    for ev, start, end in _rows(engine, stmt, "reading checkpoints"):
+    for ev, start, end in fetch_all(engine, stmt, "reading checkpoints"):
         windows.setdefault(ev, []).append((dt_to_ts(start), dt_to_ts(end)))
     out = []
     for s in series:

@@ -22,17 +22,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from load.access.selection import series_tuple, ticker_prefixes
 from load.report.common import fields_json, series_of
 from schemas.core import CheckpointStatus
-from schemas.db import translate_db_error
+from schemas.db import fetch_all, translate_db_error
 from schemas.tables import kalshi_backfill_checkpoint, kalshi_window_stats
 from schemas.workers import WorkerRow, list_workers
-
-
-def _db_rows(engine: Engine, stmt: Any, what: str) -> list[Any]:
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(stmt).all())
-    except SQLAlchemyError as e:
-        raise translate_db_error(e, engine.url.render_as_string(hide_password=False), what) from e
 
 
 @dataclass(frozen=True)
@@ -148,11 +140,11 @@ def series_status(engine: Engine, series: str | Sequence[str] | None = None) -> 
     if chosen is not None:
         counts = counts.where(cp.series_ticker.in_(chosen))
         notes = notes.where(cp.series_ticker.in_(chosen))
-    for s, period, is_final, status, n in _db_rows(engine, counts, "counting windows"):
+    for s, period, is_final, status, n in fetch_all(engine, counts, "counting windows"):
         st = entry(s, period)
         by_status = st.windows if is_final else st.open_windows
         by_status[status] = by_status.get(status, 0) + int(n)
-    for r in _db_rows(engine, notes, "reading failed and leased windows"):
+    for r in fetch_all(engine, notes, "reading failed and leased windows"):
         note = WindowNote(
             r.event_ticker,
             int(r.period_interval_minutes),
@@ -169,7 +161,7 @@ def series_status(engine: Engine, series: str | Sequence[str] | None = None) -> 
         if r.lease_owner is not None:
             st.leased.append(note)
 
-    for event, period, expected, present, missing, maint in _db_rows(
+    for event, period, expected, present, missing, maint in fetch_all(
         engine, _market_minutes_stmt(chosen), "reading window stats"
     ):
         st = entry(series_of(event), period)
