@@ -13,7 +13,6 @@ summary and exits 1.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 from collections.abc import Callable
@@ -236,6 +235,8 @@ def series_cmd(
     command: extract events/candles ask the API again, the load commands read
     kalshi_series.
     """
+    import asyncio  # the event loop only for a command that talks HTTP (start-up)
+
     from extract.events.series import format_series, list_and_store
 
     listing = asyncio.run(list_and_store(api.config(), db_url, archive_dir, category, tags))
@@ -277,6 +278,8 @@ def events(
         as_of=AsOfPolicy(DayOffset.parse(trade_start), DayOffset.parse(trade_end)),
         series_tz=zones(series_tz, series_tz_file),
     )
+    import asyncio
+
     summary = asyncio.run(sync_events(config))
     for line in summary.lines():
         click.echo(line)
@@ -395,6 +398,8 @@ def candles(
         lease_seconds=lease_seconds,
         shared_budget=not no_shared_budget,
     )
+    import asyncio
+
     summary = asyncio.run(run_candles(config))
     if fmt == "json":
         click.echo(summary_json(summary, ok=summary.ok, dry_run=dry_run))
@@ -444,6 +449,8 @@ def check_api(
     config = CheckApiConfig(
         series=series, event=event, api=api.config(), archive_dir=archive_dir, db_url=db_url
     )
+    import asyncio
+
     report = asyncio.run(run_check_api(config))
     if fmt == "json":
         click.echo(report_bytes(report).decode())

@@ -17,10 +17,10 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from schemas.archive import WindowKey
 from schemas.core import (
     DEFAULT_ARCHIVE_DIR,
     DEFAULT_DATABASE_URL,
@@ -33,6 +33,9 @@ from schemas.processes import default_worker_id, validate_worker
 from schemas.secrets import SECRET, URL, safe_repr
 from schemas.series import SeriesSelection
 from schemas.tickers import validate_event_ticker, validate_series_ticker
+
+if TYPE_CHECKING:
+    from schemas.archive import WindowKey
 
 DEFAULT_API_BASE = "https://api.elections.kalshi.com/trade-api/v2"
 
@@ -427,4 +430,6 @@ class ExtractConfig:
             series = next((s for s in self.series if event_ticker.startswith(s + "-")), None)
             if series is None:
                 raise InputError(f"event {event_ticker} is not of series {', '.join(self.series)}")
+        from schemas.archive import WindowKey  # the archive's modules: not for -h (start-up)
+
         return WindowKey(series, event_ticker, self.period, self.window_policy)

@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from importlib import metadata
 from pathlib import Path
 
 import click
@@ -35,7 +36,8 @@ from tests.kalshi_sim import DEFAULT_SERIES, SimConfig, SimServer, World, run_si
 from tests.test_load_support import build_window, closed_events, new_archive, sim_config
 
 REPO = Path(__file__).resolve().parents[1]
-VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+#: The installed distribution's metadata, as pip wrote it from pyproject.toml at install.
+VERSION = metadata.version("kalshi-candles")
 TOOLS = {"kalshi-extract": extract_main, "kalshi-load": load_cli}
 SERIES = DEFAULT_SERIES[0].ticker
 SIM = SimConfig(
