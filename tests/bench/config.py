@@ -11,6 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -18,6 +19,7 @@ from sqlalchemy.engine import make_url
 from schemas.archive import ARCHIVE_VERSION
 from schemas.secrets import URL, safe_repr
 from tests.kalshi_sim import SimConfig
+from tests.kalshi_sim.config import DEFAULT_SERIES, SeriesSpec
 
 DEFAULT_DB_URL = "mysql+pymysql://root@127.0.0.1:3306/kalshi_bench"
 DEFAULT_OUT_DIR = Path("data/bench")
@@ -206,14 +208,24 @@ def full_page_world(sizes: Sizes) -> SimConfig:
     an event, so a batch request fills its 10,000 requested candles (~6,600 returned,
     up to 4 MB of JSON) and a historical page holds one market's ~2,200 candles. The
     first third of the events is historical (settled before the cutoff)."""
-    first, last = days_back(sizes.page_days)
+    return throttled_weather_world(SEED + 3, sizes.page_days, live_share=Fraction(2, 3))
+
+
+def throttled_weather_world(
+    seed: int, days: int, *, live_share: Fraction, series: tuple[SeriesSpec, ...] | None = None
+) -> SimConfig:
+    """``days`` days of events on Kalshi's weather schedule, the newest ``live_share`` of
+    them live and the rest historical, behind a Basic-tier token bucket (20 reads/s, two
+    seconds of burst); ``series``: the simulator's default series when None."""
+    first, last = days_back(days)
     return SimConfig(
-        seed=SEED + 3,
+        seed=seed,
+        series=DEFAULT_SERIES if series is None else series,
         now=SIM_NOW,
         first_date=first,
         last_date=last,
         schedule="weather",
-        historical_cutoff_days=max(2.0, (SIM_NOW.date() - last).days + sizes.page_days * 2 / 3),
+        historical_cutoff_days=max(2.0, (SIM_NOW.date() - last).days + float(days * live_share)),
         rate_limit_rps=RATE_BUDGET_RPS,
         burst_seconds=RATE_BURST_S,
     )

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 from tests.bench.config import (
     BULK_RPS,
     RATE_BUDGET_RPS,
-    RATE_BURST_S,
     SEED,
-    SIM_NOW,
     BenchConfig,
     BenchError,
     days_back,
+    throttled_weather_world,
 )
 from tests.bench.extractbench import CachingSim, Sampler, archived_candles, split_run
 from tests.bench.procs import ChildRun, extract_candles_args, run_child, stage_env, sync_series
@@ -45,18 +45,9 @@ ONE_SERIES = "KXHIGHNY"
 
 def series_world(days: int) -> SimConfig:
     """``days`` days of the five series' events, the last third live, throttled like
-    Kalshi's Basic tier (20 reads/s, two seconds of burst)."""
-    first, last = days_back(days)
-    return SimConfig(
-        seed=SEED + 4,
-        series=REQUESTS_SERIES,
-        now=SIM_NOW,
-        first_date=first,
-        last_date=last,
-        schedule="weather",
-        historical_cutoff_days=max(2.0, (SIM_NOW.date() - last).days + days / 3),
-        rate_limit_rps=RATE_BUDGET_RPS,
-        burst_seconds=RATE_BURST_S,
+    Kalshi's Basic tier."""
+    return throttled_weather_world(
+        SEED + 4, days, live_share=Fraction(1, 3), series=REQUESTS_SERIES
     )
 
 
@@ -107,10 +98,11 @@ def bench_series(config: BenchConfig, results: Results, say: Callable[[str], Non
         routes = dict(sim.counters.by_route)
     figures = split_run(sampler.samples, sizes.rate_warmup_s)
     candles = archived_candles(log.read_text(errors="replace"))
-    if candles != archived_candles(five.log.read_text(errors="replace")):
+    unthrottled_candles = archived_candles(five.log.read_text(errors="replace"))
+    if candles != unthrottled_candles:
         raise BenchError(
             f"the throttled run archived {candles:,} candles, the unthrottled one "
-            f"{archived_candles(five.log.read_text(errors='replace')):,}: see {log}"
+            f"{unthrottled_candles:,}: see {log}"
         )
     steady = figures.steady_ok / figures.steady_s if figures.steady_s > 0 else 0.0
     by_route = ", ".join(f"{n} {r}" for r, n in sorted(routes.items()) if n)
